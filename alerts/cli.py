@@ -1,0 +1,223 @@
+"""The `newswatch` command: run, crawl --once, check-config, explain, eval.
+
+Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
+json), Scrapy's and httpx's chatter kept out, and the bot token masked in every record.
+Alerts in console mode go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
+
+log = logging.getLogger("newswatch")
+
+EXAMPLES = """examples:
+  newswatch run                               start the daemon on ./config/newswatch.yaml
+  newswatch run -c /etc/newswatch/newswatch.yaml
+  newswatch crawl --once                      one pass over all sources, then exit
+  newswatch check-config -c my.yaml           validate and print the effective config
+  newswatch explain -c my.yaml story.txt      why a story scores what it scores
+  newswatch eval -c my.yaml labels.jsonl      precision/recall/F1 per topic
+"""
+
+
+class _TokenMask(logging.Filter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                if secret in message:
+                    message = message.replace(secret, "<token>")
+                    record.msg, record.args = message, None
+            if record.exc_info and record.exc_info[1] is not None:
+                text = logging.Formatter().formatException(record.exc_info)
+                for secret in self.secrets:
+                    text = text.replace(secret, "<token>")
+                record.exc_text = text
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str, token: str | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_TokenMask([token] if token else []))
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("scrapy", "twisted", "httpx", "httpcore", "telegram", "apscheduler", "asyncio", "charset_normalizer", "trafilatura", "htmldate"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy in ("scrapy", "twisted") else logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def _config(args: argparse.Namespace) -> NewswatchConfig:
+    return load_config(args.config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from alerts.daemon import Daemon
+
+    config = _config(args)
+    daemon = Daemon(config, token=args.token)
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from alerts.daemon import Daemon
+
+    if not args.once:
+        print("newswatch crawl: only --once is supported; use `newswatch run` for the daemon", file=sys.stderr)
+        return 2
+    config = _config(args)
+    daemon = Daemon(config, token=args.token)
+    report = asyncio.run(daemon.run_once())
+    c = report.crawl
+    print(f"sources: {c.sources}  ok: {c.ok}  unchanged (304): {c.not_modified}  failed: {c.failed}")
+    print(f"stories: {c.stories_seen} seen, {c.stories_new} new; matched: {report.dispatch.matched};"
+          f" alerts queued: {report.dispatch.queued}, sent: {report.delivery.sent}")
+    for name, error in sorted(report.failures.items()):
+        print(f"  failed  {name}: {error}")
+    for story in c.new[:50]:
+        print(f"  new     [{story.source}] {story.title}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"# {config.file}: OK ({len(config.sources)} sources, {len(config.topics)} topics)")
+    print(redacted(config, args.token), end="")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from alerts.evaluation import format_explanation
+    from alerts.matcher import Matcher
+    from crawler.store import StoryStore, open_database
+
+    config = _config(args)
+    matcher = Matcher(config.topics)
+    title, text = _read_story(args.story, config)
+    result = matcher.explain(title, text)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_explanation(result))
+    return 0
+
+
+def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
+    """A story from a file or stdin (first line title, rest text) or from the store by URL/id."""
+    if source != "-" and not Path(source).exists():
+        from crawler.store import StoryStore, open_database
+
+        if config.database_path.exists():
+            stored = StoryStore(open_database(config.database_path)).find(source)
+            if stored:
+                return stored.story.title, stored.story.text
+        raise SystemExit(f"newswatch explain: {source}: no such file, and no stored story with that URL or id")
+    raw = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+    title, _, text = raw.strip().partition("\n")
+    return title.strip(), text.strip()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from alerts.evaluation import evaluate, format_eval_report, load_labels
+    from alerts.matcher import Matcher
+
+    config = _config(args)
+    rows = load_labels(args.labels)
+    result = evaluate(Matcher(config.topics), rows)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print(format_eval_report(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newswatch", description="Watch news sources and alert Telegram chats about matching stories.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $NEWSWATCH_CONFIG, ./config/newswatch.yaml, "
+                        "./newswatch.yaml, else the built-in one)")
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--log-format", default="text", choices=["text", "json"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon", epilog="example: newswatch run -c config/newswatch.yaml",
+                       description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("crawl", parents=[common], help="one pass over all sources, then exit",
+                       epilog="example: newswatch crawl --once", description="Fetch every source once, store, match, deliver, print a summary.")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.set_defaults(func=cmd_crawl)
+    p = sub.add_parser("check-config", parents=[common], help="validate the config and print it with secrets hidden",
+                       epilog="example: newswatch check-config -c config/newswatch.yaml")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("explain", parents=[common], help="show how a story scores against each topic",
+                       epilog="examples:\n  newswatch explain story.txt\n  echo 'Title\\nBody' | newswatch explain -\n"
+                              "  newswatch explain https://example.com/stored-story-url --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="STORY is a text file (first line title, the rest body), '-' for stdin, or the URL or id of a stored story.")
+    p.add_argument("story", nargs="?", default="-", metavar="STORY")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("eval", parents=[common], help="precision/recall/F1 of the topics on labelled stories",
+                       epilog="example: newswatch eval -c config/newswatch.yaml labels.jsonl --json",
+                       description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.")
+    p.add_argument("labels", metavar="LABELS.jsonl")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.token = telegram_token()
+    except ConfigError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, args.log_format, args.token)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"newswatch: the config has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The long-running daemon: wires config, crawler, dispatcher, notifier and bot in one loop.
+
+Data flows one way: APScheduler marks each source due at its interval -> the crawl task
+fetches every due source in one Scrapy crawl and stores new stories -> the dispatch task
+scores them and queues alerts in the outbox -> the notify task delivers them. Each stage
+wakes the next with an event, and each picks up from the database after a restart, so a
+crash at any point loses and repeats nothing. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TextIO
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from alerts.bot import BotCommands
+from alerts.config import NewswatchConfig
+from alerts.dispatch import Dispatcher, DispatchSummary
+from alerts.matcher import Matcher
+from alerts.notifier import ConsoleSink, DeliverySummary, Notifier
+from alerts.outbox import Outbox
+from alerts.subscriptions import Subscriptions
+from crawler.clock import Clock, SystemClock
+from crawler.fetch import Crawler, CrawlSummary, OutcomeRecorder
+from crawler.sources import SourceConfig
+from crawler.store import StoryStore, open_database
+
+log = logging.getLogger("newswatch")
+
+STARTUP_SPREAD = 5.0  # seconds over which the first polls are spread
+
+
+@dataclass
+class CycleReport:
+    crawl: CrawlSummary
+    dispatch: DispatchSummary
+    delivery: DeliverySummary
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, config: NewswatchConfig, *, token: str | None, clock: Clock | None = None,
+                 console: TextIO | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.token = token
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.conn = open_database(config.database_path)
+        self.store = StoryStore(self.conn)
+        self.subscriptions = Subscriptions(self.conn)
+        self.outbox = Outbox(self.conn)
+        self.matcher = Matcher(config.topics)
+        self.sources = [s for s in config.sources if s.enabled]
+        self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
+                                     console=token is None)
+        self.application = None
+        telegram_sink = None
+        if token:
+            from alerts.telegram import TelegramSink, build_application
+
+            self.application = build_application(token, config.telegram)
+            telegram_sink = TelegramSink(self.application)
+        self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
+                                 ConsoleSink(console or sys.stdout), rng=self.rng)
+        self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng)
+        self.crawler = Crawler(config.crawler, self.recorder)
+        self._due: set[str] = set()
+        self._due_event = asyncio.Event()
+        self._dispatch_event = asyncio.Event()
+        self._notify_event = asyncio.Event()
+
+    # -- one pass (newswatch crawl --once) -------------------------------------------------------
+    async def run_once(self) -> CycleReport:
+        if self.application:
+            await self.application.initialize()
+        try:
+            crawl = await self.crawler.crawl(self._fetchable(self.sources))
+            dispatch = self.dispatcher.run()
+            delivery = await self.notifier.deliver_due()
+        finally:
+            if self.application:
+                await self.application.shutdown()
+        return CycleReport(crawl, dispatch, delivery, crawl.failures)
+
+    # -- the daemon -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
+        log.info("newswatch starting: %d sources, topics %s, database %s, alerts to %s",
+                 len(self.sources), ", ".join(self.matcher.topics), self.config.database_path, mode)
+        if self.application:
+            await self._start_bot(stop)
+            if stop.is_set():
+                return
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        now = self.clock.now()
+        for source in self.sources:
+            first = now + timedelta(seconds=self.rng.uniform(0, min(STARTUP_SPREAD, source.interval)))
+            scheduler.add_job(
+                self._mark_due, IntervalTrigger(seconds=source.interval), args=[source.name],
+                id=f"source:{source.name}", next_run_time=first, coalesce=True, max_instances=1,
+                misfire_grace_time=max(1, source.interval // 2),
+            )
+        scheduler.start()
+        tasks = [
+            asyncio.create_task(self._crawl_loop(), name="crawl"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._notify_loop(), name="notify"),
+        ]
+        self._dispatch_event.set()  # catch up on anything stored before a restart
+        self._notify_event.set()
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception():
+                log.error("task %s died: %r", task.get_name(), task.exception())
+        log.info("newswatch stopping")
+        scheduler.shutdown(wait=False)
+        for task in [stopper, *tasks]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        await self._stop_bot()
+        self.conn.close()
+        log.info("newswatch stopped")
+
+    async def _start_bot(self, stop: asyncio.Event) -> None:
+        assert self.application is not None
+        commands = BotCommands(self.subscriptions, {n: t.description for n, t in self.config.topics.items()}, self.clock)
+        commands.install(self.application)
+        delay = 2.0
+        while not stop.is_set():
+            try:
+                await self.application.initialize()
+                break
+            except Exception as exc:  # Telegram unreachable at start-up: keep trying, say why
+                log.error("cannot reach the Telegram Bot API at %s: %s: %s; retrying in %.0fs",
+                          self.config.telegram.api_url, type(exc).__name__, exc, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 60)
+        if stop.is_set():
+            return
+        try:
+            await commands.publish_menu(self.application)
+        except Exception as exc:
+            log.warning("could not publish the command menu: %s", exc)
+        await self.application.start()
+        await self.application.updater.start_polling(
+            timeout=self.config.telegram.poll_timeout, drop_pending_updates=False,
+            allowed_updates=["message", "edited_message", "channel_post", "callback_query", "my_chat_member"],
+        )
+        me = self.application.bot.username
+        log.info("Telegram bot @%s is listening", me)
+
+    async def _stop_bot(self) -> None:
+        app = self.application
+        if app is None:
+            return
+        try:
+            if app.updater and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        except Exception as exc:
+            log.warning("bot shutdown: %s", exc)
+
+    async def _mark_due(self, name: str) -> None:
+        self._due.add(name)
+        self._due_event.set()
+
+    def _fetchable(self, sources: list[SourceConfig]) -> list[SourceConfig]:
+        now = self.clock.now()
+        out = []
+        for source in sources:
+            state = self.store.fetch_state(source.name)
+            if state.not_before and state.not_before > now:
+                continue
+            out.append(source)
+        return out
+
+    def _stories_stored(self, source: str, stories: list) -> None:
+        self._dispatch_event.set()
+
+    async def _crawl_loop(self) -> None:
+        by_name = {s.name: s for s in self.sources}
+        while True:
+            await self._due_event.wait()
+            self._due_event.clear()
+            names, self._due = self._due, set()
+            batch = self._fetchable([by_name[n] for n in sorted(names) if n in by_name])
+            if not batch:
+                continue
+            try:
+                summary = await self.crawler.crawl(batch)
+            except Exception:
+                log.exception("crawl of %d sources failed", len(batch))
+                continue
+            log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen, %.1fs",
+                     summary.sources, summary.ok, summary.not_modified, summary.failed,
+                     summary.stories_new, summary.stories_seen, summary.seconds)
+            self._dispatch_event.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._dispatch_event.wait()
+            self._dispatch_event.clear()
+            try:
+                summary = self.dispatcher.run()
+            except Exception:
+                log.exception("matching new stories failed; will retry on the next batch")
+                await asyncio.sleep(1)
+                continue
+            if summary.queued:
+                log.info("matched %d of %d new stories; %d alerts queued", summary.matched, summary.stories, summary.queued)
+                self._notify_event.set()
+
+    async def _notify_loop(self) -> None:
+        while True:
+            try:
+                await self.notifier.deliver_due()
+            except Exception:
+                log.exception("delivering alerts failed; will retry")
+            next_due = self.outbox.next_due()
+            timeout = None
+            if next_due is not None:
+                timeout = max(0.05, (next_due - self.clock.now()).total_seconds())
+            try:
+                await asyncio.wait_for(self._notify_event.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._notify_event.clear()

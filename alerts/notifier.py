@@ -1,0 +1,169 @@
+"""Delivering: takes due outbox rows and hands them to a sink (Telegram or the console).
+
+The notifier runs beside the crawler as its own asyncio task, never inside a Scrapy
+pipeline. Per chat it sends strictly in outbox order; across chats it sends concurrently.
+A sink reports trouble with the exceptions below and the notifier turns each into a durable
+decision on the outbox row:
+
+    DeliveryError
+    ├── RetryLater   429 retry_after, 5xx, network errors: try again at a later time
+    ├── ChatGone     403 blocked/kicked, chat not found: deactivate the chat, drop its queue
+    ├── ChatMoved    group upgraded to a supergroup: move the chat, send again at once
+    └── Rejected     Telegram refuses this message for good: mark it failed, go on
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, TextIO
+from zoneinfo import ZoneInfo
+
+from alerts.format import AlertView, render_console
+from alerts.outbox import DROPPED, FAILED, Outbox, OutboxItem
+from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
+from crawler.clock import Clock
+from crawler.store import StoryStore
+
+log = logging.getLogger("newswatch.notifier")
+
+MAX_BACKOFF = 300.0
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class RetryLater(DeliveryError):
+    def __init__(self, seconds: float | None, reason: str, *, count_attempt: bool = True) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+        self.count_attempt = count_attempt
+
+
+class ChatGone(DeliveryError):
+    pass
+
+
+class ChatMoved(DeliveryError):
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(f"migrated to {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
+class Rejected(DeliveryError):
+    pass
+
+
+class Sink(Protocol):
+    async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None: ...
+
+
+class ConsoleSink:
+    """Prints alerts as plain text blocks (the mode without a bot token)."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+
+    async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None:
+        self.out.write(render_console(view, tz=tz) + "\n\n")
+        self.out.flush()
+        return None
+
+
+@dataclass
+class DeliverySummary:
+    sent: int = 0
+    retried: int = 0
+    dropped: int = 0
+    failed: int = 0
+
+
+class Notifier:
+    def __init__(self, outbox: Outbox, store: StoryStore, subscriptions: Subscriptions, clock: Clock,
+                 telegram: Sink | None, console: Sink, *, concurrency: int = 16,
+                 rng: random.Random | None = None, on_chat_gone: Callable[[int, str], None] | None = None) -> None:
+        self.outbox = outbox
+        self.store = store
+        self.subscriptions = subscriptions
+        self.clock = clock
+        self.telegram = telegram
+        self.console = console
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+        self.on_chat_gone = on_chat_gone
+        self.summary = DeliverySummary()
+        self.last_progress = clock.now()
+
+    async def deliver_due(self) -> DeliverySummary:
+        """Send everything that is due now, chat by chat in order; return what happened."""
+        before = DeliverySummary(**vars(self.summary))
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: OutboxItem) -> None:
+            async with semaphore:
+                await self._deliver(item)
+
+        while heads := self.outbox.due_heads(self.clock.now()):
+            await asyncio.gather(*(one(item) for item in heads))
+        return DeliverySummary(*(getattr(self.summary, f) - getattr(before, f) for f in vars(before)))
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        stored = self.store.get(item.story_id)
+        if stored is None:
+            self.outbox.finish(item.id, FAILED, "story no longer stored")
+            return
+        chat = self.subscriptions.chat(item.chat_id) if item.chat_id != CONSOLE_CHAT else None
+        if item.chat_id != CONSOLE_CHAT and (chat is None or not chat.active):
+            self.outbox.finish(item.id, DROPPED, "chat inactive")
+            self.summary.dropped += 1
+            return
+        sink = self.console if item.chat_id == CONSOLE_CHAT or self.telegram is None else self.telegram
+        story = stored.story
+        view = AlertView(
+            title=story.title, url=story.url, source=story.source, published=story.published,
+            topics=item.topics, terms=item.terms, summary=story.text,
+        )
+        tz = _zone(chat.timezone if chat else "UTC")
+        try:
+            message_id = await sink.send(item.chat_id, chat.thread_id if chat else None, view, tz)
+        except RetryLater as exc:
+            delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
+            self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
+                                   count_attempt=exc.count_attempt)
+            self.summary.retried += 1
+            log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
+        except ChatMoved as exc:
+            log.info("chat %s: moved to %s", item.chat_id, exc.new_chat_id)
+            self.subscriptions.migrate(item.chat_id, exc.new_chat_id)
+            self.outbox.migrate_chat(item.chat_id, exc.new_chat_id)
+        except ChatGone as exc:
+            self.subscriptions.deactivate(item.chat_id, str(exc))
+            dropped = self.outbox.drop_chat(item.chat_id, str(exc))
+            self.summary.dropped += dropped
+            log.warning("chat %s: deactivated (%s); %d queued alerts dropped", item.chat_id, exc, dropped)
+            if self.on_chat_gone:
+                self.on_chat_gone(item.chat_id, str(exc))
+        except Rejected as exc:
+            self.outbox.finish(item.id, FAILED, str(exc))
+            self.summary.failed += 1
+            log.error("chat %s: alert for story %s refused: %s", item.chat_id, item.story_id, exc)
+        else:
+            self.outbox.mark_sent(item.id, message_id, self.clock.now())
+            self.summary.sent += 1
+            self.last_progress = self.clock.now()
+
+    def _backoff(self, attempts: int) -> float:
+        return min(2.0 ** min(attempts, 12), MAX_BACKOFF) * self.rng.uniform(0.5, 1.5)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:  # an unknown zone name stored earlier: fall back to UTC
+        return ZoneInfo("UTC")

@@ -1,0 +1,151 @@
+"""The durable outbox: one row per (chat, story) alert, from decision to delivery.
+
+A row is written in the same transaction that records a story's matches, so a crash can
+neither lose an alert nor create it twice (`UNIQUE(chat_id, story_id)`). The notifier takes
+the oldest pending row of each chat (per-chat order), and marks it `sent`, or reschedules it
+(`not_before`) after a 429 or a network error, or ends it as `dropped`/`failed` when the chat
+is gone or Telegram refuses the message for good.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS matches (
+    story_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    score       REAL NOT NULL,
+    terms       TEXT NOT NULL,
+    matched_at  TEXT NOT NULL,
+    PRIMARY KEY (story_id, topic)
+);
+CREATE INDEX IF NOT EXISTS matches_topic_time ON matches(topic, matched_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id     INTEGER NOT NULL,
+    story_id    TEXT NOT NULL,
+    topics      TEXT NOT NULL,
+    terms       TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    not_before  TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    sent_at     TEXT,
+    message_id  INTEGER,
+    last_error  TEXT NOT NULL DEFAULT '',
+    UNIQUE (chat_id, story_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, chat_id, id);
+"""
+
+PENDING, SENT, DROPPED, FAILED = "pending", "sent", "dropped", "failed"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    chat_id: int
+    story_id: str
+    topics: tuple[tuple[str, float], ...]
+    terms: tuple[str, ...]
+    attempts: int
+    not_before: datetime
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+class Outbox:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.executescript(_SCHEMA)
+
+    # -- writing decisions (called inside the dispatcher's transaction) -----------------------
+    def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)",
+            (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), _iso(at)),
+        )
+
+    def enqueue(self, chat_id: int, story_id: str, topics: Iterable[tuple[str, float]],
+                terms: Iterable[str], at: datetime) -> bool:
+        """Queue an alert; False when this chat already has (or had) this story."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO outbox (chat_id, story_id, topics, terms, created, not_before)"
+            " VALUES (?,?,?,?,?,?)",
+            (chat_id, story_id, json.dumps([[t, round(s, 2)] for t, s in topics]),
+             json.dumps(list(terms), ensure_ascii=False), _iso(at), _iso(at)),
+        )
+        return bool(cur.rowcount)
+
+    # -- delivering -----------------------------------------------------------------------------
+    def due_heads(self, now: datetime, limit: int = 200) -> list[OutboxItem]:
+        """The oldest pending item of each chat, for chats whose oldest item is due now."""
+        rows = self.conn.execute(
+            "SELECT o.* FROM outbox o JOIN (SELECT chat_id, MIN(id) AS id FROM outbox"
+            " WHERE state = 'pending' GROUP BY chat_id) h ON o.id = h.id"
+            " WHERE o.not_before <= ? ORDER BY o.id LIMIT ?",
+            (_iso(now), limit),
+        ).fetchall()
+        return [_item(r) for r in rows]
+
+    def next_due(self) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT MIN(o.not_before) FROM outbox o JOIN (SELECT chat_id, MIN(id) AS id FROM outbox"
+            " WHERE state = 'pending' GROUP BY chat_id) h ON o.id = h.id"
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def mark_sent(self, item_id: int, message_id: int | None, at: datetime) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, attempts = attempts + 1,"
+            " last_error = '' WHERE id = ?",
+            (_iso(at), message_id, item_id),
+        )
+
+    def reschedule(self, item_id: int, not_before: datetime, error: str, *, count_attempt: bool = True) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET not_before = ?, last_error = ?, attempts = attempts + ? WHERE id = ?",
+            (_iso(not_before), error[:300], 1 if count_attempt else 0, item_id),
+        )
+
+    def finish(self, item_id: int, state: str, error: str) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            (state, error[:300], item_id),
+        )
+
+    def drop_chat(self, chat_id: int, reason: str) -> int:
+        """End every pending item of a chat that cannot receive any more."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'dropped', last_error = ? WHERE chat_id = ? AND state = 'pending'",
+            (reason[:300], chat_id),
+        )
+        return cur.rowcount
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        self.conn.execute(
+            "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ? AND state = 'pending'", (new_id, old_id)
+        )
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        return {r[0]: r[1] for r in rows}
+
+    def pending_count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"], chat_id=row["chat_id"], story_id=row["story_id"],
+        topics=tuple((t, float(s)) for t, s in json.loads(row["topics"])),
+        terms=tuple(json.loads(row["terms"])), attempts=row["attempts"],
+        not_before=datetime.fromisoformat(row["not_before"]),
+    )

@@ -1,0 +1,244 @@
+"""The SQLite database file and the crawler's tables in it: stories and per-source fetch state.
+
+`open_database()` opens (and creates) the file in WAL mode; every other module that keeps
+state in the same file (subscriptions, outbox) takes that connection in its constructor.
+`StoryStore` deduplicates stories by id, canonical URL and per-source GUID, so a story that
+is re-published, re-dated or re-linked with tracking parameters is stored once.
+All methods run on the daemon's event-loop thread; each write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from crawler.story import Story
+
+MAX_TEXT_CHARS = 50_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stories (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    source     TEXT NOT NULL,
+    guid       TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    published  TEXT NOT NULL,
+    fetched    TEXT NOT NULL,
+    language   TEXT NOT NULL DEFAULT '',
+    author     TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS stories_url ON stories(url) WHERE url != '';
+CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
+CREATE INDEX IF NOT EXISTS stories_published ON stories(published);
+CREATE TABLE IF NOT EXISTS fetch_state (
+    source         TEXT PRIMARY KEY,
+    etag           TEXT,
+    last_modified  TEXT,
+    last_attempt   TEXT,
+    last_success   TEXT,
+    last_status    INTEGER,
+    last_error     TEXT NOT NULL DEFAULT '',
+    failures       INTEGER NOT NULL DEFAULT 0,
+    not_before     TEXT,
+    stories_total  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def open_database(path: str | Path) -> sqlite3.Connection:
+    """Open the database file, creating it and the crawler's tables if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class transaction:
+    """`with transaction(conn):` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+@dataclass(frozen=True)
+class FetchState:
+    source: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_status: int | None = None
+    last_error: str = ""
+    failures: int = 0
+    not_before: datetime | None = None
+    stories_total: int = 0
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat() if dt else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class StoredStory:
+    seq: int
+    story: Story
+    fetched: datetime
+
+
+class StoryStore:
+    """Stories and fetch state, on a connection from `open_database()`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # -- stories ---------------------------------------------------------------------------
+    def add_stories(self, stories: Iterable[Story], fetched: datetime) -> list[Story]:
+        """Insert the stories not seen before (in one transaction); return the new ones."""
+        with transaction(self.conn) as conn:
+            return _insert_new(conn, stories, fetched)
+
+    def known_urls(self, urls: Iterable[str]) -> set[str]:
+        """Those of `urls` already stored (to skip fetching articles we have)."""
+        urls = list(urls)
+        found: set[str] = set()
+        for i in range(0, len(urls), 500):
+            chunk = urls[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT url FROM stories WHERE url IN ({marks})", chunk))
+        return found
+
+    def stories_after(self, seq: int, limit: int = 500) -> list[StoredStory]:
+        rows = self.conn.execute(
+            "SELECT * FROM stories WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        return [_row_story(r) for r in rows]
+
+    def get(self, story_id: str) -> StoredStory | None:
+        row = self.conn.execute("SELECT * FROM stories WHERE id = ?", (story_id,)).fetchone()
+        return _row_story(row) if row else None
+
+    def find(self, key: str) -> StoredStory | None:
+        """A story by id or URL."""
+        row = self.conn.execute(
+            "SELECT * FROM stories WHERE id = ? OR url = ? ORDER BY seq LIMIT 1", (key, key)
+        ).fetchone()
+        return _row_story(row) if row else None
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
+
+    # -- fetch state -------------------------------------------------------------------------
+    def fetch_state(self, source: str) -> FetchState:
+        row = self.conn.execute("SELECT * FROM fetch_state WHERE source = ?", (source,)).fetchone()
+        if row is None:
+            return FetchState(source)
+        return FetchState(
+            source=row["source"], etag=row["etag"], last_modified=row["last_modified"],
+            last_attempt=_dt(row["last_attempt"]), last_success=_dt(row["last_success"]),
+            last_status=row["last_status"], last_error=row["last_error"], failures=row["failures"],
+            not_before=_dt(row["not_before"]), stories_total=row["stories_total"],
+        )
+
+    def all_fetch_states(self) -> dict[str, FetchState]:
+        names = [r[0] for r in self.conn.execute("SELECT source FROM fetch_state")]
+        return {name: self.fetch_state(name) for name in names}
+
+    def record_success(
+        self, source: str, *, at: datetime, status: int, etag: str | None, last_modified: str | None,
+        stories: Iterable[Story], not_before: datetime | None = None, note: str = "",
+    ) -> list[Story]:
+        """Store a successful fetch's stories and its validators in one transaction."""
+        with transaction(self.conn) as conn:
+            new = _insert_new(conn, stories, at)
+            conn.execute(
+                "INSERT INTO fetch_state (source, etag, last_modified, last_attempt, last_success,"
+                " last_status, last_error, failures, not_before, stories_total)"
+                " VALUES (?,?,?,?,?,?,?,0,?,?)"
+                " ON CONFLICT(source) DO UPDATE SET"
+                " etag = COALESCE(excluded.etag, etag),"
+                " last_modified = COALESCE(excluded.last_modified, last_modified),"
+                " last_attempt = excluded.last_attempt, last_success = excluded.last_success,"
+                " last_status = excluded.last_status, last_error = excluded.last_error, failures = 0,"
+                " not_before = excluded.not_before, stories_total = stories_total + ?",
+                (source, etag, last_modified, _iso(at), _iso(at), status, note, _iso(not_before), len(new), len(new)),
+            )
+        return new
+
+    def record_failure(self, source: str, *, at: datetime, status: int | None, error: str, not_before: datetime | None) -> int:
+        """Count one more consecutive failure; return the new count."""
+        with transaction(self.conn) as conn:
+            conn.execute(
+                "INSERT INTO fetch_state (source, last_attempt, last_status, last_error, failures, not_before)"
+                " VALUES (?,?,?,?,1,?)"
+                " ON CONFLICT(source) DO UPDATE SET last_attempt = excluded.last_attempt,"
+                " last_status = excluded.last_status, last_error = excluded.last_error,"
+                " failures = failures + 1, not_before = excluded.not_before",
+                (source, _iso(at), status, error[:500], _iso(not_before)),
+            )
+            return conn.execute("SELECT failures FROM fetch_state WHERE source = ?", (source,)).fetchone()[0]
+
+    # -- meta --------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str = "") -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def _row_story(row: sqlite3.Row) -> StoredStory:
+    story = Story(
+        id=row["id"], source=row["source"], url=row["url"], title=row["title"], text=row["text"],
+        published=datetime.fromisoformat(row["published"]), guid=row["guid"],
+        language=row["language"], author=row["author"],
+    )
+    return StoredStory(seq=row["seq"], story=story, fetched=datetime.fromisoformat(row["fetched"]))
+
+
+def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime) -> list[Story]:
+    new: list[Story] = []
+    for story in stories:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
+            " fetched, language, author) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                story.id, story.source, story.guid, story.url, story.title,
+                story.text[:MAX_TEXT_CHARS], _iso(story.published), _iso(fetched),
+                story.language, story.author,
+            ),
+        )
+        if cur.rowcount:
+            new.append(story)
+    return new

@@ -1,0 +1,112 @@
+"""Shared pieces of the end-to-end tests: local servers, a config writer, the daemon process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fakes.bot_api import FakeBotAPI
+from tests.fakes.feed_server import FeedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456789:AAE2e-Test-Token-Never-Logged_x9"
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedServer]:
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def bot_api() -> Iterator[FakeBotAPI]:
+    with FakeBotAPI(token=TOKEN) as fake:
+        yield fake
+
+
+def shipped_topics() -> dict:
+    return yaml.safe_load((ROOT / "config" / "newswatch.yaml").read_text("utf-8"))["topics"]
+
+
+def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = None, **extra) -> Path:
+    """A config using the shipped topics, the given sources and a database in tmp_path."""
+    data: dict = {"storage": {"path": "newswatch.db"}, "sources": sources, "topics": shipped_topics()}
+    if api_url:
+        data["telegram"] = {"api_url": api_url, "poll_timeout": 1, "admins": [1001]}
+    data.update(extra)
+    path = tmp_path / "newswatch.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return path
+
+
+class DaemonProcess:
+    """`newswatch run` in a subprocess, as a user starts it; its output kept in files."""
+
+    def __init__(self, config: Path, *, token: str | None, log_dir: Path) -> None:
+        self.config = config
+        self.token = token
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self) -> DaemonProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+        if self.token:
+            env["NEWSWATCH_TELEGRAM_TOKEN"] = self.token
+        self.runs += 1
+        self.stdout = open(self.log_dir / f"daemon-{self.runs}.out", "w")
+        self.stderr = open(self.log_dir / f"daemon-{self.runs}.err", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alerts.cli", "run", "-c", str(self.config), "--log-level", "DEBUG"],
+            cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr,
+        )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.stdout.close()
+        self.stderr.close()
+        return code
+
+    def output(self) -> str:
+        return "".join((self.log_dir / f"daemon-{i}.{ext}").read_text() for i in range(1, self.runs + 1) for ext in ("out", "err"))
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def make(config: Path, token: str | None = TOKEN) -> DaemonProcess:
+        d = DaemonProcess(config, token=token, log_dir=tmp_path)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+    for d in started:
+        if d.runs:
+            assert TOKEN not in d.output(), "the bot token reached the daemon's output"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,56 @@
+"""The story store: dedup by id, canonical URL and per-source GUID; fetch state; failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from crawler.store import StoryStore, open_database
+from crawler.story import Story, story_id
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _story(source: str, url: str, guid: str, title: str = "t") -> Story:
+    return Story(id=story_id(source, url, guid), source=source, url=url, title=title, text="x",
+                 published=NOW, guid=guid)
+
+
+def test_dedup_by_url_guid_and_id(tmp_path) -> None:
+    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    first = _story("a", "https://x.com/1", "g1")
+    assert store.add_stories([first], NOW) == [first]
+    assert store.add_stories([first], NOW) == []                                  # same story
+    assert store.add_stories([_story("a", "https://x.com/1", "g-new")], NOW) == []  # GUID rewritten
+    assert store.add_stories([_story("a", "https://x.com/other", "g1")], NOW) == []  # link changed, same GUID
+    assert store.add_stories([_story("b", "https://x.com/1", "b1")], NOW) == []     # another feed, same URL
+    fresh = _story("a", "https://x.com/2", "g2")
+    assert store.add_stories([fresh], NOW) == [fresh]
+    assert store.count() == 2
+    assert [s.story.id for s in store.stories_after(0)] == [first.id, fresh.id]
+    assert store.known_urls(["https://x.com/2", "https://x.com/3"]) == {"https://x.com/2"}
+
+
+def test_story_round_trips_with_aware_dates(tmp_path) -> None:
+    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    story = _story("a", "https://x.com/1", "g1", title="북한 정상회담 <b>&</b>")
+    store.add_stories([story], NOW)
+    back = store.get(story.id)
+    assert back is not None and back.story == story and back.story.published.tzinfo is not None
+
+
+def test_fetch_state_success_then_failures(tmp_path) -> None:
+    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store.record_success("a", at=NOW, status=200, etag='"e1"', last_modified="Wed, 01 Jan 2026 00:00:00 GMT", stories=[])
+    assert store.record_failure("a", at=NOW, status=500, error="HTTP 500", not_before=NOW + timedelta(minutes=5)) == 1
+    assert store.record_failure("a", at=NOW, status=None, error="timed out", not_before=None) == 2
+    state = store.fetch_state("a")
+    assert state.failures == 2 and state.etag == '"e1"' and state.last_error == "timed out"
+    store.record_success("a", at=NOW, status=304, etag=None, last_modified=None, stories=[])
+    state = store.fetch_state("a")
+    assert state.failures == 0 and state.etag == '"e1"' and state.last_status == 304
+
+
+def test_reopening_keeps_everything(tmp_path) -> None:
+    path = tmp_path / "db.sqlite"
+    StoryStore(open_database(path)).add_stories([_story("a", "https://x.com/1", "g1")], NOW)
+    assert StoryStore(open_database(path)).count() == 1
