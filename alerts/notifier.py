@@ -25,14 +25,16 @@ from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
 from alerts.format import AlertView, render_console
-from alerts.outbox import DROPPED, FAILED, Outbox, OutboxItem
-from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
+from alerts.outbox import DROPPED, FAILED, MUTED, Outbox, OutboxItem
+from alerts.subscriptions import CONSOLE_CHAT, Chat, Subscriptions
+from alerts.timing import decide, zone
 from crawler.clock import Clock
 from crawler.store import StoryStore
 
 log = logging.getLogger("newswatch.notifier")
 
 MAX_BACKOFF = 300.0
+DIGEST_MAX_ITEMS = 50
 
 
 class DeliveryError(Exception):
@@ -63,6 +65,9 @@ class Rejected(DeliveryError):
 class Sink(Protocol):
     async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None: ...
 
+    async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
+                          title: str) -> int | None: ...
+
 
 class ConsoleSink:
     """Prints alerts as plain text blocks (the mode without a bot token)."""
@@ -75,6 +80,12 @@ class ConsoleSink:
         self.out.flush()
         return None
 
+    async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
+                          title: str) -> int | None:
+        self.out.write(f"== {title} ==\n" + "\n\n".join(render_console(v, tz=tz) for v in views) + "\n\n")
+        self.out.flush()
+        return None
+
 
 @dataclass
 class DeliverySummary:
@@ -82,6 +93,7 @@ class DeliverySummary:
     retried: int = 0
     dropped: int = 0
     failed: int = 0
+    muted: int = 0
 
 
 class Notifier:
@@ -114,24 +126,37 @@ class Notifier:
         return DeliverySummary(*(getattr(self.summary, f) - getattr(before, f) for f in vars(before)))
 
     async def _deliver(self, item: OutboxItem) -> None:
-        stored = self.store.get(item.story_id)
-        if stored is None:
-            self.outbox.finish(item.id, FAILED, "story no longer stored")
-            return
+        now = self.clock.now()
         chat = self.subscriptions.chat(item.chat_id) if item.chat_id != CONSOLE_CHAT else None
         if item.chat_id != CONSOLE_CHAT and (chat is None or not chat.active):
             self.outbox.finish(item.id, DROPPED, "chat inactive")
             self.summary.dropped += 1
             return
+        items = [item]
+        if chat is not None:
+            decision = decide(chat, item.created, now)
+            if decision.action == "skip":
+                self.outbox.finish(item.id, MUTED, "chat muted")
+                self.summary.muted += 1
+                return
+            if decision.action == "hold":
+                assert decision.until is not None
+                self.outbox.reschedule(item.id, decision.until, "held (quiet hours or digest)", count_attempt=False)
+                return
+            if decision.action == "digest":
+                items = self.outbox.pending_for_chat(item.chat_id, now, limit=DIGEST_MAX_ITEMS)
         sink = self.console if item.chat_id == CONSOLE_CHAT or self.telegram is None else self.telegram
-        story = stored.story
-        view = AlertView(
-            title=story.title, url=story.url, source=story.source, published=story.published,
-            topics=item.topics, terms=item.terms, summary=story.text,
-        )
-        tz = _zone(chat.timezone if chat else "UTC")
+        views = [v for v in (self._view(i) for i in items) if v is not None]
+        if not views:
+            return
+        tz = zone(chat.timezone if chat else "UTC")
+        thread_id = chat.thread_id if chat else None
+        ids = [i.id for i in items]
         try:
-            message_id = await sink.send(item.chat_id, chat.thread_id if chat else None, view, tz)
+            if len(items) == 1 and (chat is None or chat.digest == "off"):
+                message_id = await sink.send(item.chat_id, thread_id, views[0], tz)
+            else:
+                message_id = await sink.send_digest(item.chat_id, thread_id, views, tz, _digest_title(chat, len(views)))
         except RetryLater as exc:
             delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
             self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
@@ -150,20 +175,29 @@ class Notifier:
             if self.on_chat_gone:
                 self.on_chat_gone(item.chat_id, str(exc))
         except Rejected as exc:
-            self.outbox.finish(item.id, FAILED, str(exc))
-            self.summary.failed += 1
+            self.outbox.finish_many(ids, FAILED, str(exc))
+            self.summary.failed += len(ids)
             log.error("chat %s: alert for story %s refused: %s", item.chat_id, item.story_id, exc)
         else:
-            self.outbox.mark_sent(item.id, message_id, self.clock.now())
-            self.summary.sent += 1
+            self.outbox.mark_many_sent(ids, message_id, self.clock.now())
+            self.summary.sent += len(ids)
             self.last_progress = self.clock.now()
+
+    def _view(self, item: OutboxItem) -> AlertView | None:
+        stored = self.store.get(item.story_id)
+        if stored is None:
+            self.outbox.finish(item.id, FAILED, "story no longer stored")
+            return None
+        story = stored.story
+        return AlertView(
+            title=story.title, url=story.url, source=story.source, published=story.published,
+            topics=item.topics, terms=item.terms, summary=story.text,
+        )
 
     def _backoff(self, attempts: int) -> float:
         return min(2.0 ** min(attempts, 12), MAX_BACKOFF) * self.rng.uniform(0.5, 1.5)
 
 
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except Exception:  # an unknown zone name stored earlier: fall back to UTC
-        return ZoneInfo("UTC")
+def _digest_title(chat: Chat | None, count: int) -> str:
+    kind = {"hourly": "Hourly digest", "daily": "Daily digest"}.get(chat.digest if chat else "off", "Held alerts")
+    return f"{kind}: {count} {'story' if count == 1 else 'stories'}"

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crawler.store import transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS matches (
     story_id    TEXT NOT NULL,
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, chat_id, id);
 """
 
-PENDING, SENT, DROPPED, FAILED = "pending", "sent", "dropped", "failed"
+PENDING, SENT, DROPPED, FAILED, MUTED = "pending", "sent", "dropped", "failed", "muted"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class OutboxItem:
     terms: tuple[str, ...]
     attempts: int
     not_before: datetime
+    created: datetime
 
 
 def _iso(dt: datetime) -> str:
@@ -94,6 +97,23 @@ class Outbox:
             (_iso(now), limit),
         ).fetchall()
         return [_item(r) for r in rows]
+
+    def pending_for_chat(self, chat_id: int, created_before: datetime, limit: int = 500) -> list[OutboxItem]:
+        rows = self.conn.execute(
+            "SELECT * FROM outbox WHERE chat_id = ? AND state = 'pending' AND created <= ? ORDER BY id LIMIT ?",
+            (chat_id, _iso(created_before), limit),
+        ).fetchall()
+        return [_item(r) for r in rows]
+
+    def mark_many_sent(self, item_ids: list[int], message_id: int | None, at: datetime) -> None:
+        with transaction(self.conn):
+            for item_id in item_ids:
+                self.mark_sent(item_id, message_id, at)
+
+    def finish_many(self, item_ids: list[int], state: str, error: str) -> None:
+        with transaction(self.conn):
+            for item_id in item_ids:
+                self.finish(item_id, state, error)
 
     def next_due(self) -> datetime | None:
         row = self.conn.execute(
@@ -148,4 +168,5 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         topics=tuple((t, float(s)) for t, s in json.loads(row["topics"])),
         terms=tuple(json.loads(row["terms"])), attempts=row["attempts"],
         not_before=datetime.fromisoformat(row["not_before"]),
+        created=datetime.fromisoformat(row["created"]),
     )
