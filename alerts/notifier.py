@@ -2,6 +2,8 @@
 
 The notifier runs beside the crawler as its own asyncio task, never inside a Scrapy
 pipeline. Per chat it sends strictly in outbox order; across chats it sends concurrently.
+An optional `DeliveryObserver` (the daemon's metrics) is told of every outcome, and
+`stuck()` says whether delivery has stopped making progress (for `/healthz`).
 A sink reports trouble with the exceptions below and the notifier turns each into a durable
 decision on the outbox row:
 
@@ -20,7 +22,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
@@ -42,10 +44,11 @@ class DeliveryError(Exception):
 
 
 class RetryLater(DeliveryError):
-    def __init__(self, seconds: float | None, reason: str, *, count_attempt: bool = True) -> None:
+    def __init__(self, seconds: float | None, reason: str, *, count_attempt: bool = True, flood: bool = False) -> None:
         super().__init__(reason)
         self.seconds = seconds
         self.count_attempt = count_attempt
+        self.flood = flood  # Telegram's flood control (429): the service works, we are too fast
 
 
 class ChatGone(DeliveryError):
@@ -87,6 +90,12 @@ class ConsoleSink:
         return None
 
 
+class DeliveryObserver(Protocol):
+    def delivery(self, outcome: str, chat_id: int, count: int) -> None:
+        """`count` alerts of `chat_id` ended as `outcome`: sent, retried, flood (a 429),
+        failed, dropped, muted or moved."""
+
+
 @dataclass
 class DeliverySummary:
     sent: int = 0
@@ -98,8 +107,9 @@ class DeliverySummary:
 
 class Notifier:
     def __init__(self, outbox: Outbox, store: StoryStore, subscriptions: Subscriptions, clock: Clock,
-                 telegram: Sink | None, console: Sink, *, concurrency: int = 16,
-                 rng: random.Random | None = None, on_chat_gone: Callable[[int, str], None] | None = None) -> None:
+                 telegram: Sink | None, console: Sink, *, concurrency: int = 4,
+                 rng: random.Random | None = None, on_chat_gone: Callable[[int, str], None] | None = None,
+                 observer: DeliveryObserver | None = None) -> None:
         self.outbox = outbox
         self.store = store
         self.subscriptions = subscriptions
@@ -111,18 +121,44 @@ class Notifier:
         self.on_chat_gone = on_chat_gone
         self.summary = DeliverySummary()
         self.last_progress = clock.now()
+        self.observer = observer
+        self.in_flight: dict[int, datetime] = {}  # outbox id -> when its send started
+        self.failing_since: datetime | None = None  # first failed send since the last success
+
+    def stuck(self, after: float) -> str:
+        """Why delivery is stuck ("" when it is not): a send has been in flight, or sends have
+        kept failing (Telegram unreachable, token refused), for more than `after` seconds."""
+        now = self.clock.now()
+        if self.in_flight:
+            age = (now - min(self.in_flight.values())).total_seconds()
+            if age > after:
+                return f"a send has been waiting for an answer for {age:.0f}s"
+        if self.failing_since is not None:
+            age = (now - self.failing_since).total_seconds()
+            if age > after:
+                return f"sends have been failing for {age:.0f}s"
+        return ""
+
+    def _tell(self, outcome: str, chat_id: int, count: int = 1) -> None:
+        if self.observer is not None and count:
+            self.observer.delivery(outcome, chat_id, count)
 
     async def deliver_due(self) -> DeliverySummary:
         """Send everything that is due now, chat by chat in order; return what happened."""
         before = DeliverySummary(**vars(self.summary))
         semaphore = asyncio.Semaphore(self.concurrency)
 
-        async def one(item: OutboxItem) -> None:
-            async with semaphore:
-                await self._deliver(item)
+        async def drain(chat_id: int) -> None:
+            # Strictly in order within a chat; chats proceed independently of each other.
+            while True:
+                async with semaphore:
+                    item = self.outbox.head(chat_id, self.clock.now())
+                    if item is None:
+                        return
+                    await self._deliver(item)
 
         while heads := self.outbox.due_heads(self.clock.now()):
-            await asyncio.gather(*(one(item) for item in heads))
+            await asyncio.gather(*(drain(item.chat_id) for item in heads))
         return DeliverySummary(*(getattr(self.summary, f) - getattr(before, f) for f in vars(before)))
 
     async def _deliver(self, item: OutboxItem) -> None:
@@ -131,6 +167,7 @@ class Notifier:
         if item.chat_id != CONSOLE_CHAT and (chat is None or not chat.active):
             self.outbox.finish(item.id, DROPPED, "chat inactive")
             self.summary.dropped += 1
+            self._tell("dropped", item.chat_id)
             return
         items = [item]
         if chat is not None:
@@ -138,6 +175,7 @@ class Notifier:
             if decision.action == "skip":
                 self.outbox.finish(item.id, MUTED, "chat muted")
                 self.summary.muted += 1
+                self._tell("muted", item.chat_id)
                 return
             if decision.action == "hold":
                 assert decision.until is not None
@@ -152,12 +190,16 @@ class Notifier:
         tz = zone(chat.timezone if chat else "UTC")
         thread_id = chat.thread_id if chat else None
         ids = [i.id for i in items]
+        started = self.in_flight[item.id] = self.clock.now()
         try:
             if len(items) == 1 and (chat is None or chat.digest == "off"):
                 message_id = await sink.send(item.chat_id, thread_id, views[0], tz)
             else:
                 message_id = await sink.send_digest(item.chat_id, thread_id, views, tz, _digest_title(chat, len(views)))
         except RetryLater as exc:
+            if not exc.flood and self.failing_since is None:
+                self.failing_since = started
+            self._tell("flood" if exc.flood else "retried", item.chat_id)
             delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
             self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
                                    count_attempt=exc.count_attempt)
@@ -165,23 +207,30 @@ class Notifier:
             log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
         except ChatMoved as exc:
             log.info("chat %s: moved to %s", item.chat_id, exc.new_chat_id)
+            self._tell("moved", item.chat_id)
             self.subscriptions.migrate(item.chat_id, exc.new_chat_id)
             self.outbox.migrate_chat(item.chat_id, exc.new_chat_id)
         except ChatGone as exc:
             self.subscriptions.deactivate(item.chat_id, str(exc))
             dropped = self.outbox.drop_chat(item.chat_id, str(exc))
             self.summary.dropped += dropped
+            self._tell("dropped", item.chat_id, dropped)
             log.warning("chat %s: deactivated (%s); %d queued alerts dropped", item.chat_id, exc, dropped)
             if self.on_chat_gone:
                 self.on_chat_gone(item.chat_id, str(exc))
         except Rejected as exc:
             self.outbox.finish_many(ids, FAILED, str(exc))
             self.summary.failed += len(ids)
+            self._tell("failed", item.chat_id, len(ids))
             log.error("chat %s: alert for story %s refused: %s", item.chat_id, item.story_id, exc)
         else:
             self.outbox.mark_many_sent(ids, message_id, self.clock.now())
             self.summary.sent += len(ids)
             self.last_progress = self.clock.now()
+            self.failing_since = None
+            self._tell("sent", item.chat_id, len(ids))
+        finally:
+            self.in_flight.pop(item.id, None)
 
     def _view(self, item: OutboxItem) -> AlertView | None:
         stored = self.store.get(item.story_id)

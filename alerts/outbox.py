@@ -98,6 +98,15 @@ class Outbox:
         ).fetchall()
         return [_item(r) for r in rows]
 
+    def head(self, chat_id: int, now: datetime) -> OutboxItem | None:
+        """The chat's oldest pending item, if it is due now."""
+        row = self.conn.execute(
+            "SELECT * FROM outbox WHERE chat_id = ? AND state = 'pending' ORDER BY id LIMIT 1", (chat_id,)
+        ).fetchone()
+        if row is None or datetime.fromisoformat(row["not_before"]) > now:
+            return None
+        return _item(row)
+
     def pending_for_chat(self, chat_id: int, created_before: datetime, limit: int = 500) -> list[OutboxItem]:
         rows = self.conn.execute(
             "SELECT * FROM outbox WHERE chat_id = ? AND state = 'pending' AND created <= ? ORDER BY id LIMIT ?",

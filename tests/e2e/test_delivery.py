@@ -45,7 +45,7 @@ class Harness:
         config = TelegramConfig(api_url=fake.api_base, overall_per_second=10_000, group_per_minute=10_000)
         self.app = build_application(fake.token, config)
         self.notifier = Notifier(self.outbox, self.store, self.subs, self.clock, TelegramSink(self.app),
-                                 ConsoleSink(open(os.devnull, "w")), concurrency=20)
+                                 ConsoleSink(open(os.devnull, "w")))
         self.seq = 0
 
     def story(self, title: str) -> Story:
