@@ -1,0 +1,468 @@
+"""The matcher: the shipped topics on typical stories, and each scoring rule on a small topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from alerts.matcher import Matcher, TopicScore
+from alerts.topics import TopicConfig, expand_optional, normalize, parse_term
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "newswatch.yaml"
+
+
+def shipped_topics() -> dict[str, TopicConfig]:
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["topics"]
+    return {name: TopicConfig.model_validate(body) for name, body in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Matcher:
+    return Matcher(shipped_topics())
+
+
+def verdicts(matcher: Matcher, title: str, text: str = "") -> dict[str, bool]:
+    return {s.topic: s.passed for s in matcher.score(title, text)}
+
+
+def topic(**overrides: object) -> TopicConfig:
+    body: dict[str, object] = {
+        "description": "test topic",
+        "threshold": 3,
+        "groups": {"main": {"weight": 3, "terms": ["summit(s)", "정상회담"]}},
+    }
+    body.update(overrides)
+    return TopicConfig.model_validate(body)
+
+
+def one(matcher: Matcher, title: str, text: str = "") -> TopicScore:
+    return matcher.score(title, text)[0]
+
+
+# -- the shipped topics -----------------------------------------------------------------------
+
+SEED_TITLE = "Kim Jong Un visits Xi Jinping in Beijing ahead of possible second summit with Trump"
+SEED_TEXT = (
+    "North Korean leader Kim Jong Un arrived in Beijing on Tuesday for talks with Chinese "
+    "President Xi Jinping, in a visit seen as preparation for a second summit with U.S. "
+    "President Donald Trump. Pyongyang is pressing for relief from international sanctions "
+    "in return for steps toward denuclearization."
+)
+
+SHIPPED_CASES = [
+    # (title, text, summit, sanctions, north-korea)
+    (SEED_TITLE, SEED_TEXT, True, True, True),
+    (
+        "G20 summit opens in Rio de Janeiro as leaders debate climate finance",
+        "Leaders of the world's largest economies gathered in Brazil for the G20 summit, with "
+        "talks on climate finance, trade and a global tax on billionaires.",
+        False,
+        False,
+        False,
+    ),
+    (
+        "EU adopts new sanctions on Russia over the war in Ukraine",
+        "The European Union agreed a fresh package of sanctions targeting Russian banks, oil "
+        "exports and the shadow fleet of tankers.",
+        False,
+        False,
+        False,
+    ),
+    (
+        "Climbers reach the summit of Everest after a week of storms",
+        "A team of climbers stood on the summit of the mountain on Sunday morning.",
+        False,
+        False,
+        False,
+    ),
+    (
+        "금융감독원, 불완전판매 은행에 기관경고 제재",
+        "금융감독원은 파생상품을 불완전판매한 은행에 기관경고와 과태료 제재를 내렸다.",
+        False,
+        False,
+        False,
+    ),
+    (
+        "한중 정상회담…이재명 대통령, 시진핑 주석과 공급망 협력 논의",
+        "이재명 대통령은 베이징에서 시진핑 중국 국가주석과 정상회담을 갖고 공급망 협력을 논의했다.",
+        True,
+        False,
+        False,
+    ),
+    (
+        "유엔 안보리, 대북제재 위반 선박 4척 추가 지정",
+        "유엔 안전보장이사회 대북제재위원회는 북한산 석탄을 불법 환적한 선박 4척을 제재 대상에 올렸다.",
+        False,
+        True,
+        True,
+    ),
+    (
+        "北朝鮮、弾道ミサイル2発を発射",
+        "北朝鮮は日本海に向けて弾道ミサイル2発を発射した。",
+        False,
+        False,
+        True,
+    ),
+    (
+        "朝鲜最高领导人金正恩会见俄罗斯外长拉夫罗夫",
+        "朝鲜最高领导人金正恩在平壤会见了到访的俄罗斯外长拉夫罗夫，双方举行会谈。",
+        True,
+        False,
+        True,
+    ),
+    (
+        "US Treasury sanctions North Korean IT workers who laundered crypto for Pyongyang",
+        "The Treasury Department sanctioned individuals accused of laundering stolen "
+        "cryptocurrency to fund North Korea's weapons programmes.",
+        False,
+        True,
+        True,
+    ),
+]
+
+
+SHIPPED_IDS = [
+    "seed-kim-xi-2019",
+    "g20-brazil",
+    "sanctions-on-russia",
+    "mountain-summit",
+    "financial-regulator-penalty",
+    "korea-china-summit-ko",
+    "unsc-ship-designation-ko",
+    "missile-launch-ja",
+    "kim-meets-lavrov-zh",
+    "it-workers-crypto",
+]
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "summit", "sanctions", "nk"), SHIPPED_CASES, ids=SHIPPED_IDS
+)
+def test_shipped_topics(
+    shipped: Matcher, title: str, text: str, summit: bool, sanctions: bool, nk: bool
+) -> None:
+    assert verdicts(shipped, title, text) == {
+        "summit": summit,
+        "sanctions": sanctions,
+        "north-korea": nk,
+    }
+
+
+def test_shipped_topic_order_and_descriptions() -> None:
+    topics = shipped_topics()
+    assert list(topics) == ["summit", "sanctions", "north-korea"]
+    assert all(t.description for t in topics.values())
+
+
+def test_seed_story_names_its_terms(shipped: Matcher) -> None:
+    summit = shipped.score(SEED_TITLE, SEED_TEXT)[0]
+    assert summit.topic == "summit"
+    assert "summit" in summit.terms
+    assert summit.score >= summit.threshold
+
+
+# -- term syntax ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "expanded"),
+    [
+        ("summit(s)", ["summit", "summits"]),
+        ("visit(s|ed|ing)", ["visit", "visits", "visited", "visiting"]),
+        ("North Korea(n)", ["North Korea", "North Korean"]),
+        ("plain", ["plain"]),
+    ],
+)
+def test_optional_parts(written: str, expanded: list[str]) -> None:
+    assert expand_optional(written) == expanded
+
+
+def test_normalize_folds_case_width_and_spaces() -> None:
+    assert normalize("ＤＰＲＫ  and\nKim") == "dprk and kim"
+
+
+def test_hyphen_reads_as_space() -> None:
+    assert normalize("Kim Jong-un") == "kim jong un"
+    assert parse_term("ship-to-ship").patterns == ("ship to ship",)
+
+
+# -- matching rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("terms", "title", "hit"),
+    [
+        (["summit"], "Summit in Singapore", True),
+        (["summit"], "Trump's summitry is unusual", False),
+        (["summit*"], "Trump's summitry is unusual", True),
+        (["summit"], "The summit's agenda", True),
+        (["summit"], "US-Korea summit.", True),
+        (["Kim"], "Kimchi exports rise", False),
+        (["Kim"], "Kim meets Putin", True),
+        (["Kim Jong Un"], "Kim Jong-un arrives", True),
+        (["ship-to-ship"], "Ship to ship transfers", True),
+        (["朝鲜"], "😀朝鲜外务省", True),
+        (["제재"], "😀 대북 제재", True),
+        (["Kim Jong Un"], "KIM JONG UN ARRIVES", True),
+        (["DPRK"], "ＤＰＲＫ statement", True),
+        (["sanction*"], "Sanctioned entities", True),
+        (["sanction*"], "Unsanctioned rally", False),
+        (["제재"], "대북제재 강화", True),
+        (["北朝鮮"], "北朝鮮による発射", True),
+        (["朝鲜"], "朝鲜外务省发表声明", True),
+        (["word:北"], '北 "한미훈련 중단하라"', True),
+        (["word:北"], "北은행가의 정체", True),
+        (["word:北"], "北京で会談", False),
+        (["word:北"], "東北地方で地震", False),
+        (["word:북"], "북, 미사일 발사", True),
+        (["word:북"], "강북 아파트값", False),
+        (["word:日"], "日 방위백서", True),
+        (["word:日"], "２０日に会談", False),
+        (["*Kim Jong Il*"], "ChairmanKim Jong Ilvisited a farm", True),
+        (["*gate"], "Watergate", True),
+        (["*gate"], "gateway", False),
+        (["re:six[- ]party"], "Six-party talks resume", True),
+        (["summit"], "summit북한", True),
+    ],
+)
+def test_term_matching(terms: list[str], title: str, hit: bool) -> None:
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": terms}})})
+    assert one(matcher, title).passed is hit
+
+
+def test_ignore_masks_a_longer_phrase() -> None:
+    matcher = Matcher(
+        {
+            "t": topic(
+                groups={"g": {"weight": 5, "terms": ["조선"]}},
+                ignore=["조선일보", "조선업"],
+            )
+        }
+    )
+    assert not one(matcher, "조선일보 단독 보도", "조선업 수주 호조").passed
+    assert one(matcher, "조선 외무성 담화").passed
+
+
+def test_nested_hit_counts_once() -> None:
+    groups = {
+        "summit": {"weight": 3, "terms": ["정상회담"]},
+        "talks": {"weight": 2, "terms": ["회담"]},
+    }
+    matcher = Matcher({"t": topic(groups=groups, threshold=100)})
+    explained = matcher.explain("", "한미 정상회담이 열렸다")["topics"]["t"]
+    assert [c["term"] for c in explained["contributions"]] == ["정상회담"]
+
+
+def test_same_words_through_two_terms_of_a_group_count_once() -> None:
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 1, "terms": ["summit", "summit*"]}})})
+    info = matcher.explain("", "the summit")["topics"]["t"]
+    assert sum(c["count"] for c in info["contributions"]) == 1
+
+
+# -- scoring rules ----------------------------------------------------------------------------
+
+
+def test_saturation_limits_repetition() -> None:
+    matcher = Matcher({"t": topic(threshold=100)})
+    once = one(matcher, "", "The summit was held.").score
+    twice = one(matcher, "", "The summit was held. The summit ended.").score
+    fifty = one(matcher, "", " ".join(["The summit was held."] * 50)).score
+    assert once < twice < fifty
+    assert fifty <= 2 * once + 1e-9
+
+
+def test_title_weighs_more_than_text() -> None:
+    matcher = Matcher({"t": topic(threshold=100)})
+    in_title = one(matcher, "Summit held", "Leaders met.").score
+    in_text = one(matcher, "Leaders met", "Summit held.").score
+    assert in_title > in_text
+
+
+def test_proximity_bonus() -> None:
+    groups = {
+        "summit": {"weight": 2, "terms": ["summit"]},
+        "korea": {"weight": 1, "terms": ["North Korea"]},
+    }
+    near = [{"groups": ["summit", "korea"], "within": 40, "bonus": 3}]
+    matcher = Matcher({"t": topic(groups=groups, near=near, threshold=100)})
+    filler = " ".join(["weather"] * 40)
+    close = one(matcher, "", f"The summit with North Korea. {filler}").score
+    far = one(matcher, "", f"The summit. {filler} North Korea.").score
+    assert close == pytest.approx(far + 3)
+    both_in_title = one(matcher, "North Korea summit", "").score
+    assert both_in_title == pytest.approx(2 * 2 + 1 * 2 + 3)
+
+
+def test_negative_terms_lower_the_score() -> None:
+    groups = {
+        "summit": {"weight": 3, "terms": ["summit"]},
+        "mountain": {"weight": -4, "terms": ["mountain", "climber(s)"]},
+    }
+    matcher = Matcher({"t": topic(groups=groups, threshold=4)})
+    assert one(matcher, "Summit talks", "").passed
+    assert not one(matcher, "Summit reached", "Climbers on the mountain.").passed
+
+
+def test_required_context() -> None:
+    groups = {
+        "summit": {"weight": 5, "terms": ["summit"]},
+        "korea": {"weight": 0.5, "terms": ["North Korea", "DPRK", "북한"]},
+    }
+    matcher = Matcher({"t": topic(groups=groups, require=["korea"])})
+    without = one(matcher, "G20 summit opens", "")
+    assert without.score >= without.threshold
+    assert not without.passed
+    assert without.missing == ("korea",)
+    assert one(matcher, "Summit on North Korea", "").passed
+    explained = matcher.explain("G20 summit opens", "")["topics"]["t"]
+    assert explained["missing"] == ["korea"] and explained["passed"] is False
+
+
+def test_require_any_of_several_groups() -> None:
+    groups = {
+        "summit": {"weight": 5, "terms": ["summit"]},
+        "north": {"weight": 0, "terms": ["Pyongyang"]},
+        "south": {"weight": 0, "terms": ["Seoul"]},
+    }
+    matcher = Matcher({"t": topic(groups=groups, require=[["north", "south"]])})
+    assert one(matcher, "Summit in Seoul").passed
+    assert one(matcher, "Summit in Pyongyang").passed
+    assert not one(matcher, "Summit in Rome").passed
+
+
+def test_score_order_follows_config_and_topics_property() -> None:
+    matcher = Matcher({"b": topic(), "a": topic()})
+    assert matcher.topics == ["b", "a"]
+    assert [s.topic for s in matcher.score("summit", "")] == ["b", "a"]
+
+
+def test_explain_lists_contributions() -> None:
+    matcher = Matcher({"t": topic()})
+    info = matcher.explain("Summit", "the summit and summits")["topics"]["t"]
+    rows = {(c["term"], c["where"]): c["count"] for c in info["contributions"]}
+    assert rows == {("summit(s)", "title"): 1, ("summit(s)", "text"): 2}
+    assert info["passed"] is True
+    assert info["score"] == pytest.approx(3 * 2 + 3 * 1.5)
+
+
+def test_empty_story_scores_zero() -> None:
+    matcher = Matcher({"t": topic()})
+    assert one(matcher, "", "").score == 0
+
+
+# -- configuration errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where"),
+    [
+        ({"threshold": 0}, "threshold"),
+        ({"threshold": -1}, "threshold"),
+        ({"threshold": "high"}, "threshold"),
+        ({"colour": "red"}, "colour"),
+        ({"groups": {"g": {"terms": ["re:(unclosed"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": ["ok", "re:a*"]}}}, "groups.g.terms.1"),
+        ({"groups": {"g": {"terms": ["sanc*tion"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": ["제재*"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": ["visit(s"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": [""]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": []}}}, "groups.g.terms"),
+        ({"groups": {"g": {"terms": ["a", "a"]}}}, "groups.g.terms"),
+        ({"groups": {"g": {"terms": ["a"], "weight": "heavy"}}}, "groups.g.weight"),
+        ({"groups": {"g": {"terms": ["a"], "colour": 1}}}, "groups.g.colour"),
+        ({"groups": {}}, "groups"),
+        ({"require": ["nowhere"]}, "require"),
+        ({"near": [{"groups": ["main", "nowhere"], "bonus": 1}]}, "near"),
+        ({"near": [{"groups": ["main", "main"], "bonus": 0}]}, "near.0.bonus"),
+    ],
+)
+def test_bad_config_is_an_error(overrides: dict[str, object], where: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        topic(**overrides)
+    locations = {".".join(str(p) for p in error["loc"]) for error in caught.value.errors()}
+    assert where in locations
+
+
+def test_bad_regex_message_is_clear() -> None:
+    with pytest.raises(ValidationError, match="does not compile"):
+        topic(groups={"g": {"terms": ["re:(unclosed"]}})
+
+
+def test_matcher_needs_a_topic() -> None:
+    with pytest.raises(ValueError):
+        Matcher({})
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def test_evaluate_counts_and_skips_unsure() -> None:
+    from alerts.evaluation import evaluate, format_eval_report
+
+    matcher = Matcher({"t": topic(), "u": topic()})
+    rows = [
+        {"id": "1", "title": "Summit opens", "text": "", "t": 1},  # tp
+        {"id": "2", "title": "Summit opens", "text": "", "t": 0},  # fp
+        {"id": "3", "title": "Weather", "text": "", "t": 1},  # fn
+        {"id": "4", "title": "Weather", "text": "", "t": 0},  # tn
+        {"id": "5", "title": "Summit opens", "text": "", "t": 0, "unsure": True},
+    ]
+    result = evaluate(matcher, rows)
+    assert set(result["topics"]) == {"t"}  # "u" has no labels in the rows
+    assert result["topics"]["t"] == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "tp": 1,
+        "fp": 1,
+        "fn": 1,
+        "positives": 2,
+    }
+    assert result["skipped_unsure"] == 1 and result["stories"] == 4
+    assert [e["id"] for e in result["false_positives"]["t"]] == ["2"]
+    assert [e["id"] for e in result["false_negatives"]["t"]] == ["3"]
+    report = format_eval_report(result)
+    assert "precision" in report and "Weather" in report
+
+
+def test_load_labels_reports_file_and_line(tmp_path: Path) -> None:
+    from alerts.evaluation import LabelFileError, load_labels
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"title": "a", "t": 1}\n\n{"title": "b", "text": "x", "t": 0}\n', "utf-8")
+    assert [r["title"] for r in load_labels(good)] == ["a", "b"]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "a"}\n{"title": \n', "utf-8")
+    with pytest.raises(LabelFileError, match=r"bad\.jsonl:2: not valid JSON"):
+        load_labels(bad)
+    no_title = tmp_path / "no_title.jsonl"
+    no_title.write_text('{"text": "a"}\n', "utf-8")
+    with pytest.raises(LabelFileError, match=r"no_title\.jsonl:1: 'title'"):
+        load_labels(no_title)
+    with pytest.raises(LabelFileError, match="cannot open"):
+        load_labels(tmp_path / "missing.jsonl")
+
+
+def test_bad_label_value_names_the_line(tmp_path: Path) -> None:
+    from alerts.evaluation import LabelFileError, evaluate, load_labels
+
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"title": "a", "t": 1}\n{"title": "b", "t": "yes"}\n', "utf-8")
+    with pytest.raises(LabelFileError, match="line 2"):
+        evaluate(Matcher({"t": topic()}), load_labels(path))
+
+
+def test_format_explanation_is_readable() -> None:
+    from alerts.evaluation import format_explanation
+
+    groups = {
+        "summit": {"weight": 3, "terms": ["summit"]},
+        "korea": {"weight": 1, "terms": ["North Korea"]},
+    }
+    matcher = Matcher({"t": topic(groups=groups, require=["korea"])})
+    text = format_explanation(matcher.explain("G20 summit opens", ""))
+    assert "t: no" in text and "summit" in text and "missing required: korea" in text
