@@ -1,4 +1,4 @@
-"""The `newswatch` command: run, crawl --once, check-config, explain, eval.
+"""The `newswatch` command: run, crawl --once, check-config, explain, eval, stats, export, doctor.
 
 Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
 json), Scrapy's and httpx's chatter kept out, and the bot token masked in every record.
@@ -25,6 +25,9 @@ EXAMPLES = """examples:
   newswatch check-config -c my.yaml           validate and print the effective config
   newswatch explain -c my.yaml story.txt      why a story scores what it scores
   newswatch eval -c my.yaml labels.jsonl      precision/recall/F1 per topic
+  newswatch stats                             sources' health, stories per topic per day, outbox
+  newswatch export --since 7d --format csv    matched stories of the last week
+  newswatch doctor                            check config, database, sources and bot token
 """
 
 
@@ -71,7 +74,7 @@ def setup_logging(level: str, fmt: str, token: str | None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("scrapy", "twisted", "httpx", "httpcore", "telegram", "apscheduler", "asyncio", "charset_normalizer", "trafilatura", "htmldate"):
+    for noisy in ("scrapy", "twisted", "httpx", "httpcore", "telegram", "apscheduler", "asyncio", "charset_normalizer", "trafilatura", "htmldate", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR if noisy in ("scrapy", "twisted") else logging.WARNING)
     logging.captureWarnings(True)
 
@@ -95,18 +98,39 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     if not args.once:
         print("newswatch crawl: only --once is supported; use `newswatch run` for the daemon", file=sys.stderr)
         return 2
+    from alerts.progress import crawl_once
+
     config = _config(args)
-    daemon = Daemon(config, token=args.token)
-    report = asyncio.run(daemon.run_once())
-    c = report.crawl
-    print(f"sources: {c.sources}  ok: {c.ok}  unchanged (304): {c.not_modified}  failed: {c.failed}")
-    print(f"stories: {c.stories_seen} seen, {c.stories_new} new; matched: {report.dispatch.matched};"
-          f" alerts queued: {report.dispatch.queued}, sent: {report.delivery.sent}")
-    for name, error in sorted(report.failures.items()):
-        print(f"  failed  {name}: {error}")
-    for story in c.new[:50]:
-        print(f"  new     [{story.source}] {story.title}")
+    return crawl_once(Daemon(config, token=args.token), sys.stdout)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from alerts.reports import show_stats
+
+    return show_stats(_config(args), sys.stdout, days=args.days, as_json=args.json)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from alerts.reports import export
+
+    config = _config(args)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        count = export(config, out, since=args.since, fmt=args.format, topics=args.topic, with_text=args.text)
+    except ValueError as exc:
+        print(f"newswatch export: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.output:
+            out.close()
+    log.info("exported %d matched stories%s", count, f" to {args.output}" if args.output else "")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from alerts.doctor import doctor
+
+    return doctor(_config(args), args.token, sys.stdout, timeout=args.timeout)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -177,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("crawl", parents=[common], help="one pass over all sources, then exit",
-                       epilog="example: newswatch crawl --once", description="Fetch every source once, store, match, deliver, print a summary.")
+                       epilog="examples:\n  newswatch crawl --once\n  newswatch crawl --once -c /etc/newswatch/newswatch.yaml > crawl.log",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Fetch every due source once, store, match, deliver, print a summary.\n"
+                                   "On a terminal: a progress bar and tables; otherwise one line per source.\n"
+                                   "Exits 1 when every source failed.")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.set_defaults(func=cmd_crawl)
     p = sub.add_parser("check-config", parents=[common], help="validate the config and print it with secrets hidden",
@@ -197,6 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", metavar="LABELS.jsonl")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("stats", parents=[common], help="sources' health, stories per topic per day, outbox state",
+                       epilog="examples:\n  newswatch stats\n  newswatch stats --days 14\n  newswatch stats --json | jq .outbox",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read the database (safe while the daemon runs) and show each source's health,\n"
+                                   "the stories stored and matched per topic per day (UTC), and the alert outbox.")
+    p.add_argument("--days", type=int, default=7, choices=range(1, 91), metavar="N", help="days to show (default 7)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_stats)
+    p = sub.add_parser("export", parents=[common], help="export matched stories as JSON lines or CSV",
+                       epilog="examples:\n  newswatch export --since 7d > week.jsonl\n"
+                              "  newswatch export --since 2026-03-01 --format csv -o march.csv\n"
+                              "  newswatch export --since 24h --topic sanctions --text",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write every stored story that passed a topic since --since, oldest first: one JSON\n"
+                                   "object per line (id, matched_at, published, fetched, source, title, url, topics\n"
+                                   "with scores, terms), or CSV with topics as summit:8.0;sanctions:7.5.")
+    p.add_argument("--since", default="7d", help="a duration back from now (7d, 12h, 90m) or a date (2026-03-01); default 7d")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
+    p.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only this topic (repeatable)")
+    p.add_argument("--text", action="store_true", help="include each story's text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("doctor", parents=[common], help="check config, database, sources and bot token; say what is wrong",
+                       epilog="examples:\n  newswatch doctor\n  newswatch doctor -c /etc/newswatch/newswatch.yaml --timeout 5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Check the config, the database, that every enabled source answers (one GET each),\n"
+                                   "the bot token (Telegram getMe) and the http endpoint.\n"
+                                   "Exits 1 when something must be fixed.")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

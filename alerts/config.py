@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator
 
+from alerts.service_config import HttpConfig
 from alerts.topics import TopicConfig
 from crawler.sources import CrawlerConfig, SourceConfig, StorageConfig
 
@@ -38,6 +39,7 @@ class TelegramConfig(BaseModel):
     api_url: str = TELEGRAM_API
     admins: list[int] = Field(default_factory=list)
     allowed_chats: list[int] | None = None
+    allow_private_source_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     overall_per_second: float = Field(default=30, gt=0)
     group_per_minute: float = Field(default=20, gt=0)
     poll_timeout: int = Field(default=30, ge=0, le=50)
@@ -58,6 +60,7 @@ class NewswatchConfig(BaseModel):
     crawler: CrawlerConfig = Field(default_factory=CrawlerConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     topics: dict[str, TopicConfig]
+    http: HttpConfig | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: str = PrivateAttr(default="")

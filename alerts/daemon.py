@@ -24,10 +24,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from alerts.bot import BotCommands
 from alerts.config import NewswatchConfig
 from alerts.dispatch import Dispatcher, DispatchSummary
+from alerts.history import History
 from alerts.matcher import Matcher
+from alerts.metrics import Metrics
 from alerts.notifier import ConsoleSink, DeliverySummary, Notifier
 from alerts.outbox import Outbox
+from alerts.runtime_sources import RuntimeSources
 from alerts.subscriptions import Subscriptions
+from alerts.watches import Watches
 from crawler.clock import Clock, SystemClock
 from crawler.fetch import Crawler, CrawlSummary, OutcomeRecorder
 from crawler.sources import SourceConfig
@@ -58,9 +62,12 @@ class Daemon:
         self.subscriptions = Subscriptions(self.conn)
         self.outbox = Outbox(self.conn)
         self.matcher = Matcher(config.topics)
-        self.sources = [s for s in config.sources if s.enabled]
+        self.watches = Watches(self.conn)
+        self.runtime_sources = RuntimeSources(self.conn, config.sources, config.telegram.allow_private_source_networks)
+        self.sources = self.runtime_sources.enabled()
+        self.scheduler: AsyncIOScheduler | None = None
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
-                                     console=token is None)
+                                     console=token is None, watches=self.watches)
         self.application = None
         telegram_sink = None
         if token:
@@ -68,9 +75,13 @@ class Daemon:
 
             self.application = build_application(token, config.telegram)
             telegram_sink = TelegramSink(self.application)
+        self.metrics = Metrics()
         self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
-                                 ConsoleSink(console or sys.stdout), rng=self.rng)
+                                 ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics)
         self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng)
+        self.recorder.observers.append(self.metrics.fetched)
+        self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
+        self.metrics.watch(self.outbox, self.notifier)
         self.crawler = Crawler(config.crawler, self.recorder)
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
@@ -102,19 +113,21 @@ class Daemon:
         mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
         log.info("newswatch starting: %d sources, topics %s, database %s, alerts to %s",
                  len(self.sources), ", ".join(self.matcher.topics), self.config.database_path, mode)
+        http = None
+        if self.config.http is not None:
+            from alerts.http_api import start_http
+
+            http = await start_http(self.config, self.metrics, store=self.store, outbox=self.outbox,
+                                    notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources)
         if self.application:
             await self._start_bot(stop)
             if stop.is_set():
+                if http:
+                    await http.stop()
                 return
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        now = self.clock.now()
+        scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
         for source in self.sources:
-            first = now + timedelta(seconds=self.rng.uniform(0, min(STARTUP_SPREAD, source.interval)))
-            scheduler.add_job(
-                self._mark_due, IntervalTrigger(seconds=source.interval), args=[source.name],
-                id=f"source:{source.name}", next_run_time=first, coalesce=True, max_instances=1,
-                misfire_grace_time=max(1, source.interval // 2),
-            )
+            self._schedule(source)
         scheduler.start()
         tasks = [
             asyncio.create_task(self._crawl_loop(), name="crawl"),
@@ -134,12 +147,43 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
         await self._stop_bot()
+        if http:
+            await http.stop()
         self.conn.close()
         log.info("newswatch stopped")
 
+    def _schedule(self, source: SourceConfig) -> None:
+        assert self.scheduler is not None
+        first = self.clock.now() + timedelta(seconds=self.rng.uniform(0, min(STARTUP_SPREAD, source.interval)))
+        self.scheduler.add_job(
+            self._mark_due, IntervalTrigger(seconds=source.interval), args=[source.name],
+            id=f"source:{source.name}", next_run_time=first, coalesce=True, max_instances=1,
+            misfire_grace_time=max(1, source.interval // 2), replace_existing=True,
+        )
+
+    def _apply_sources(self, enabled: list[SourceConfig]) -> None:
+        """Sources were added, disabled or enabled at runtime: poll exactly `enabled` from now on."""
+        before = {s.name: s for s in self.sources}
+        after = {s.name: s for s in enabled}
+        self.sources = list(enabled)
+        if self.scheduler is None:
+            return
+        for name in before.keys() - after.keys():
+            if self.scheduler.get_job(f"source:{name}"):
+                self.scheduler.remove_job(f"source:{name}")
+            self._due.discard(name)
+        for name, source in after.items():
+            if before.get(name) != source:
+                self._schedule(source)
+        log.info("sources changed: %d polled (%s)", len(self.sources), ", ".join(sorted(after)) or "none")
+
     async def _start_bot(self, stop: asyncio.Event) -> None:
         assert self.application is not None
-        commands = BotCommands(self.subscriptions, {n: t.description for n, t in self.config.topics.items()}, self.clock)
+        commands = BotCommands(
+            config=self.config, subscriptions=self.subscriptions, watches=self.watches,
+            history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
+            outbox=self.outbox, on_sources_changed=self._apply_sources,
+        )
         commands.install(self.application)
         delay = 2.0
         while not stop.is_set():
@@ -199,11 +243,11 @@ class Daemon:
         self._dispatch_event.set()
 
     async def _crawl_loop(self) -> None:
-        by_name = {s.name: s for s in self.sources}
         while True:
             await self._due_event.wait()
             self._due_event.clear()
             names, self._due = self._due, set()
+            by_name = {s.name: s for s in self.sources}
             batch = self._fetchable([by_name[n] for n in sorted(names) if n in by_name])
             if not batch:
                 continue
@@ -215,6 +259,7 @@ class Daemon:
             log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen, %.1fs",
                      summary.sources, summary.ok, summary.not_modified, summary.failed,
                      summary.stories_new, summary.stories_seen, summary.seconds)
+            self.metrics.crawled(summary)
             self._dispatch_event.set()
 
     async def _dispatch_loop(self) -> None:
@@ -227,6 +272,7 @@ class Daemon:
                 log.exception("matching new stories failed; will retry on the next batch")
                 await asyncio.sleep(1)
                 continue
+            self.metrics.dispatched(summary)
             if summary.queued:
                 log.info("matched %d of %d new stories; %d alerts queued", summary.matched, summary.stories, summary.queued)
                 self._notify_event.set()

@@ -4,16 +4,23 @@ The dispatcher reads stories in storage order after a cursor kept in the databas
 each one, records the matches and queues outbox rows for every subscribed chat (or the
 console) whose threshold the story passes, and advances the cursor, all in one transaction
 per batch. A crash between batches loses nothing and repeats nothing.
+
+A chat's own threshold replaces the topic's in both directions (a story below the topic's
+threshold reaches a chat that lowered it), but the topic's required groups still hold.
+Each story is also scored against every chat's personal watches (one matcher over all of
+them, rebuilt when a watch is added or removed); a watch queues an alert for its own chat
+only, merged with that chat's topic hits into one alert.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from alerts.matcher import Matcher, TopicScore
 from alerts.outbox import Outbox
 from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
+from alerts.watches import Watch, Watches
 from crawler.clock import Clock
 from crawler.store import StoryStore, transaction
 
@@ -27,17 +34,19 @@ class DispatchSummary:
     stories: int = 0
     matched: int = 0
     queued: int = 0
+    topics: dict[str, int] = field(default_factory=dict)  # stories that passed each topic
 
 
 class Dispatcher:
     def __init__(self, store: StoryStore, subscriptions: Subscriptions, outbox: Outbox, matcher: Matcher,
-                 clock: Clock, *, console: bool) -> None:
+                 clock: Clock, *, console: bool, watches: Watches | None = None) -> None:
         self.store = store
         self.subscriptions = subscriptions
         self.outbox = outbox
         self.matcher = matcher
         self.clock = clock
         self.console = console
+        self.watches = watches
 
     def run(self, batch: int = 500) -> DispatchSummary:
         """Process every story stored since the last run."""
@@ -48,42 +57,53 @@ class Dispatcher:
             if not stored:
                 return summary
             now = self.clock.now()
+            watch_matcher = self.watches.matcher() if self.watches is not None else None
             with transaction(self.store.conn):
                 for item in stored:
                     story = item.story
                     scores = self.matcher.score(story.title, story.text)
                     passed = [s for s in scores if s.passed]
+                    watched = watch_matcher.score(story.title, story.text) if watch_matcher else []
                     summary.stories += 1
-                    if not passed:
-                        continue
-                    summary.matched += 1
                     for s in passed:
                         self.outbox.record_match(story.id, s.topic, s.score, s.terms, now)
-                    summary.queued += self._queue(story.id, scores, now)
+                        summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
+                    if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
+                        continue
+                    queued = self._queue(story.id, scores, watched, now)
+                    if passed or queued:
+                        summary.matched += 1
+                    summary.queued += queued
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
 
-    def _queue(self, story_id: str, scores: list[TopicScore], now) -> int:
-        by_topic = {s.topic: s for s in scores}
+    def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now) -> int:
+        by_topic = {s.topic: s for s in scores if _context_ok(s) and s.score > 0}
         passed = [s for s in scores if s.passed]
         queued = 0
-        if self.console:
+        if self.console and passed:
             terms = _terms(passed)
             queued += self.outbox.enqueue(CONSOLE_CHAT, story_id, [(s.topic, s.score) for s in passed], terms, now)
+        hits: dict[int, list[tuple[str, TopicScore]]] = {}
         for chat_id, wanted in self.subscriptions.subscribers(by_topic).items():
-            hits = []
             for topic, own_threshold in wanted.items():
                 s = by_topic[topic]
-                ok = s.passed if own_threshold is None else s.score >= own_threshold and _context_ok(s)
+                ok = s.passed if own_threshold is None else s.score >= own_threshold
                 if ok:
-                    hits.append(s)
-            if hits:
-                queued += self.outbox.enqueue(chat_id, story_id, [(s.topic, s.score) for s in hits], _terms(hits), now)
+                    hits.setdefault(chat_id, []).append((s.topic, s))
+        if watched:
+            owners = self.subscriptions.active_ids(w.chat_id for w, _ in watched)
+            for watch, s in watched:
+                if watch.chat_id in owners:
+                    hits.setdefault(watch.chat_id, []).append((watch.label, s))
+        for chat_id, chat_hits in hits.items():
+            queued += self.outbox.enqueue(chat_id, story_id, [(label, s.score) for label, s in chat_hits],
+                                          _terms([s for _, s in chat_hits]), now)
         return queued
 
 
 def _context_ok(score: TopicScore) -> bool:
-    """A chat's own threshold replaces the topic's, but the topic's required context still holds."""
-    return getattr(score, "context_ok", score.passed)
+    """A chat's own threshold replaces the topic's, but the topic's required groups still hold."""
+    return not score.missing
 
 
 def _terms(scores: list[TopicScore]) -> list[str]:

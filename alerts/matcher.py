@@ -3,16 +3,18 @@
 Pure: no I/O, no clock, no globals. A `Matcher` is compiled once from the validated topics
 (see `alerts.topics` for the syntax and the scoring rules) and then only reads.
 
-All literal terms of all topics go into one Aho-Corasick automaton pass, so the cost of a
-story hardly depends on the number of terms. English hits are kept only on word boundaries;
-Korean, Chinese and Japanese hits wherever they occur (or, for `word:` terms, where the term
-is not part of a longer word of its script). `re:` terms are searched separately, one
-regular expression each.
+All literal terms of all topics go into Aho-Corasick automata that read a text once, so the
+cost of a story hardly depends on the number of terms. English hits are kept only on word
+boundaries; Korean, Chinese and Japanese hits wherever they occur (or, for `word:` terms, where
+the term is not part of a longer word of its script). `re:` terms are searched separately, one
+regular expression each, and only in texts that contain a piece of text every match needs.
 
 Terms with Korean, Chinese or Japanese characters live in a second automaton that only runs on
-texts containing such characters, and it reads the text's UTF-16 bytes: pyahocorasick looks a
+texts containing such characters, and it reads the text's UTF-8 bytes: pyahocorasick looks a
 node's children up one by one, and hundreds of distinct first characters would otherwise make
-every character of a Korean text cost hundreds of comparisons.
+every character of a Korean text cost hundreds of comparisons; in UTF-8 all Hangul syllables
+start with one of four bytes. The other terms' automaton reads Korean, Chinese and Japanese
+text with every character it cannot contain turned into `?`, which it passes over cheaply.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ _TITLE, _TEXT = 0, 1
 _WHERE = ("title", "text")
 _MASK = -1
 
-# A kept hit while collecting: (topic, start, -end, group, label); sorting puts each topic's
-# hits in text order, the longest first among those starting together.
-_Hit = tuple[int, int, int, int, str]
+# A kept hit of one topic while collecting: (start, -end, group, label); sorting puts the hits
+# in text order, the longest first among those starting together.
+_Hit = tuple[int, int, int, str]
 # A counted hit of one group: (start, end, label).
 _Span = tuple[int, int, str]
 
@@ -148,19 +150,86 @@ def _saturated(count: int, decay: float) -> float:
     return (1.0 - decay**count) / (1.0 - decay)
 
 
-def _utf16(text: str) -> str:
-    """The UTF-16 (big-endian) bytes of `text`, as a str of code points 0-255."""
-    return text.encode("utf-16-be").decode("latin-1")
+def _text_normalizer() -> Any:
+    """`normalize`, with a shortcut for ASCII text that gives the same result in a fraction of
+    the time; the shortcut is checked against `normalize` on every ASCII character and left
+    out if the two ever disagree."""
+    table = bytearray(range(256))
+    for code in range(ord("A"), ord("Z") + 1):
+        table[code] = code + 32
+    table[ord("-")] = ord(" ")
+    for code in [*range(32), 127]:
+        table[code] = ord(" ") if chr(code) in "\t\n\r" else 0
+    fold = bytes(table)
+
+    def normalized(text: str) -> str:
+        if not text.isascii():
+            return normalize(text)
+        folded = text.encode("ascii").translate(fold)
+        if b"\x00" in folded:  # control characters: the general rules apply
+            return normalize(text)
+        while b"  " in folded:
+            folded = folded.replace(b"  ", b" ")
+        return folded.strip(b" ").decode("ascii")
+
+    probes = [chr(code) for code in range(128)]
+    probes += [f" A{c}b-{c}\t-C{c}{c} " for c in probes] + ["", " ", "  - -\r\n", "A  B"]
+    if all(normalized(probe) == normalize(probe) for probe in probes):
+        return normalized
+    return normalize
 
 
-# Characters by how often they occur in news text: English letters and marks, and the high
-# bytes of Hangul syllables in UTF-16. pyahocorasick tries a node's children in the order
-# they were added, so keys are added in this order, and a few never-matching keys are added
-# first to give frequent characters that start no term (the space) an early place at the root.
-_LATIN_ORDER = " etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
-_HANGUL_HIGH_ORDER = bytes.fromhex(
-    "c7d5acb2c8c5adc9b3bcb8d6c6b9c2c1c0bbaed1b4ccbabdb7b0beb1cdd3d0d2ced7b5d4cfafb6c3cacbc4bf"
-).decode("latin-1")
+_normalized = _text_normalizer()
+
+
+def _glued(char: str, need: int) -> bool:
+    """True when `char`, next to a hit, makes it part of a longer word of script `need`."""
+    if not char.isalnum():
+        return False
+    if need == LATIN:
+        return char < "\u1100"
+    return char.isdigit() or script(char) == need  # a `word:` term: digits glue too (20日)
+
+
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# 1 for each byte that starts a character in UTF-8.
+_UTF8_STARTS = bytes(0 if 0x80 <= b < 0xC0 else 1 for b in range(256))
+
+
+def _required_text(regex: re.Pattern[str]) -> str | None:
+    """A piece of text that every match of `regex` contains in a normalised text, to test for
+    before searching; None when none can be read off the expression.
+
+    Only ASCII characters other than i are used: in normalised text (lower case, NFKC) the only
+    character other than c.lower() that such a c matches while ignoring case would be the
+    dotless ı for i."""
+    try:
+        from re import _constants, _parser  # type: ignore[attr-defined]
+
+        items = list(_parser.parse(regex.pattern, regex.flags))
+        literal = _constants.LITERAL
+    except Exception:  # another Python's internals: search every text
+        return None
+    best = run = ""
+    for op, value in items:
+        char = chr(value) if op == literal else ""
+        if " " <= char <= "~" and char not in "iI":
+            run += char.lower()
+            continue
+        best = max(best, run, key=len)
+        run = ""
+    best = max(best, run, key=len)
+    return best or None
+
+
+# Characters by how often they occur in news text: English letters and marks (and `?`, which
+# stands for every Korean, Chinese or Japanese character when the automaton of the other terms
+# reads such a text), and the bytes that start Hangul syllables in UTF-8. pyahocorasick tries a
+# node's children in the order they were added, so keys are added in this order, and a few
+# never-matching keys are added first to give frequent characters that start no term (the
+# space) an early place at the root.
+_LATIN_ORDER = " ?etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
+_UTF8_ORDER = "\xec\xeb\xea\xed "
 _NEVER = "\uffff"
 
 
@@ -170,7 +239,7 @@ def _rank(order: str) -> Any:
 
 
 def _build(
-    keys: list[tuple[int, str]], order: str, never: int, *, wide: bool = False
+    keys: list[tuple[int, str]], order: str, never: str, nothing: int
 ) -> ahocorasick.Automaton | None:
     if not keys:
         return None
@@ -178,11 +247,31 @@ def _build(
     starts = {key[0] for _, key in keys}
     for char in order:
         if char not in starts:
-            automaton.add_word(char + (_utf16(_NEVER) if wide else _NEVER), never)
+            automaton.add_word(char + never, nothing)
     for index, key in sorted(keys, key=_rank(order)):
         automaton.add_word(key, index)
     automaton.make_automaton()
     return automaton
+
+
+def _utf8(text: str) -> str:
+    """The UTF-8 bytes of `text`, as a str of code points 0-255."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+_Target = tuple[int, int, str]
+_Variants = tuple[tuple[int, int, tuple[_Target, ...]], ...]
+# What an automaton value stands for: (length in characters, and either the boundaries to check
+# on the left and right and the one (topic, group, label) of a key that has only one, with None
+# for the variants, or 0, 0, None and the variants).
+_KeyInfo = tuple[int, int, int, _Target | None, _Variants | None]
+
+
+def _key_info(length: int, variants: _Variants) -> _KeyInfo:
+    if len(variants) == 1 and len(variants[0][2]) == 1:
+        left, right, (target,) = variants[0]
+        return length, left, right, target, None
+    return length, 0, 0, None, variants
 
 
 class Matcher:
@@ -193,7 +282,7 @@ class Matcher:
             raise ValueError("at least one topic is needed")
         self._topics: list[_Topic] = []
         table: dict[str, _Key] = {}
-        self._regexes: list[tuple[int, int, Term]] = []
+        regexes: list[tuple[int, int, Term]] = []
 
         def add(pattern: str, left: int, right: int, target: tuple[int, int, str]) -> None:
             key = table.get(pattern)
@@ -206,14 +295,14 @@ class Matcher:
             for g_index, g_name in enumerate(group_names):
                 for term in config.groups[g_name].parsed():
                     if term.kind == "regex":
-                        self._regexes.append((t_index, g_index, term))
+                        regexes.append((t_index, g_index, term))
                         continue
                     for pattern in term.patterns:
                         add(pattern, *_boundaries(term, pattern), (t_index, g_index, term.label))
             for phrase in config.ignore:
                 term = parse_term(phrase)
                 if term.kind == "regex":
-                    self._regexes.append((t_index, _MASK, term))
+                    regexes.append((t_index, _MASK, term))
                     continue
                 for pattern in term.patterns:
                     add(pattern, *_boundaries(term, pattern), (t_index, _MASK, phrase))
@@ -243,22 +332,61 @@ class Matcher:
                 )
             )
 
-        patterns = list(table)
-        self._keys = [table[p].frozen() for p in patterns]
-        never = len(self._keys)
-        self._keys.append((len(_NEVER) + 1, ()))
-        self._latin = _build(
-            [(i, p) for i, p in enumerate(patterns) if _CJK_CHAR.search(p) is None],
-            _LATIN_ORDER,
-            never,
+        self._keys: list[_KeyInfo] = []
+        latin: list[tuple[int, str]] = []
+        wide: list[tuple[int, str]] = []
+        variants: list[_Variants] = []
+        for pattern, key in table.items():
+            index = len(self._keys)
+            length, key_variants = key.frozen()
+            self._keys.append(_key_info(length, key_variants))
+            variants.append(key_variants)
+            if _CJK_CHAR.search(pattern) is None:
+                latin.append((index, pattern))
+            else:
+                wide.append((index, _utf8(pattern)))
+        never = len(self._keys)  # the value of the never-matching keys: no hit
+        self._keys.append(_key_info(0, ()))
+        self._latin = _build(latin, _LATIN_ORDER, _NEVER, never)
+        self._cjk = _build(wide, _UTF8_ORDER, _utf8(_NEVER), never)
+        # Boundaries of the other terms are all "no letter or digit next to it" (or none);
+        # otherwise their hits take the general check.
+        self._latin_words = all(
+            left in (0, LATIN) and right in (0, LATIN)
+            for i, _ in latin
+            for left, right, _ in variants[i]
         )
-        self._cjk = _build(
-            [(i, _utf16(p)) for i, p in enumerate(patterns) if _CJK_CHAR.search(p) is not None],
-            "\x00" + _HANGUL_HIGH_ORDER,
-            never,
-            wide=True,
+        # Korean, Chinese and Japanese characters (any beyond Latin-1) can be read as `?` by
+        # the automaton of the other terms when none of those contains `?` or such characters.
+        self._latin_view = all(max(p) < "\u0100" and "?" not in p for _, p in latin)
+        # Bytes that start no term: a text made of them only holds no hit.
+        firsts = {ord(p[0]) for _, p in latin if p[0] < "\u0100"}
+        self._latin_skip = bytes(b for b in range(256) if b not in firsts)
+        # The bytes that start the other terms, those that start Hangul syllables first.
+        self._cjk_firsts = tuple(
+            p.encode("latin-1")
+            for p in sorted({p[0] for _, p in wide}, key=lambda c: (c not in _UTF8_ORDER, c))
         )
-        self._masks = any(config.ignore for config in topics.values())
+        self._regexes = [
+            (t_index, g_index, term.label, term.regex, _required_text(term.regex))
+            for t_index, g_index, term in regexes
+            if term.regex is not None
+        ]
+        self._masked = [bool(config.ignore) for config in topics.values()]
+        self._display = {
+            label: display_term(label)
+            for key_variants in variants
+            for _, _, targets in key_variants
+            for _, _, label in targets
+        }
+        self._display.update((label, display_term(label)) for _, _, label, _, _ in self._regexes)
+        self._near = [
+            tuple((rule.first, rule.second, rule.within, rule.bonus) for rule in t.near)
+            for t in self._topics
+        ]
+        self._empty = [
+            TopicScore(t.name, 0.0, t.threshold, (), t.require_names) for t in self._topics
+        ]
 
     @property
     def topics(self) -> list[str]:
@@ -266,76 +394,143 @@ class Matcher:
 
     # -- scanning ---------------------------------------------------------------------------
 
-    def _scan(self, text: str) -> list[_Hit]:
-        """Every hit in normalised `text` that passes its boundary check."""
-        hits: list[_Hit] = []
+    def _scan(self, text: str) -> list[list[_Hit]]:
+        """Every hit in normalised `text` that passes its boundary check, per topic."""
+        buckets: list[list[_Hit]] = [[] for _ in self._topics]
         if not text:
-            return hits
+            return buckets
+        add = [bucket.append for bucket in buckets]
+        if text.isascii():
+            if self._latin is not None:
+                if self._latin_words:
+                    self._scan_words(text, add)
+                else:
+                    self._scan_latin(text, text, add)
+        else:
+            if self._latin is not None:
+                view: str | None = text
+                if self._latin_view:
+                    raw = text.encode("latin-1", "replace")
+                    view = raw.decode("latin-1") if raw.translate(None, self._latin_skip) else None
+                if view is not None:
+                    self._scan_latin(text, view, add)
+            if self._cjk is not None:
+                self._scan_cjk(text, add)
+        for t_index, g_index, label, regex, required in self._regexes:
+            if required is None or required in text:
+                for match in regex.finditer(text):
+                    start, end = match.span()
+                    if end > start:
+                        add[t_index]((start, -end, g_index, label))
+        return buckets
+
+    def _scan_words(self, text: str, add: list[Any]) -> None:
+        """The other terms' hits in ASCII `text`, when every boundary is a word boundary."""
+        keys = self._keys
+        alnum = _ASCII_ALNUM
+        last = len(text) - 1
+        for end, index in self._latin.iter(text):  # type: ignore[union-attr]
+            length, left, right, target, variants = keys[index]
+            start = end - length + 1
+            if variants is None:
+                if (left and start and text[start - 1] in alnum) or (
+                    right and end < last and text[end + 1] in alnum
+                ):
+                    continue
+                t_index, g_index, label = target  # type: ignore[misc]
+                add[t_index]((start, -end - 1, g_index, label))
+                continue
+            glued_left = start > 0 and text[start - 1] in alnum
+            glued_right = end < last and text[end + 1] in alnum
+            for left, right, targets in variants:
+                if (left and glued_left) or (right and glued_right):
+                    continue
+                for t_index, g_index, label in targets:
+                    add[t_index]((start, -end - 1, g_index, label))
+
+    def _scan_latin(self, text: str, view: str, add: list[Any]) -> None:
+        """The other terms' hits, found in `view` (`text`, or `text` with `?` for characters
+        no such term contains) and checked against `text`."""
         keys = self._keys
         last = len(text) - 1
-        found: Iterable[tuple[int, int]] = ()
-        if self._latin is not None:
-            found = self._latin.iter(text)
-        if self._cjk is not None and not text.isascii() and _CJK_CHAR.search(text):
-            wide = [(end >> 1, i) for end, i in self._cjk.iter(_utf16(text)) if end & 1]
-            found = [*found, *wide]
-        for end, index in found:
-            length, variants = keys[index]
+        for end, index in self._latin.iter(view):  # type: ignore[union-attr]
+            length, left, right, target, variants = keys[index]
             start = end - length + 1
             before = text[start - 1] if start > 0 else " "
             after = text[end + 1] if end < last else " "
-            for need_left, need_right, targets in variants:
-                if need_left and before.isalnum():
-                    if need_left == LATIN:
-                        if before < "\u1100":
-                            continue
-                    elif before.isdigit() or script(before) == need_left:
-                        continue  # a `word:` term: digits glue too (20日 is a date)
-                if need_right and after.isalnum():
-                    if need_right == LATIN:
-                        if after < "\u1100":
-                            continue
-                    elif after.isdigit() or script(after) == need_right:
-                        continue
+            if variants is None:
+                if (left and _glued(before, left)) or (right and _glued(after, right)):
+                    continue
+                t_index, g_index, label = target  # type: ignore[misc]
+                add[t_index]((start, -end - 1, g_index, label))
+                continue
+            for left, right, targets in variants:
+                if (left and _glued(before, left)) or (right and _glued(after, right)):
+                    continue
                 for t_index, g_index, label in targets:
-                    hits.append((t_index, start, -end - 1, g_index, label))
-        for t_index, g_index, term in self._regexes:
-            assert term.regex is not None
-            for match in term.regex.finditer(text):
-                if match.end() > match.start():
-                    hits.append((t_index, match.start(), -match.end(), g_index, term.label))
-        if self._masks:
-            hits = _apply_masks(hits)
-        return hits
+                    add[t_index]((start, -end - 1, g_index, label))
+
+    def _scan_cjk(self, text: str, add: list[Any]) -> None:
+        """The Korean, Chinese and Japanese terms' hits, found in the UTF-8 bytes of `text`."""
+        raw = text.encode("utf-8")
+        for first in self._cjk_firsts:
+            if first in raw:
+                break
+        else:
+            return
+        starts = raw.translate(_UTF8_STARTS).count
+        keys = self._keys
+        size = len(text)
+        offset = chars = 0  # bytes and characters up to the end of the last hit
+        for end, index in self._cjk.iter(raw.decode("latin-1")):  # type: ignore[union-attr]
+            end += 1
+            chars += starts(1, offset, end)
+            offset = end
+            length, left, right, target, variants = keys[index]
+            start = chars - length
+            if variants is None:
+                if (left and start > 0 and _glued(text[start - 1], left)) or (
+                    right and chars < size and _glued(text[chars], right)
+                ):
+                    continue
+                t_index, g_index, label = target  # type: ignore[misc]
+                add[t_index]((start, -chars, g_index, label))
+                continue
+            for left, right, targets in variants:
+                if left and start > 0 and _glued(text[start - 1], left):
+                    continue
+                if right and chars < size and _glued(text[chars], right):
+                    continue
+                for t_index, g_index, label in targets:
+                    add[t_index]((start, -chars, g_index, label))
 
     def _collect(self, title: str, text: str) -> list[dict[int, tuple[list[_Span], list[_Span]]]]:
         """Per topic: group -> (title spans, text spans); hits inside longer hits dropped."""
         per_topic: list[dict[int, tuple[list[_Span], list[_Span]]]] = [
             {} for _ in self._topics
         ]
+        masked = self._masked
         for where, field in ((_TITLE, title), (_TEXT, text)):
-            hits = self._scan(normalize(field))
-            if not hits:
-                continue
-            hits.sort()
-            topic_seen = last_group = -1
-            cover_start = cover_end = -1
-            found: dict[int, tuple[list[_Span], list[_Span]]] = {}
-            for t_index, start, neg_end, g_index, label in hits:
-                end = -neg_end
-                if t_index != topic_seen:
-                    topic_seen, cover_start, cover_end, last_group = t_index, -1, -1, -1
-                    found = per_topic[t_index]
-                if end <= cover_end:
-                    if start != cover_start or end != cover_end:
-                        continue  # inside a longer hit of this topic
-                    if g_index == last_group:
-                        continue  # the same words again, through another term of the group
-                cover_start, cover_end, last_group = start, end, g_index
-                slots = found.get(g_index)
-                if slots is None:
-                    slots = found[g_index] = ([], [])
-                slots[where].append((start, end, label))
+            for t_index, hits in enumerate(self._scan(_normalized(field))):
+                if not hits:
+                    continue
+                if masked[t_index]:
+                    hits = _apply_masks(hits)
+                hits.sort()
+                found = per_topic[t_index]
+                last_group = cover_start = cover_end = -1
+                for start, neg_end, g_index, label in hits:
+                    end = -neg_end
+                    if end <= cover_end:
+                        if start != cover_start or end != cover_end:
+                            continue  # inside a longer hit of this topic
+                        if g_index == last_group:
+                            continue  # the same words again, through another term of the group
+                    cover_start, cover_end, last_group = start, end, g_index
+                    slots = found.get(g_index)
+                    if slots is None:
+                        slots = found[g_index] = ([], [])
+                    slots[where].append((start, end, label))
         return per_topic
 
     # -- scoring ----------------------------------------------------------------------------
@@ -367,35 +562,61 @@ class Matcher:
             if (first[0] and second[0]) or _close(first[1], second[1], rule.within):
                 near_points.append((r_index, rule.bonus))
                 score += rule.bonus
-        if not topic.require:
-            return score, group_points, near_points, ()
-        missing = tuple(
-            name
-            for req, name in zip(topic.require, topic.require_names, strict=True)
-            if not any(g in found for g in req)
-        )
-        return score, group_points, near_points, missing
+        return score, group_points, near_points, self._missing(topic, found)
 
     def score(self, title: str, text: str) -> list[TopicScore]:
         """One `TopicScore` per topic, in configuration order."""
         results = []
-        for topic, found in zip(self._topics, self._collect(title, text), strict=True):
+        display = self._display
+        for topic, found, empty, rules in zip(
+            self._topics, self._collect(title, text), self._empty, self._near
+        ):
             if not found:
-                results.append(
-                    TopicScore(topic.name, 0.0, topic.threshold, (), topic.require_names)
-                )
+                results.append(empty)
                 continue
-            score, _, _, missing = self._score_topic(topic, found)
+            # The same sums in the same order as `_score_topic`.
+            weights, saturation, title_weight = topic.weights, topic.saturation, topic.title_weight
+            last = len(saturation) - 1
+            score = 0.0
             terms: dict[str, None] = {}
-            weights = topic.weights
             for g_index, (in_title, in_text) in found.items():
-                if weights[g_index] > 0:
-                    for _, _, label in (*in_title, *in_text):
-                        terms[display_term(label)] = None
+                weight = weights[g_index]
+                points = 0.0
+                if in_title:
+                    points = weight * title_weight
+                if in_text:
+                    count = len(in_text)
+                    points += weight * saturation[count if count < last else last]
+                score += points
+                if weight > 0:
+                    for _, _, label in in_title:
+                        terms[display[label]] = None
+                    for _, _, label in in_text:
+                        terms[display[label]] = None
+            for first_group, second_group, within, bonus in rules:
+                first = found.get(first_group)
+                if first is None:
+                    continue
+                second = found.get(second_group)
+                if second is None:
+                    continue
+                if (first[0] and second[0]) or _close(first[1], second[1], within):
+                    score += bonus
+            missing: tuple[str, ...] = ()
+            if topic.require:
+                missing = self._missing(topic, found)
             results.append(
                 TopicScore(topic.name, round(score, 4), topic.threshold, tuple(terms), missing)
             )
         return results
+
+    @staticmethod
+    def _missing(topic: _Topic, found: dict[int, Any]) -> tuple[str, ...]:
+        return tuple(
+            name
+            for req, name in zip(topic.require, topic.require_names, strict=True)
+            if not any(g in found for g in req)
+        )
 
     def passed(self, title: str, text: str) -> list[str]:
         """Names of the topics the story passes."""
@@ -463,29 +684,39 @@ class Matcher:
 
 
 def _apply_masks(hits: list[_Hit]) -> list[_Hit]:
-    """Drop the hits that lie inside an `ignore:` phrase of their topic, and the phrases."""
-    masks = [(t, s, -e) for t, s, e, g, _ in hits if g == _MASK]
+    """Drop the hits of one topic that lie inside one of its `ignore:` phrases, and the
+    phrases."""
+    masks = [(s, -e) for s, e, g, _ in hits if g == _MASK]
     if not masks:
         return hits
     return [
         hit
         for hit in hits
-        if hit[3] != _MASK
-        and not any(t == hit[0] and s <= hit[1] and -hit[2] <= e for t, s, e in masks)
+        if hit[2] != _MASK and not any(s <= hit[0] and -hit[1] <= e for s, e in masks)
     ]
 
 
 def _close(first: list[_Span], second: list[_Span], within: int) -> bool:
     """True when a span of `first` and one of `second` (both in text order) are at most
     `within` characters apart."""
+    if not first or not second:
+        return False
+    last_first, last_second = len(first) - 1, len(second) - 1
     i = j = 0
-    while i < len(first) and j < len(second):
-        a_start, a_end, _ = first[i]
-        b_start, b_end, _ = second[j]
-        if max(a_start, b_start) - min(a_end, b_end) <= within:
+    a_start, a_end, _ = first[0]
+    b_start, b_end, _ = second[0]
+    while True:
+        # max(a_start, b_start) - min(a_end, b_end)
+        gap = (a_start if a_start > b_start else b_start) - (a_end if a_end < b_end else b_end)
+        if gap <= within:
             return True
         if a_end < b_end:
+            if i == last_first:
+                return False
             i += 1
+            a_start, a_end, _ = first[i]
         else:
+            if j == last_second:
+                return False
             j += 1
-    return False
+            b_start, b_end, _ = second[j]

@@ -86,7 +86,7 @@ class TelegramSink:
                 )
         except RetryAfter as exc:
             raise RetryLater(_seconds(exc.retry_after), f"Telegram flood control: retry after {exc.retry_after}",
-                             count_attempt=False) from None
+                             count_attempt=False, flood=True) from None
         except ChatMigrated as exc:
             raise ChatMoved(exc.new_chat_id) from None
         except Forbidden as exc:

@@ -1,21 +1,30 @@
 """Fetching sources with Scrapy inside the daemon's asyncio loop.
 
 Owns the Scrapy side: the settings (one place), the feed spider, the pipeline that records
-each fetch outcome, and `Crawler`, which runs one Scrapy crawl over a batch of due sources
-and can be awaited again and again in the same process.
+each fetch outcome, and `Crawler`, which runs one Scrapy crawl per source kind over a batch
+of due sources (feeds with `FeedSpider`; sites and sitemaps with the spiders in
+`crawler.sites`) and can be awaited again and again in the same process.
 
 Scrapy runs reactorless (`TWISTED_REACTOR_ENABLED=False`) so that it shares the plain
 asyncio loop with python-telegram-bot and APScheduler; no module may import
 `twisted.internet.reactor`. The RemoteControl and telnet extensions are off.
 
-Per request: conditional GET from the stored ETag / Last-Modified (304 means unchanged and
+Per feed request: conditional GET from the stored ETag / Last-Modified (304 means unchanged and
 nothing is parsed), a total timeout, a body-size cap applied after decompression, no
 retries (the backoff in `crawler.health` decides when to try again), every status handled
 by our callback so it can be recorded.
+
+Politeness, for every kind: a User-Agent naming the project, at most `per_host` requests at
+once per host, `delay` seconds between them (AutoThrottle raises it for slow hosts),
+robots.txt obeyed for crawled pages (not for feeds, which are published to be polled),
+429/503 `Retry-After` honoured, and a failing source backed off with jitter.
+A `FetchOutcome` with `article` set is about one article page of the source; its failure
+is logged but does not count against the source.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -29,11 +38,17 @@ from scrapy.crawler import AsyncCrawlerRunner
 from crawler.clock import Clock
 from crawler.feeds import parse_feed
 from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
+from crawler.sites import ROBOTS_FORBIDDEN, ArticlePages, PageKit, SiteSpider, SitemapSpider
 from crawler.sources import CrawlerConfig, SourceConfig
 from crawler.store import StoryStore
 from crawler.story import Story
 
 log = logging.getLogger("newswatch.crawler")
+
+
+# Every status reaches our callback to be recorded, except redirects, which Scrapy follows
+# (up to REDIRECT_MAX_TIMES; a loop ends as a clear error).
+HANDLED_STATUSES = [code for code in range(200, 600) if code not in (301, 302, 303, 307, 308)]
 
 
 def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
@@ -43,7 +58,7 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
         "REMOTE_CONTROL_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "LOG_ENABLED": False,
-        "ROBOTSTXT_OBEY": False,  # feeds are published to be polled; crawled pages obey robots.txt
+        "ROBOTSTXT_OBEY": True,  # feed requests carry dont_obey_robotstxt: they are published to be polled
         "COOKIES_ENABLED": False,
         "RETRY_ENABLED": False,
         "REDIRECT_MAX_TIMES": 5,
@@ -53,7 +68,11 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
         "DOWNLOAD_WARNSIZE": 0,
         "CONCURRENT_REQUESTS": config.concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.per_host,
-        "DOWNLOAD_DELAY": 0,
+        "DOWNLOAD_DELAY": config.delay,
+        "AUTOTHROTTLE_ENABLED": config.autothrottle,
+        "AUTOTHROTTLE_START_DELAY": config.delay,
+        "AUTOTHROTTLE_MAX_DELAY": 30.0,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": 1.0,
         "HTTPCACHE_ENABLED": False,
         "STATS_DUMP": False,
         "LOGSTATS_INTERVAL": 0,
@@ -63,6 +82,10 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
             "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
         },
         "ITEM_PIPELINES": {"crawler.fetch.OutcomePipeline": 100},
+        "DOWNLOADER_MIDDLEWARES": {
+            "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+            "crawler.sites.CachedRobotsTxtMiddleware": 100,
+        },
         "EXTENSIONS": {
             "scrapy.extensions.telnet.TelnetConsole": None,
             "scrapy.extensions.logstats.LogStats": None,
@@ -85,6 +108,7 @@ class FetchOutcome:
     retry_after: float | None = None
     fresh_for: int = 0
     bytes: int = 0
+    article: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,14 +124,21 @@ class CrawlSummary:
     stories_seen: int = 0
     stories_new: int = 0
     bytes: int = 0
+    pages: int = 0
+    pages_failed: int = 0
     seconds: float = 0.0
     new: list[Story] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
 
+OutcomeObserver = Callable[[FetchOutcome, list[Story]], None]
+"""Told of every recorded outcome and the new stories it stored (metrics, progress display)."""
+
+
 class OutcomeRecorder:
     """Persists fetch outcomes: new stories and validators on success, failure counts and
-    backoff otherwise; tells `on_new_stories` right after each source's stories are stored."""
+    backoff otherwise; tells `on_new_stories` right after each source's stories are stored,
+    and each of `observers` after each outcome is recorded."""
 
     def __init__(
         self, store: StoryStore, clock: Clock, config: CrawlerConfig,
@@ -119,11 +150,24 @@ class OutcomeRecorder:
         self.config = config
         self.on_new_stories = on_new_stories
         self.rng = rng or random.Random()
+        self.observers: list[OutcomeObserver] = []
 
     def record(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
+        stored = len(summary.new)
+        self._record(outcome, summary)
+        for observer in self.observers:
+            try:
+                observer(outcome, summary.new[stored:])
+            except Exception:
+                log.exception("source %s: an outcome observer failed", outcome.source.name)
+
+    def _record(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
         now = self.clock.now()
         source = outcome.source
         summary.bytes += outcome.bytes
+        if outcome.article:
+            self._record_page(outcome, summary, now)
+            return
         if outcome.ok:
             new = self.store.record_success(
                 source.name, at=now, status=outcome.status or 0, etag=outcome.etag,
@@ -155,17 +199,41 @@ class OutcomeRecorder:
         wait = f"; next try in {delay:.0f}s" if delay else ""
         log.warning("source %s: %s (failure %d in a row%s) url=%s", source.name, outcome.error, failures, wait, source.url)
 
+    def _record_page(self, outcome: FetchOutcome, summary: CrawlSummary, now: Any) -> None:
+        """One article page: store its story; a failure is logged, not held against the source."""
+        source = outcome.source
+        if outcome.status:
+            summary.pages += 1
+        if outcome.error:
+            summary.pages_failed += 1
+            level = logging.DEBUG if outcome.error == ROBOTS_FORBIDDEN else logging.INFO
+            log.log(level, "source %s: article %s not fetched: %s", source.name, outcome.article, outcome.error)
+        elif outcome.note:
+            log.info("source %s: %s", source.name, outcome.note)
+        if not outcome.stories:
+            return
+        new = self.store.add_stories(outcome.stories, now)
+        summary.stories_seen += len(outcome.stories)
+        summary.stories_new += len(new)
+        summary.new.extend(new)
+        if new and self.on_new_stories:
+            self.on_new_stories(source.name, new)
 
-class FeedSpider(scrapy.Spider):
-    """Fetches each given feed source once and yields a `FetchOutcome` per source."""
+
+class FeedSpider(ArticlePages, scrapy.Spider):
+    """Fetches each given feed source once and yields a `FetchOutcome` per source; for
+    `full_text` sources, each new item's page is fetched and its story stored with the
+    page's whole text (with the feed's text when the page cannot be had)."""
 
     name = "feeds"
 
-    def __init__(self, sources: Sequence[SourceConfig], recorder: OutcomeRecorder, summary: CrawlSummary, **kwargs: Any) -> None:
+    def __init__(self, sources: Sequence[SourceConfig], recorder: OutcomeRecorder, summary: CrawlSummary,
+                 kit: PageKit | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sources = list(sources)
         self.recorder = recorder
         self.summary = summary
+        self.setup_pages(kit)
 
     async def start(self):
         for source in self.sources:
@@ -177,7 +245,7 @@ class FeedSpider(scrapy.Spider):
                 headers["If-Modified-Since"] = state.last_modified
             yield scrapy.Request(
                 source.url, headers=headers, callback=self.parse, errback=self.failed, dont_filter=True,
-                meta={"source": source, "handle_httpstatus_all": True},
+                meta={"source": source, "handle_httpstatus_list": HANDLED_STATUSES, "dont_obey_robotstxt": True},
             )
 
     def parse(self, response: scrapy.http.Response, **kwargs: Any):
@@ -204,11 +272,17 @@ class FeedSpider(scrapy.Spider):
         if not parsed.stories and parsed.problem:
             yield FetchOutcome(source, status=status, error=parsed.problem, bytes=len(response.body))
             return
+        stories, follow = parsed.stories, []
+        if source.full_text:
+            fresh = set(self.new_urls(source, [s.url for s in stories if s.url]))
+            follow = [s for s in stories if s.url in fresh]
+            stories = [s for s in stories if s.url not in fresh]
         yield FetchOutcome(
-            source, status=status, stories=parsed.stories, etag=etag, last_modified=last_modified,
+            source, status=status, stories=stories, etag=etag, last_modified=last_modified,
             note=parsed.problem, fresh_for=freshness_floor(headers.get(b"Cache-Control"), parsed.ttl_seconds),
             bytes=len(response.body),
         )
+        yield from self.release(source, [self.article_request(source, s.url, story=s) for s in follow])
 
     def failed(self, failure):
         request = failure.request
@@ -228,6 +302,8 @@ def describe_failure(failure: Any) -> str:
     text = str(exc).strip()
     if "maxsize" in text.lower() or "max size" in text.lower() or "exceeds" in text.lower():
         return f"response too large ({text})"
+    if "redirect" in text.lower():
+        return f"too many redirects, or a redirect loop ({text})"
     if "timeout" in name.lower() or "timed out" in text.lower():
         return f"timed out ({text or name})"
     return f"{name}: {text}" if text else name
@@ -244,7 +320,7 @@ class OutcomePipeline:
         return cls(crawler)
 
     def process_item(self, item: FetchOutcome) -> FetchOutcome:
-        spider: FeedSpider = self.crawler.spider
+        spider: Any = self.crawler.spider
         try:
             spider.recorder.record(item, spider.summary)
         except Exception:  # a storage error must not kill the crawl; it is logged once per source
@@ -253,20 +329,39 @@ class OutcomePipeline:
         return item
 
 
+STOP_TIMEOUT = 10.0
+SPIDERS: dict[str, type[scrapy.Spider]] = {"feed": FeedSpider, "site": SiteSpider, "sitemap": SitemapSpider}
+
+
 class Crawler:
-    """Runs Scrapy crawls over batches of sources, in-process, as often as needed."""
+    """Runs Scrapy crawls over batches of sources, in-process, as often as needed: one crawl
+    per source kind, the kinds side by side."""
 
     def __init__(self, config: CrawlerConfig, recorder: OutcomeRecorder) -> None:
         self.recorder = recorder
         self.runner = AsyncCrawlerRunner(scrapy_settings(config))
+        self.pages = PageKit.create(config.robots_cache)
 
     async def crawl(self, sources: Sequence[SourceConfig]) -> CrawlSummary:
         summary = CrawlSummary(sources=len(sources))
         if not sources:
             return summary
         started = time.perf_counter()
-        feeds = [s for s in sources if s.kind == "feed"]
-        if feeds:
-            await self.runner.crawl(FeedSpider, sources=feeds, recorder=self.recorder, summary=summary)
+        tasks = []
+        for kind, spider in SPIDERS.items():
+            batch = [s for s in sources if s.kind == kind]
+            if batch:
+                tasks.append(asyncio.ensure_future(self.runner.crawl(
+                    spider, sources=batch, recorder=self.recorder, summary=summary, kit=self.pages,
+                )))
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:  # the daemon is stopping: close the spiders, then stop
+            await self.runner.stop()
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            raise
+        for task in tasks:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
         summary.seconds = time.perf_counter() - started
         return summary

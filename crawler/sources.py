@@ -3,6 +3,20 @@
 Owns the pydantic models for `sources:`, `crawler:` and `storage:` and the parsing of
 durations ("90s", "5m", "1h30m" or plain seconds). The whole-file loader lives in
 `alerts.config`, which composes these models with the alerting sections.
+
+A source is one of three kinds, each with its own keys (a key of another kind is refused):
+
+- `feed`: RSS/Atom/RDF/JSON Feed at `url`; `full_text: true` also fetches each new item's
+  page for its whole text;
+- `site`: listing page(s) at `url` (one URL or a list); article links are those matching
+  the regular expression `follow`, optionally only among the elements `links` selects;
+  `depth` listing pages are read per URL, following `rel=next` (or the `next` selector);
+- `sitemap`: a sitemap or sitemap index at `url` (Google News sitemaps give title and date).
+
+Kinds that fetch article pages (site, sitemap, feed with full_text) take `selectors:
+{title, date, body}` for pages the extractor gets wrong, and `max_articles`, the most new
+articles fetched per source and pass (the rest wait for the next pass). Selectors are CSS,
+or XPath when they start with `/` or `(`.
 """
 
 from __future__ import annotations
@@ -11,7 +25,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
@@ -49,16 +63,87 @@ def check_http_url(url: str) -> str:
     return url.strip()
 
 
+def check_regex(value: str) -> str:
+    """Accept a regular expression that compiles."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def check_selector(value: str) -> str:
+    """Accept a CSS selector, or an XPath expression when it starts with `/` or `(`."""
+    from lxml import etree
+    from parsel.csstranslator import HTMLTranslator
+
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if value.startswith(("/", "(")):
+        try:
+            etree.XPath(value)
+        except etree.XPathSyntaxError as exc:
+            raise ValueError(f"not a valid XPath expression: {exc}") from None
+    else:
+        try:
+            HTMLTranslator().css_to_xpath(value)
+        except Exception as exc:  # cssselect raises several kinds of syntax errors
+            raise ValueError(f"not a valid CSS selector ({exc}); XPath must start with / or (") from None
+    return value
+
+
+class SelectorsConfig(BaseModel):
+    """Where title, date and body are on a site's article pages, when the extractor errs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str | None = None
+    date: str | None = None
+    body: str | None = None
+
+    @field_validator("title", "date", "body")
+    @classmethod
+    def _selector(cls, v: str | None) -> str | None:
+        return None if v is None else check_selector(v)
+
+
+_ONLY_FOR = {
+    "full_text": ("feed",),
+    "follow": ("site",),
+    "links": ("site",),
+    "next": ("site",),
+    "depth": ("site",),
+}
+
+
 class SourceConfig(BaseModel):
     """One thing to poll."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    url: str
-    kind: Literal["feed"] = "feed"
+    kind: Literal["feed", "site", "sitemap"] = "feed"
+    url: str | tuple[str, ...]
     interval: Duration = 600
     enabled: bool = True
+    full_text: bool = False
+    follow: str | None = None
+    links: str | None = None
+    next: str | None = None
+    depth: int = Field(default=1, ge=1, le=20)
+    selectors: SelectorsConfig | None = None
+    max_articles: int = Field(default=50, ge=1, le=1000)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The URL(s) to start from."""
+        return self.url if isinstance(self.url, tuple) else (self.url,)
+
+    @property
+    def fetches_pages(self) -> bool:
+        """Whether this source fetches article pages (and so obeys robots.txt for them)."""
+        return self.kind in ("site", "sitemap") or self.full_text
 
     @field_validator("name")
     @classmethod
@@ -69,14 +154,59 @@ class SourceConfig(BaseModel):
             )
         return v
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _url(cls, v: str) -> str:
-        return check_http_url(v)
+    def _url(cls, v: object, info: ValidationInfo) -> str | tuple[str, ...]:
+        if isinstance(v, (list, tuple)):
+            if info.data.get("kind") != "site":
+                raise ValueError("a list of URLs is only for kind: site; give one URL")
+            if not v:
+                raise ValueError("needs at least one URL")
+            return tuple(check_http_url(_text(u)) for u in v)
+        return check_http_url(_text(v))
+
+    @field_validator("full_text", "follow", "links", "next", "depth", mode="before")
+    @classmethod
+    def _kind_only(cls, v: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind", "feed")
+        kinds = _ONLY_FOR[info.field_name or ""]
+        if kind not in kinds:
+            raise ValueError(f"only for kind: {' or '.join(kinds)} sources (this one is kind: {kind})")
+        return v
+
+    @field_validator("follow")
+    @classmethod
+    def _follow(cls, v: str | None) -> str | None:
+        return None if v is None else check_regex(v)
+
+    @field_validator("links", "next")
+    @classmethod
+    def _selector(cls, v: str | None) -> str | None:
+        return None if v is None else check_selector(v)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceConfig:
+        if self.kind == "site" and not self.follow:
+            raise ValueError("follow: required for kind: site (a regular expression article URLs match)")
+        set_fields = self.model_fields_set
+        if not self.fetches_pages:
+            for key in ("selectors", "max_articles"):
+                if key in set_fields:
+                    raise ValueError(f"{key}: only for kinds that fetch article pages"
+                                     " (site, sitemap, or a feed with full_text: true)")
+        return self
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value
 
 
 class CrawlerConfig(BaseModel):
-    """How politely and how hard to fetch."""
+    """How politely and how hard to fetch: `per_host` requests at once per host, `delay`
+    seconds between them (AutoThrottle, when on, raises it for slow hosts), robots.txt kept
+    for `robots_cache` between passes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,6 +215,9 @@ class CrawlerConfig(BaseModel):
     max_bytes: int = Field(default=10_000_000, gt=0)
     concurrency: int = Field(default=32, gt=0, le=1000)
     per_host: int = Field(default=4, gt=0, le=1000)
+    delay: float = Field(default=1.0, ge=0, le=60)
+    autothrottle: bool = True
+    robots_cache: Duration = 3600
     failure_backoff_max: Duration = 6 * 3600
 
 

@@ -17,7 +17,7 @@ from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.feed_server import FeedServer
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "123456789:AAE2e-Test-Token-Never-Logged_x9"
+TOKEN = "123456789:AAE2e-Test-Token-Never-Logged_x9abc"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Runs an aiohttp app in a background thread with its own loop, so synchronous tests and
 daemons in subprocesses can both use it. Feeds honour conditional GET (ETag and
 Last-Modified -> 304); paths can be made to misbehave (status codes, Retry-After, delays,
-dropped connections). Every request is recorded.
+dropped connections, redirects, responses that never end). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class Route:
     drop: bool = False
     conditional: bool = True
     last_modified: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    forever: bool = False  # stream `body` again and again (for at most FOREVER_LIMIT seconds)
+
+
+FOREVER_LIMIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,21 @@ class FeedServer:
                 self._record(path, 304, req_headers)
                 return web.Response(status=304, headers=headers)
         self._record(path, route.status, req_headers)
+        if route.forever:
+            return await self._stream_forever(request, route, headers)
         return web.Response(status=route.status, body=route.body, headers={**headers, "Content-Type": route.content_type})
+
+    async def _stream_forever(self, request: web.Request, route: Route, headers: dict[str, str]) -> web.StreamResponse:
+        response = web.StreamResponse(status=route.status, headers={**headers, "Content-Type": route.content_type})
+        await response.prepare(request)
+        deadline = time.monotonic() + FOREVER_LIMIT
+        try:
+            while time.monotonic() < deadline:
+                await response.write(route.body or b" ")
+                await asyncio.sleep(0.01)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
 
     def _record(self, path: str, status: int, headers: dict[str, str]) -> None:
         with self._lock:

@@ -1,0 +1,182 @@
+"""Sources that administrators add, disable or enable from Telegram, kept in SQLite.
+
+The config file stays the reference: a source added at runtime lives in the
+`runtime_sources` table, and disabling or enabling a source from the config only records
+an override there (its definition still comes from the file). `RuntimeSources.all()`
+merges both, and the daemon polls those that are enabled.
+
+A source added from a chat is validated like one in the config (name, http(s) URL,
+interval), and its host must not resolve to a loopback, private, link-local, multicast or
+otherwise reserved address, so that a chat cannot make the daemon probe its own machine or
+network. Networks listed in `telegram.allow_private_source_networks` are exempt (a feed
+server on the intranet, or tests on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from crawler.sources import SourceConfig
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runtime_sources (
+    name        TEXT PRIMARY KEY,
+    url         TEXT,
+    interval    INTEGER,
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    changed_by  INTEGER,
+    changed_at  TEXT NOT NULL
+);
+"""
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVE_TIMEOUT = 10.0
+
+
+class SourceRefused(ValueError):
+    """A source change that is not made; the message says why, for the admin who asked."""
+
+
+@dataclass(frozen=True)
+class KnownSource:
+    config: SourceConfig
+    runtime: bool  # added from Telegram rather than the config file
+
+
+class RuntimeSources:
+    def __init__(self, conn: sqlite3.Connection, config_sources: Sequence[SourceConfig],
+                 allowed_networks: Iterable[IPNetwork] = ()) -> None:
+        self.conn = conn
+        self.config_sources = list(config_sources)
+        self.allowed_networks = list(allowed_networks)
+        conn.executescript(_SCHEMA)
+
+    def all(self) -> list[KnownSource]:
+        """Every source, config ones first, with the enabled flag in force."""
+        rows = {r["name"]: r for r in self.conn.execute("SELECT * FROM runtime_sources ORDER BY rowid")}
+        out = []
+        for source in self.config_sources:
+            row = rows.pop(source.name, None)
+            if row is not None and bool(row["enabled"]) != source.enabled:
+                source = source.model_copy(update={"enabled": bool(row["enabled"])})
+            out.append(KnownSource(source, runtime=False))
+        for row in rows.values():
+            if row["url"] is None:
+                continue  # an override for a source since removed from the config
+            source = SourceConfig(name=row["name"], url=row["url"], interval=row["interval"],
+                                  enabled=bool(row["enabled"]))
+            out.append(KnownSource(source, runtime=True))
+        return out
+
+    def enabled(self) -> list[SourceConfig]:
+        return [k.config for k in self.all() if k.config.enabled]
+
+    def find(self, name: str) -> KnownSource | None:
+        wanted = name.lower()
+        return next((k for k in self.all() if k.config.name.lower() == wanted), None)
+
+    async def add(self, name: str, url: str, interval: str | int | None, *, by: int,
+                  now: datetime | None = None) -> SourceConfig:
+        """Validate, check the host, and store a new enabled source."""
+        fields: dict = {"name": name, "url": url}
+        if interval is not None:
+            fields["interval"] = interval
+        try:
+            source = SourceConfig(**fields)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"]) or "source"
+                message = str((error.get("ctx") or {}).get("error", error["msg"]))
+                problems.append(f"{where}: {message}")
+            raise SourceRefused("; ".join(problems)) from None
+        if self.find(source.name) is not None:
+            raise SourceRefused(f"there is already a source named {source.name}")
+        same_url = next((k for k in self.all() if source.url in _urls(k.config)), None)
+        if same_url is not None:
+            raise SourceRefused(f"{same_url.config.name} already polls that URL")
+        await self.check_host(source.url)
+        self.conn.execute(
+            "INSERT INTO runtime_sources (name, url, interval, enabled, changed_by, changed_at)"
+            " VALUES (?, ?, ?, 1, ?, ?)",
+            (source.name, source.url, source.interval, by, _now(now)),
+        )
+        return source
+
+    def set_enabled(self, name: str, enabled: bool, *, by: int, now: datetime | None = None) -> KnownSource:
+        """Enable or disable a source by name (config or runtime); persists across restarts."""
+        known = self.find(name)
+        if known is None:
+            raise SourceRefused(f"there is no source named {name}; /sources lists them")
+        source = known.config
+        if known.runtime:
+            self.conn.execute("UPDATE runtime_sources SET enabled = ?, changed_by = ?, changed_at = ? WHERE name = ?",
+                              (int(enabled), by, _now(now), source.name))
+        else:
+            self.conn.execute(
+                "INSERT INTO runtime_sources (name, url, interval, enabled, changed_by, changed_at)"
+                " VALUES (?, NULL, NULL, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET enabled = excluded.enabled,"
+                " changed_by = excluded.changed_by, changed_at = excluded.changed_at",
+                (source.name, int(enabled), by, _now(now)),
+            )
+        return KnownSource(source.model_copy(update={"enabled": enabled}), known.runtime)
+
+    async def check_host(self, url: str) -> None:
+        """Refuse a URL whose host is, or resolves to, an address a chat may not reach."""
+        host = urlsplit(url).hostname or ""
+        try:
+            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        except ValueError:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise SourceRefused(f"cannot resolve the host {host}: {exc}") from None
+            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+        for address in addresses:
+            kind = forbidden_kind(address)
+            if kind and not any(address in net for net in self.allowed_networks):
+                shown = host if str(address) == host else f"{host} ({address})"
+                raise SourceRefused(
+                    f"{shown} is a {kind} address. Sources added from Telegram may not point at "
+                    "loopback, private or link-local addresses unless the config lists the network "
+                    "under telegram.allow_private_source_networks."
+                )
+
+
+def forbidden_kind(address: IPAddress) -> str | None:
+    """What makes an address off limits ("loopback", "private", ...), or None when public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_private:
+        return "private"
+    if address.is_reserved or not address.is_global:
+        return "reserved"
+    return None
+
+
+def _urls(source: SourceConfig) -> tuple[str, ...]:
+    return source.url if isinstance(source.url, tuple) else (source.url,)
+
+
+def _now(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat()

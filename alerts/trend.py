@@ -1,0 +1,79 @@
+"""The /trend chart: matched stories per day, per topic, as a PNG.
+
+`daily_counts()` reads the `matches` table (joined to the stories for their publication
+time) and counts distinct stories per local day of the chat's time zone; `render_png()`
+draws the counts with matplotlib's Agg backend through the object-oriented API (a
+`Figure` with its own canvas, no pyplot state), so it can run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+MAX_DAYS = 90
+DEFAULT_DAYS = 14
+WIDTH_INCHES, HEIGHT_INCHES, DPI = 8.0, 4.0, 100
+
+
+def days_of(end: date, days: int) -> list[date]:
+    return [end - timedelta(days=days - 1 - i) for i in range(days)]
+
+
+def daily_counts(conn: sqlite3.Connection, topics: list[str], days: int, now: datetime,
+                 tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
+    """topic -> [(local day, stories matched that were published that day)] for the last
+    `days` days up to today, oldest first, zeros included."""
+    today = now.astimezone(tz).date()
+    window = days_of(today, days)
+    start = datetime.combine(window[0], datetime.min.time(), tz).astimezone(UTC)
+    counts: dict[str, dict[date, set[str]]] = {t: {} for t in topics}
+    if topics:
+        marks = ",".join("?" * len(topics))
+        rows = conn.execute(
+            f"SELECT m.topic, m.story_id, s.published FROM matches m JOIN stories s ON s.id = m.story_id"
+            f" WHERE m.topic IN ({marks}) AND s.published >= ? AND s.published <= ?",
+            [*topics, start.isoformat(), now.astimezone(UTC).isoformat()],
+        )
+        for topic, story_id, published in rows:
+            day = datetime.fromisoformat(published).astimezone(tz).date()
+            counts[topic].setdefault(day, set()).add(story_id)
+    return {t: [(d, len(counts[t].get(d, ()))) for d in window] for t in topics}
+
+
+def render_png(series: Mapping[str, list[tuple[date, int]]], *, title: str) -> bytes:
+    """A bar chart for one topic, lines for several; days along the bottom."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    items = list(series.items())
+    if len(items) == 1:
+        name, points = items[0]
+        ax.bar([d for d, _ in points], [c for _, c in points], width=0.8, color="#2b6cb0", label=name)
+    else:
+        for name, points in items:
+            ax.plot([d for d, _ in points], [c for _, c in points], marker="o", markersize=3, linewidth=1.8,
+                    label=name)
+    ax.set_title(title, fontsize=12)
+    ax.set_ylabel("matched stories per day")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=10))
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d"))
+    ax.grid(axis="y", alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if items:
+        ax.legend(loc="upper left", frameon=False, fontsize=9)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()

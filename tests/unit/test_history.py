@@ -1,0 +1,78 @@
+"""Looking back: /search over stored stories (FTS5 or LIKE) and /latest over matches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerts.history import History, search_words
+from alerts.outbox import Outbox
+from crawler.store import StoryStore, open_database
+from crawler.story import Story, story_id
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+STORIES = [
+    ("Trump and Kim meet at Hanoi summit", "The second summit was cut short."),
+    ("개성공단 입주기업 총회", "개성공단에서 철수한 기업들이 모였다."),
+    ("Sanctions on North Korea tightened", "The 100% oil cap_stays."),
+    ("Hanoi hotel prices soar", ""),
+]
+
+
+@pytest.fixture(params=["fts", "like"])
+def history(request, tmp_path) -> History:
+    conn = open_database(tmp_path / "db.sqlite")
+    store = StoryStore(conn)
+    for i, (title, text) in enumerate(STORIES):
+        url = f"https://example.com/{i}"
+        store.add_stories([Story(id=story_id("s", url, url), source="s", url=url, title=title, text=text,
+                                 published=NOW + timedelta(minutes=i), guid=url)], NOW)
+    found = History(conn)
+    if request.param == "like":
+        found.fts = False
+    elif not found.fts:
+        pytest.skip("this SQLite has no FTS5 trigram tokenizer")
+    return found
+
+
+def _titles(history: History, text: str) -> list[str]:
+    return [s.story.title for s in history.search(search_words(text))]
+
+
+def test_search(history: History) -> None:
+    assert _titles(history, "hanoi") == ["Hanoi hotel prices soar", "Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, "HANOI summit") == ["Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, '"second summit"') == ["Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, "개성공단") == ["개성공단 입주기업 총회"]
+    assert _titles(history, "총회") == ["개성공단 입주기업 총회"]          # two characters
+    assert _titles(history, "100%") == ["Sanctions on North Korea tightened"]
+    assert _titles(history, "cap_") == ["Sanctions on North Korea tightened"]
+    assert _titles(history, "zyzzyva") == []
+    assert history.search([]) == []
+
+
+def test_new_stories_are_found_on_the_next_search(history: History) -> None:
+    assert _titles(history, "Vladivostok") == []
+    url = "https://example.com/new"
+    history.store.add_stories([Story(id=story_id("s", url, url), source="s", url=url, title="Kim in Vladivostok",
+                                     text="", published=NOW, guid=url)], NOW)
+    assert _titles(history, "Vladivostok") == ["Kim in Vladivostok"]
+
+
+def test_latest_lists_each_story_once_with_its_topics(history: History) -> None:
+    outbox = Outbox(history.conn)
+    ids = [history.store.find(f"https://example.com/{i}").story.id for i in range(4)]
+    outbox.record_match(ids[0], "summit", 9.0, [], NOW)
+    outbox.record_match(ids[0], "north-korea", 7.0, [], NOW)
+    outbox.record_match(ids[2], "sanctions", 8.0, [], NOW + timedelta(minutes=5))
+    latest = history.latest(["summit", "sanctions", "north-korea"], 5)
+    assert [m.stored.story.title for m in latest] == [STORIES[2][0], STORIES[0][0]]
+    assert latest[1].topics == (("summit", 9.0), ("north-korea", 7.0))
+    assert [m.stored.story.title for m in history.latest(["summit"], 5)] == [STORIES[0][0]]
+    assert history.latest([], 5) == []
+
+
+def test_search_words_keep_quoted_phrases() -> None:
+    assert search_words('Kim "Yo Jong"  statement') == ["Kim", "Yo Jong", "statement"]
+    assert search_words('unbalanced "quote') == ["unbalanced", "quote"]

@@ -1,0 +1,223 @@
+"""Watches: the rule syntax, its errors, matching through the topic engine, storage and dispatch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from alerts.dispatch import Dispatcher
+from alerts.matcher import Matcher
+from alerts.outbox import Outbox
+from alerts.subscriptions import Subscriptions
+from alerts.topics import TopicConfig
+from alerts.watches import MAX_PER_CHAT, RuleError, Watch, WatchMatcher, Watches, parse_rule
+from crawler.clock import ManualClock
+from crawler.store import StoryStore, open_database
+from crawler.story import Story, story_id
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+PARSED = [
+    # (rule, groups, excluded, described)
+    ("Hanoi summit", [["Hanoi"], ["summit"]], [], "Hanoi AND summit"),
+    ('"Hanoi summit"', [["Hanoi summit"]], [], '"Hanoi summit"'),
+    ("Hanoi OR Hue summit", [["Hanoi", "Hue"], ["summit"]], [], "(Hanoi OR Hue) AND summit"),
+    ('summit -G20 -"G7 leaders"', [["summit"]], ["G20", "G7 leaders"], 'summit, not G20, "G7 leaders"'),
+    ("개성공단", [["개성공단"]], [], "개성공단"),
+    ("sanction* visit(s)", [["sanction*"], ["visit(s)"]], [], "sanction* AND visit(s)"),
+    ("  Hanoi   Hanoi  ", [["Hanoi"]], [], "Hanoi"),
+    ("“Kim Yo Jong” statement", [["Kim Yo Jong"], ["statement"]], [], '"Kim Yo Jong" AND statement'),
+    ("Kim - Putin", [["Kim"], ["-"], ["Putin"]], None, None),  # a lone "-" is a term, and a bad one
+]
+
+
+@pytest.mark.parametrize(("text", "groups", "excluded", "described"), [p for p in PARSED if p[2] is not None])
+def test_parse_rule(text: str, groups: list, excluded: list, described: str) -> None:
+    rule = parse_rule(text)
+    assert [list(g) for g in rule.groups] == groups
+    assert list(rule.excluded) == excluded
+    assert rule.describe() == described
+    topic = rule.topic()
+    assert isinstance(topic, TopicConfig)
+    assert topic.threshold == len(groups)
+    assert topic.required_groups() == [(f"g{i}",) for i in range(1, len(groups) + 1)]
+
+
+BAD = [
+    ("", "the rule is empty"),
+    ("   ", "the rule is empty"),
+    ('"Hanoi summit', "a quotation mark is not closed"),
+    ('""', "empty quotes"),
+    ("OR summit", "OR must stand between"),
+    ("Hanoi OR OR summit", "OR must stand between"),
+    ("summit OR", "the rule ends with OR"),
+    ("summit OR -G20", "OR cannot join an excluded term"),
+    ("-G20 -G7", "the rule only excludes"),
+    ("re:kim.*", "regular expressions (re:) are not allowed"),
+    # term errors come from the topic syntax itself, and name the term
+    ("ab*", "ab*"),
+    ("summit(", "summit("),
+    ("sum*mit", "sum*mit"),
+    ("word:summit", "word:summit"),
+    ("Kim - Putin", "'-'"),
+    ("a b c d e f g h i", "at most 8 required"),
+    ("x" * 70, "longer than 64 characters"),
+    ("word " * 50, "keep it under 200"),
+]
+
+
+@pytest.mark.parametrize(("text", "why"), BAD)
+def test_bad_rules_say_why(text: str, why: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rule(text)
+    assert why in str(caught.value)
+
+
+def _watch(watch_id: int, chat_id: int, rule: str) -> Watch:
+    return Watch(watch_id, chat_id, rule, NOW)
+
+
+MATCHES = [
+    # (rule, title, text, matches)
+    ("Hanoi summit", "Trump and Kim to meet at Hanoi summit", "", True),
+    ("Hanoi summit", "Hanoi hosts", "The summit opens on Wednesday.", True),
+    ("Hanoi summit", "Hanoi hotel prices soar", "", False),
+    ("Hanoi summit", "Hanoi summitry", "", False),                # English words are whole words
+    ('"Hanoi summit"', "Hanoi prepares for the summit", "", False),
+    ('"Hanoi summit"', "After the Hanoi summit", "", True),
+    ("Hanoi OR Hue summit", "Summit moved to Hue", "", True),
+    ("summit -G20", "G20 summit opens in Rio", "", False),
+    ("summit -G20", "Putin Kim summit", "", True),
+    ('Kim -"Kim Jong Un"', "Kim Jong Un visits Russia", "", False),  # the longer hit wins, and is excluded
+    ('Kim -"Kim Jong Un"', "Kim Yo Jong issues statement", "", True),
+    ("개성공단", "개성공단 재가동 논의", "", True),
+    ("개성공단", "", "입주기업들은 개성공단에서 철수했다", True),  # inside a longer Korean word
+    ("sanction*", "New sanctions announced", "", True),
+    ("HANOI", "hanoi", "", True),
+]
+
+
+@pytest.mark.parametrize(("rule", "title", "text", "matches"), MATCHES)
+def test_watches_match_like_topics(rule: str, title: str, text: str, matches: bool) -> None:
+    matcher = WatchMatcher([_watch(1, 7, rule)])
+    assert bool(matcher.score(title, text)) is matches
+
+
+def test_one_matcher_scores_every_watch() -> None:
+    matcher = WatchMatcher([_watch(1, 7, "Hanoi summit"), _watch(2, 8, "개성공단"), _watch(3, 9, "Hanoi")])
+    hits = matcher.score("Hanoi summit set", "")
+    assert sorted(w.id for w, _ in hits) == [1, 3]
+    assert all(score.passed for _, score in hits)
+
+
+@pytest.fixture
+def db(tmp_path):
+    conn = open_database(tmp_path / "db.sqlite")
+    subs = Subscriptions(conn)
+    for chat in (7, 8):
+        subs.start(chat, ["summit"], now=NOW)
+    return conn, subs, Watches(conn)
+
+
+def test_watches_are_stored_numbered_and_versioned(db) -> None:
+    conn, subs, watches = db
+    assert watches.matcher() is None
+    first, rule = watches.add(7, "  Hanoi   summit ", NOW)
+    assert first.rule == "Hanoi summit" and rule.describe() == "Hanoi AND summit"
+    watches.add(7, "개성공단", NOW)
+    watches.add(8, "Hanoi", NOW)
+    assert [w.rule for w in watches.of(7)] == ["Hanoi summit", "개성공단"]
+    built = watches.matcher()
+    assert built is not None and watches.matcher() is built  # cached while nothing changes
+    with pytest.raises(RuleError, match="already has that watch"):
+        watches.add(7, "Hanoi summit", NOW)
+    assert watches.remove(7, 3) is None
+    removed = watches.remove(7, 1)
+    assert removed is not None and removed.rule == "Hanoi summit"
+    assert [w.rule for w in watches.of(7)] == ["개성공단"]
+    assert watches.matcher() is not built  # rebuilt after a change
+    assert {w.rule for w in Watches(conn).all()} == {"개성공단", "Hanoi"}  # persisted
+
+
+def test_a_chat_has_a_limited_number_of_watches(db) -> None:
+    _, _, watches = db
+    for i in range(MAX_PER_CHAT):
+        watches.add(7, f"word{i}", NOW)
+    with pytest.raises(RuleError, match="/unwatch one first"):
+        watches.add(7, "one more", NOW)
+
+
+def test_watches_follow_a_migrated_chat(db) -> None:
+    _, subs, watches = db
+    watches.add(7, "Hanoi", NOW)
+    subs.migrate(7, 8)  # 8 exists already: watches move before 7 is deleted
+    assert [w.rule for w in watches.of(8)] == ["Hanoi"]
+    subs.migrate(8, -100555)
+    assert [w.rule for w in watches.of(-100555)] == ["Hanoi"]
+
+
+def _dispatcher(conn, subs, watches) -> Dispatcher:
+    topics = {"summit": TopicConfig.model_validate({
+        "description": "summits", "threshold": 6,
+        "groups": {"summit": {"weight": 3, "terms": ["summit(s)"]}, "korea": {"weight": 1, "terms": ["North Korea"]}},
+        "require": ["korea"],
+    })}
+    return Dispatcher(StoryStore(conn), subs, Outbox(conn), Matcher(topics), ManualClock(NOW), console=False,
+                      watches=watches)
+
+
+def _store(conn, title: str, text: str = "") -> str:
+    url = f"https://example.com/{abs(hash(title))}"
+    story = Story(id=story_id("s", url, url), source="s", url=url, title=title, text=text, published=NOW, guid=url)
+    StoryStore(conn).add_stories([story], NOW)
+    return story.id
+
+
+def _outbox(conn) -> dict[tuple[int, str], list]:
+    rows = conn.execute("SELECT chat_id, story_id, topics FROM outbox").fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def test_dispatch_queues_watch_alerts_for_the_owner_only(db) -> None:
+    conn, subs, watches = db
+    watches.add(7, "Hanoi summit", NOW)
+    dispatcher = _dispatcher(conn, subs, watches)
+    only_watch = _store(conn, "Hanoi readies hotel for summit week")
+    summary = dispatcher.run()
+    assert summary.queued == 1
+    assert set(_outbox(conn)) == {(7, only_watch)}
+    assert "watch Hanoi summit" in _outbox(conn)[(7, only_watch)]
+
+    both = _store(conn, "North Korea summit in Hanoi")  # the topic for 7 and 8, the watch for 7: one alert each
+    dispatcher.run()
+    queued = _outbox(conn)
+    assert (7, both) in queued and (8, both) in queued
+    assert "summit" in queued[(7, both)] and "watch Hanoi summit" in queued[(7, both)]
+    assert "watch" not in queued[(8, both)]
+
+    subs.stop(7)
+    later = _store(conn, "Hanoi summit preparations")
+    dispatcher.run()
+    assert not any(story == later for _, story in _outbox(conn))  # an inactive owner gets nothing
+
+    subs.start(7, [], now=NOW)
+    watches.add(7, "Metropole", NOW)  # a watch added later is used from the next story on
+    newest = _store(conn, "Metropole hotel closes roads")
+    dispatcher.run()
+    assert (7, newest) in _outbox(conn)
+
+
+def test_dispatch_honours_lower_and_higher_chat_thresholds(db) -> None:
+    conn, subs, watches = db
+    dispatcher = _dispatcher(conn, subs, watches)
+    subs.set_threshold(7, "summit", 3)
+    subs.set_threshold(8, "summit", 100)
+    weak = _store(conn, "Geneva meetings", "Talk of a summit with North Korea continued.")  # 3 + 1 = 4
+    strong = _store(conn, "North Korea summit", "The summit with North Korea opens.")
+    missing = _store(conn, "A summit", "The summit of the mountain.")  # no Korea: never, whatever the bar
+    dispatcher.run()
+    queued = set(_outbox(conn))
+    assert (7, weak) in queued and (8, weak) not in queued
+    assert (7, strong) in queued and (8, strong) not in queued
+    assert not any(story == missing for _, story in queued)
