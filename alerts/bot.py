@@ -123,9 +123,6 @@ class BotCommands:
     def __init__(self, *, config: NewswatchConfig, subscriptions: Subscriptions, watches: Watches,
                  history: History, runtime_sources: RuntimeSources, clock: Clock, outbox: Outbox | None = None,
                  on_sources_changed: Callable[[list[SourceConfig]], None] | None = None) -> None:
-        self.config = config
-        self.topics = {name: t.description for name, t in config.topics.items()}
-        self.thresholds = {name: t.threshold for name, t in config.topics.items()}
         self.subscriptions = subscriptions
         self.watches = watches
         self.history = history
@@ -133,6 +130,13 @@ class BotCommands:
         self.clock = clock
         self.outbox = outbox
         self.on_sources_changed = on_sources_changed
+        self.apply_config(config)
+
+    def apply_config(self, config: NewswatchConfig) -> None:
+        """Take up a (re)loaded config: topics, thresholds, admins, allowed chats."""
+        self.config = config
+        self.topics = {name: t.description for name, t in config.topics.items()}
+        self.thresholds = {name: t.threshold for name, t in config.topics.items()}
         self.admins = set(config.telegram.admins)
         allowed = config.telegram.allowed_chats
         self.allowed = None if allowed is None else set(allowed) | self.admins

@@ -86,8 +86,8 @@ class StoryClusterer:
         window: timedelta = timedelta(hours=36),
         *,
         k: int = 128,
-        jaccard: float = 0.3,
-        containment: float = 0.6,
+        jaccard: float = 0.45,
+        containment: float = 0.7,
         min_shingles: int = 20,
         lead: int = 1000,
     ) -> None:

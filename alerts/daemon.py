@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.bot import BotCommands
-from alerts.config import NewswatchConfig
+from alerts.config import ConfigError, NewswatchConfig, load_config
 from alerts.dispatch import Dispatcher, DispatchSummary
 from alerts.history import History
 from alerts.matcher import Matcher
@@ -30,6 +30,7 @@ from alerts.metrics import Metrics
 from alerts.notifier import ConsoleSink, DeliverySummary, Notifier
 from alerts.outbox import Outbox
 from alerts.runtime_sources import RuntimeSources
+from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import Subscriptions
 from alerts.watches import Watches
 from crawler.clock import Clock, SystemClock
@@ -40,6 +41,8 @@ from crawler.store import StoryStore, open_database
 log = logging.getLogger("newswatch")
 
 STARTUP_SPREAD = 5.0  # seconds over which the first polls are spread
+MAX_CONCURRENT_CRAWLS = 3
+SHUTDOWN_GRACE = 10.0
 
 
 @dataclass
@@ -66,8 +69,9 @@ class Daemon:
         self.runtime_sources = RuntimeSources(self.conn, config.sources, config.telegram.allow_private_source_networks)
         self.sources = self.runtime_sources.enabled()
         self.scheduler: AsyncIOScheduler | None = None
+        self.clusters = StoryClusters(self.conn)
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
-                                     console=token is None, watches=self.watches)
+                                     console=token is None, watches=self.watches, clusters=self.clusters)
         self.application = None
         telegram_sink = None
         if token:
@@ -77,12 +81,14 @@ class Daemon:
             telegram_sink = TelegramSink(self.application)
         self.metrics = Metrics()
         self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
-                                 ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics)
+                                 ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics,
+                                 clusters=self.clusters)
         self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng)
         self.recorder.observers.append(self.metrics.fetched)
         self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
         self.metrics.watch(self.outbox, self.notifier)
         self.crawler = Crawler(config.crawler, self.recorder)
+        self.commands: BotCommands | None = None
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
@@ -97,6 +103,7 @@ class Daemon:
             dispatch = self.dispatcher.run()
             delivery = await self.notifier.deliver_due()
         finally:
+            self.crawler.close()
             if self.application:
                 await self.application.shutdown()
         return CycleReport(crawl, dispatch, delivery, crawl.failures)
@@ -105,10 +112,10 @@ class Daemon:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set), (signal.SIGHUP, self.reload)):
             try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
                 pass
         mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
         log.info("newswatch starting: %d sources, topics %s, database %s, alerts to %s",
@@ -145,12 +152,41 @@ class Daemon:
         scheduler.shutdown(wait=False)
         for task in [stopper, *tasks]:
             task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks, stopper, return_exceptions=True), SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning("some work did not stop within %.0fs; stopping anyway (nothing is lost: it resumes "
+                        "from the database)", SHUTDOWN_GRACE)
         await self._stop_bot()
         if http:
             await http.stop()
+        self.crawler.close()
         self.conn.close()
         log.info("newswatch stopped")
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). A bad file is refused and the running config stays."""
+        path = self.config.file
+        if not path or path.startswith("<"):
+            log.warning("config reload: the built-in config cannot be reloaded; start with -c FILE")
+            return False
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("config reload refused, still running the previous config: %s", "; ".join(exc.problems))
+            return False
+        restart = [name for name in ("storage", "telegram", "crawler", "http")
+                   if getattr(new, name) != getattr(self.config, name)]
+        self.config = new
+        self.matcher = self.dispatcher.matcher = Matcher(new.topics)
+        self.runtime_sources.config_sources = list(new.sources)
+        self._apply_sources(self.runtime_sources.enabled())
+        if self.commands is not None:
+            self.commands.apply_config(new)
+        log.info("config reloaded from %s: %d sources polled, topics %s", path, len(self.sources), ", ".join(new.topics))
+        if restart:
+            log.warning("config reload: changes to %s take effect after a restart", ", ".join(restart))
+        return True
 
     def _schedule(self, source: SourceConfig) -> None:
         assert self.scheduler is not None
@@ -173,13 +209,15 @@ class Daemon:
                 self.scheduler.remove_job(f"source:{name}")
             self._due.discard(name)
         for name, source in after.items():
+            if name not in before:
+                self.store.clear_backoff(name)
             if before.get(name) != source:
                 self._schedule(source)
         log.info("sources changed: %d polled (%s)", len(self.sources), ", ".join(sorted(after)) or "none")
 
     async def _start_bot(self, stop: asyncio.Event) -> None:
         assert self.application is not None
-        commands = BotCommands(
+        self.commands = commands = BotCommands(
             config=self.config, subscriptions=self.subscriptions, watches=self.watches,
             history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
             outbox=self.outbox, on_sources_changed=self._apply_sources,
@@ -230,37 +268,94 @@ class Daemon:
         self._due_event.set()
 
     def _fetchable(self, sources: list[SourceConfig]) -> list[SourceConfig]:
-        now = self.clock.now()
-        out = []
-        for source in sources:
-            state = self.store.fetch_state(source.name)
-            if state.not_before and state.not_before > now:
-                continue
-            out.append(source)
-        return out
+        blocked = self.store.blocked_until(self.clock.now())
+        return [s for s in sources if s.name not in blocked]
 
     def _stories_stored(self, source: str, stories: list) -> None:
         self._dispatch_event.set()
 
     async def _crawl_loop(self) -> None:
-        while True:
-            await self._due_event.wait()
-            self._due_event.clear()
-            names, self._due = self._due, set()
-            by_name = {s.name: s for s in self.sources}
-            batch = self._fetchable([by_name[n] for n in sorted(names) if n in by_name])
-            if not batch:
+        """Start a crawl for the due sources whenever some are due; a slow crawl (a big site,
+        a hanging server) does not hold up the next ones, and no source is crawled twice at once."""
+        crawling: set[str] = set()
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                await self._due_event.wait()
+                self._due_event.clear()
+                if len(running) >= MAX_CONCURRENT_CRAWLS:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    self._due_event.set()
+                    continue
+                by_name = {s.name: s for s in self.sources}
+                names = sorted(n for n in self._due if n in by_name and n not in crawling)
+                self._due -= set(names)
+                batch = self._fetchable([by_name[n] for n in names])
+                if not batch:
+                    continue
+                names = [s.name for s in batch]
+                crawling.update(names)
+                task = asyncio.create_task(self._crawl(batch))
+                running.add(task)
+
+                def finished(task: asyncio.Task, names: list[str] = names) -> None:
+                    running.discard(task)
+                    crawling.difference_update(names)
+                    if self._due:  # sources that came due while these were being crawled
+                        self._due_event.set()
+
+                task.add_done_callback(finished)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _crawl(self, batch: list[SourceConfig]) -> None:
+        try:
+            summary = await self.crawler.crawl(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("crawl of %d sources failed", len(batch))
+            return
+        log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen, %.1fs",
+                 summary.sources, summary.ok, summary.not_modified, summary.failed,
+                 summary.stories_new, summary.stories_seen, summary.seconds)
+        self.metrics.crawled(summary)
+        self._dispatch_event.set()
+        if summary.failures:
+            await self._disable_failing(summary.failures)
+
+    async def _disable_failing(self, failures: dict[str, str]) -> None:
+        """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins."""
+        limit = self.config.crawler.disable_after
+        if not limit:
+            return
+        disabled = []
+        for name, error in failures.items():
+            if self.store.fetch_state(name).failures < limit:
                 continue
             try:
-                summary = await self.crawler.crawl(batch)
-            except Exception:
-                log.exception("crawl of %d sources failed", len(batch))
+                self.runtime_sources.set_enabled(name, False, by=0, now=self.clock.now())
+            except Exception as exc:
+                log.error("source %s: could not disable it: %s", name, exc)
                 continue
-            log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen, %.1fs",
-                     summary.sources, summary.ok, summary.not_modified, summary.failed,
-                     summary.stories_new, summary.stories_seen, summary.seconds)
-            self.metrics.crawled(summary)
-            self._dispatch_event.set()
+            disabled.append((name, error))
+            log.warning("source %s: disabled after %d failures in a row (last: %s); /enablesource %s resumes it",
+                        name, limit, error, name)
+        if not disabled:
+            return
+        self._apply_sources(self.runtime_sources.enabled())
+        if self.application is None or not self.config.telegram.admins:
+            return
+        for name, error in disabled:
+            text = (f"⚠️ Source {name} was disabled after {limit} failed fetches in a row.\n"
+                    f"Last error: {error[:300]}\n/enablesource {name} polls it again.")
+            for admin in self.config.telegram.admins:
+                try:
+                    await self.application.bot.send_message(chat_id=admin, text=text)
+                except Exception as exc:  # best effort: the log line above already says it
+                    log.warning("could not tell admin chat %s about source %s: %s", admin, name, exc)
 
     async def _dispatch_loop(self) -> None:
         while True:

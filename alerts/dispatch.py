@@ -10,6 +10,10 @@ threshold reaches a chat that lowered it), but the topic's required groups still
 Each story is also scored against every chat's personal watches (one matcher over all of
 them, rebuilt when a watch is added or removed); a watch queues an alert for its own chat
 only, merged with that chat's topic hits into one alert.
+
+A story that would alert is first compared with the recent alerting stories
+(`alerts.clustering`): when it reports the same event as one of them, it alerts only the
+chats that have had nothing from that event, and shows up as "also reported by" instead.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from alerts.clustering import StoryClusterer
 from alerts.matcher import Matcher, TopicScore
+from alerts.story_clusters import StoryClusters
 from alerts.outbox import Outbox
 from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
 from alerts.watches import Watch, Watches
@@ -34,13 +40,17 @@ class DispatchSummary:
     stories: int = 0
     matched: int = 0
     queued: int = 0
+    clustered: int = 0  # stories recognised as another outlet's report of an event already alerted
     topics: dict[str, int] = field(default_factory=dict)  # stories that passed each topic
 
 
 class Dispatcher:
     def __init__(self, store: StoryStore, subscriptions: Subscriptions, outbox: Outbox, matcher: Matcher,
-                 clock: Clock, *, console: bool, watches: Watches | None = None) -> None:
+                 clock: Clock, *, console: bool, watches: Watches | None = None,
+                 clusters: StoryClusters | None = None, clusterer: StoryClusterer | None = None) -> None:
         self.store = store
+        self.clusters = clusters
+        self.clusterer = clusterer or StoryClusterer()
         self.subscriptions = subscriptions
         self.outbox = outbox
         self.matcher = matcher
@@ -70,17 +80,30 @@ class Dispatcher:
                         summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
                     if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
                         continue
-                    queued = self._queue(story.id, scores, watched, now)
+                    already = self._join_cluster(item.story, item.fetched)
+                    if already:
+                        summary.clustered += 1
+                    queued = self._queue(story.id, scores, watched, now, skip=already)
                     if passed or queued:
                         summary.matched += 1
                     summary.queued += queued
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
 
-    def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now) -> int:
+    def _join_cluster(self, story, seen) -> set[int]:
+        """Index the story; if it reports an event already alerted, the chats alerted for it."""
+        if self.clusters is None:
+            return set()
+        signature = self.clusterer.signature(story.title, story.text)
+        cluster = self.clusterer.match_cluster(signature, seen, self.clusters.recent(seen - self.clusterer.window))
+        self.clusters.add(story.id, cluster or story.id, story.source, signature, seen)
+        return self.clusters.chats_alerted(cluster) if cluster else set()
+
+    def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now,
+               skip: set[int] = frozenset()) -> int:
         by_topic = {s.topic: s for s in scores if _context_ok(s) and s.score > 0}
         passed = [s for s in scores if s.passed]
         queued = 0
-        if self.console and passed:
+        if self.console and passed and CONSOLE_CHAT not in skip:
             terms = _terms(passed)
             queued += self.outbox.enqueue(CONSOLE_CHAT, story_id, [(s.topic, s.score) for s in passed], terms, now)
         hits: dict[int, list[tuple[str, TopicScore]]] = {}
@@ -96,6 +119,8 @@ class Dispatcher:
                 if watch.chat_id in owners:
                     hits.setdefault(watch.chat_id, []).append((watch.label, s))
         for chat_id, chat_hits in hits.items():
+            if chat_id in skip:
+                continue
             queued += self.outbox.enqueue(chat_id, story_id, [(label, s.score) for label, s in chat_hits],
                                           _terms([s for _, s in chat_hits]), now)
         return queued

@@ -239,17 +239,18 @@ def _rank(order: str) -> Any:
 
 
 def _build(
-    keys: list[tuple[int, str]], order: str, never: str, nothing: int
+    keys: list[tuple[_KeyInfo, str]], order: str, never: str
 ) -> ahocorasick.Automaton | None:
+    """An automaton of `keys`, each (what it stands for, the key)."""
     if not keys:
         return None
-    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY)
     starts = {key[0] for _, key in keys}
     for char in order:
         if char not in starts:
-            automaton.add_word(char + never, nothing)
-    for index, key in sorted(keys, key=_rank(order)):
-        automaton.add_word(key, index)
+            automaton.add_word(char + never, _NOTHING)
+    for info, key in sorted(keys, key=_rank(order)):
+        automaton.add_word(key, info)
     automaton.make_automaton()
     return automaton
 
@@ -272,6 +273,17 @@ def _key_info(length: int, variants: _Variants) -> _KeyInfo:
         left, right, (target,) = variants[0]
         return length, left, right, target, None
     return length, 0, 0, None, variants
+
+
+_NOTHING = _key_info(0, ())  # what the never-matching keys stand for
+
+
+def _needs(info: _KeyInfo) -> list[int]:
+    """The boundaries a key's hits are checked for."""
+    _, left, right, _, variants = info
+    if variants is None:
+        return [left, right]
+    return [need for left, right, _ in variants for need in (left, right)]
 
 
 class Matcher:
@@ -332,29 +344,22 @@ class Matcher:
                 )
             )
 
-        self._keys: list[_KeyInfo] = []
-        latin: list[tuple[int, str]] = []
-        wide: list[tuple[int, str]] = []
+        latin: list[tuple[_KeyInfo, str]] = []
+        wide: list[tuple[_KeyInfo, str]] = []
         variants: list[_Variants] = []
         for pattern, key in table.items():
-            index = len(self._keys)
             length, key_variants = key.frozen()
-            self._keys.append(_key_info(length, key_variants))
             variants.append(key_variants)
             if _CJK_CHAR.search(pattern) is None:
-                latin.append((index, pattern))
+                latin.append((_key_info(length, key_variants), pattern))
             else:
-                wide.append((index, _utf8(pattern)))
-        never = len(self._keys)  # the value of the never-matching keys: no hit
-        self._keys.append(_key_info(0, ()))
-        self._latin = _build(latin, _LATIN_ORDER, _NEVER, never)
-        self._cjk = _build(wide, _UTF8_ORDER, _utf8(_NEVER), never)
+                wide.append((_key_info(length, key_variants), _utf8(pattern)))
+        self._latin = _build(latin, _LATIN_ORDER, _NEVER)
+        self._cjk = _build(wide, _UTF8_ORDER, _utf8(_NEVER))
         # Boundaries of the other terms are all "no letter or digit next to it" (or none);
         # otherwise their hits take the general check.
         self._latin_words = all(
-            left in (0, LATIN) and right in (0, LATIN)
-            for i, _ in latin
-            for left, right, _ in variants[i]
+            need in (0, LATIN) for info, _ in latin for need in _needs(info)
         )
         # Korean, Chinese and Japanese characters (any beyond Latin-1) can be read as `?` by
         # the automaton of the other terms when none of those contains `?` or such characters.
@@ -426,11 +431,10 @@ class Matcher:
 
     def _scan_words(self, text: str, add: list[Any]) -> None:
         """The other terms' hits in ASCII `text`, when every boundary is a word boundary."""
-        keys = self._keys
         alnum = _ASCII_ALNUM
         last = len(text) - 1
-        for end, index in self._latin.iter(text):  # type: ignore[union-attr]
-            length, left, right, target, variants = keys[index]
+        found = self._latin.iter(text)  # type: ignore[union-attr]
+        for end, (length, left, right, target, variants) in found:
             start = end - length + 1
             if variants is None:
                 if (left and start and text[start - 1] in alnum) or (
@@ -451,10 +455,9 @@ class Matcher:
     def _scan_latin(self, text: str, view: str, add: list[Any]) -> None:
         """The other terms' hits, found in `view` (`text`, or `text` with `?` for characters
         no such term contains) and checked against `text`."""
-        keys = self._keys
         last = len(text) - 1
-        for end, index in self._latin.iter(view):  # type: ignore[union-attr]
-            length, left, right, target, variants = keys[index]
+        found = self._latin.iter(view)  # type: ignore[union-attr]
+        for end, (length, left, right, target, variants) in found:
             start = end - length + 1
             before = text[start - 1] if start > 0 else " "
             after = text[end + 1] if end < last else " "
@@ -478,15 +481,16 @@ class Matcher:
                 break
         else:
             return
+        found = list(self._cjk.iter(raw.decode("latin-1")))  # type: ignore[union-attr]
+        if not found:
+            return
         starts = raw.translate(_UTF8_STARTS).count
-        keys = self._keys
         size = len(text)
         offset = chars = 0  # bytes and characters up to the end of the last hit
-        for end, index in self._cjk.iter(raw.decode("latin-1")):  # type: ignore[union-attr]
+        for end, (length, left, right, target, variants) in found:
             end += 1
             chars += starts(1, offset, end)
             offset = end
-            length, left, right, target, variants = keys[index]
             start = chars - length
             if variants is None:
                 if (left and start > 0 and _glued(text[start - 1], left)) or (
@@ -612,11 +616,15 @@ class Matcher:
 
     @staticmethod
     def _missing(topic: _Topic, found: dict[int, Any]) -> tuple[str, ...]:
-        return tuple(
-            name
-            for req, name in zip(topic.require, topic.require_names, strict=True)
-            if not any(g in found for g in req)
-        )
+        """The requirements of `topic` that no group found meets."""
+        missing = []
+        for groups, name in zip(topic.require, topic.require_names, strict=True):
+            for g_index in groups:
+                if g_index in found:
+                    break
+            else:
+                missing.append(name)
+        return tuple(missing)
 
     def passed(self, title: str, text: str) -> list[str]:
         """Names of the topics the story passes."""

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.format import AlertView, render_console
 from alerts.outbox import DROPPED, FAILED, MUTED, Outbox, OutboxItem
+from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import CONSOLE_CHAT, Chat, Subscriptions
 from alerts.timing import decide, zone
 from crawler.clock import Clock
@@ -109,7 +110,7 @@ class Notifier:
     def __init__(self, outbox: Outbox, store: StoryStore, subscriptions: Subscriptions, clock: Clock,
                  telegram: Sink | None, console: Sink, *, concurrency: int = 4,
                  rng: random.Random | None = None, on_chat_gone: Callable[[int, str], None] | None = None,
-                 observer: DeliveryObserver | None = None) -> None:
+                 observer: DeliveryObserver | None = None, clusters: StoryClusters | None = None) -> None:
         self.outbox = outbox
         self.store = store
         self.subscriptions = subscriptions
@@ -122,6 +123,7 @@ class Notifier:
         self.summary = DeliverySummary()
         self.last_progress = clock.now()
         self.observer = observer
+        self.clusters = clusters
         self.in_flight: dict[int, datetime] = {}  # outbox id -> when its send started
         self.failing_since: datetime | None = None  # first failed send since the last success
 
@@ -241,6 +243,7 @@ class Notifier:
         return AlertView(
             title=story.title, url=story.url, source=story.source, published=story.published,
             topics=item.topics, terms=item.terms, summary=story.text,
+            also_reported_by=tuple(self.clusters.other_sources(item.story_id)) if self.clusters else (),
         )
 
     def _backoff(self, attempts: int) -> float:

@@ -25,6 +25,7 @@ is logged but does not count against the source.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -36,7 +37,7 @@ import scrapy
 from scrapy.crawler import AsyncCrawlerRunner
 
 from crawler.clock import Clock
-from crawler.feeds import parse_feed
+from crawler.parse_pool import ParsePool
 from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
 from crawler.sites import ROBOTS_FORBIDDEN, ArticlePages, PageKit, SiteSpider, SitemapSpider
 from crawler.sources import CrawlerConfig, SourceConfig
@@ -228,11 +229,12 @@ class FeedSpider(ArticlePages, scrapy.Spider):
     name = "feeds"
 
     def __init__(self, sources: Sequence[SourceConfig], recorder: OutcomeRecorder, summary: CrawlSummary,
-                 kit: PageKit | None = None, **kwargs: Any) -> None:
+                 kit: PageKit | None = None, parser: ParsePool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sources = list(sources)
         self.recorder = recorder
         self.summary = summary
+        self.parser = parser or ParsePool(workers=0)
         self.setup_pages(kit)
 
     async def start(self):
@@ -248,7 +250,7 @@ class FeedSpider(ArticlePages, scrapy.Spider):
                 meta={"source": source, "handle_httpstatus_list": HANDLED_STATUSES, "dont_obey_robotstxt": True},
             )
 
-    def parse(self, response: scrapy.http.Response, **kwargs: Any):
+    async def parse(self, response: scrapy.http.Response, **kwargs: Any):
         source: SourceConfig = response.meta["source"]
         status = response.status
         headers = response.headers
@@ -265,7 +267,7 @@ class FeedSpider(ArticlePages, scrapy.Spider):
                 bytes=len(response.body),
             )
             return
-        parsed = parse_feed(
+        parsed = await self.parser.parse(
             response.body, source=source.name, url=response.url,
             content_type=_header(headers, b"Content-Type") or "", now=self.recorder.clock.now(),
         )
@@ -282,7 +284,8 @@ class FeedSpider(ArticlePages, scrapy.Spider):
             note=parsed.problem, fresh_for=freshness_floor(headers.get(b"Cache-Control"), parsed.ttl_seconds),
             bytes=len(response.body),
         )
-        yield from self.release(source, [self.article_request(source, s.url, story=s) for s in follow])
+        for request in self.release(source, [self.article_request(source, s.url, story=s) for s in follow]):
+            yield request
 
     def failed(self, failure):
         request = failure.request
@@ -329,7 +332,7 @@ class OutcomePipeline:
         return item
 
 
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 3.0
 SPIDERS: dict[str, type[scrapy.Spider]] = {"feed": FeedSpider, "site": SiteSpider, "sitemap": SitemapSpider}
 
 
@@ -341,23 +344,34 @@ class Crawler:
         self.recorder = recorder
         self.runner = AsyncCrawlerRunner(scrapy_settings(config))
         self.pages = PageKit.create(config.robots_cache)
+        self.parser = ParsePool(workers=config.parse_workers, timeout=config.parse_timeout)
+
+    def close(self) -> None:
+        self.parser.close()
 
     async def crawl(self, sources: Sequence[SourceConfig]) -> CrawlSummary:
         summary = CrawlSummary(sources=len(sources))
         if not sources:
             return summary
         started = time.perf_counter()
-        tasks = []
+        tasks, crawlers = [], []
         for kind, spider in SPIDERS.items():
             batch = [s for s in sources if s.kind == kind]
             if batch:
+                crawler = self.runner.create_crawler(spider)
+                crawlers.append(crawler)
                 tasks.append(asyncio.ensure_future(self.runner.crawl(
-                    spider, sources=batch, recorder=self.recorder, summary=summary, kit=self.pages,
+                    crawler, sources=batch, recorder=self.recorder, summary=summary, kit=self.pages,
+                    parser=self.parser,
                 )))
         try:
             await asyncio.wait(tasks)
-        except asyncio.CancelledError:  # the daemon is stopping: close the spiders, then stop
-            await self.runner.stop()
+        except asyncio.CancelledError:  # the daemon is stopping: close this crawl's spiders, briefly
+            for crawler in crawlers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(crawler.stop_async(), STOP_TIMEOUT)
+            for task in tasks:
+                task.cancel()
             await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
             raise
         for task in tasks:

@@ -32,7 +32,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import urljoin
@@ -146,6 +146,7 @@ class PageKit:
     extractor: PageExtractor
     robots: RobotsCache
     failures: FailedPages
+    claimed: set[str] = field(default_factory=set)  # article URLs some running crawl is fetching
 
     @classmethod
     def create(cls, robots_ttl: float) -> PageKit:
@@ -177,7 +178,8 @@ class ArticlePages:
 
     def new_urls(self, source: SourceConfig, urls: Iterable[str]) -> list[str]:
         """Of `urls` (canonical), those neither stored nor already queued, within the budget."""
-        wanted = [u for u in dict.fromkeys(urls) if u and u not in self._queued and not self.kit.failures.waiting(u)]
+        wanted = [u for u in dict.fromkeys(urls) if u and u not in self._queued and u not in self.kit.claimed
+                  and not self.kit.failures.waiting(u)]
         known = self.recorder.store.known_urls(wanted) if wanted else set()
         fresh = [u for u in wanted if u not in known]
         left = self._budget.setdefault(source.name, source.max_articles)
@@ -187,7 +189,12 @@ class ArticlePages:
         fresh = fresh[: max(0, left)]
         self._budget[source.name] = left - len(fresh)
         self._queued.update(fresh)
+        self.kit.claimed.update(fresh)
         return fresh
+
+    def closed(self, reason: str) -> None:
+        """Scrapy calls this when the spider closes: its article URLs are free for other crawls."""
+        self.kit.claimed.difference_update(self._queued)
 
     def release(
         self, source: SourceConfig, requests: Iterable[scrapy.Request] = (), *, done: bool = False,

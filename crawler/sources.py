@@ -219,6 +219,9 @@ class CrawlerConfig(BaseModel):
     autothrottle: bool = True
     robots_cache: Duration = 3600
     failure_backoff_max: Duration = 6 * 3600
+    parse_workers: int = Field(default=2, ge=0, le=16)   # processes parsing feeds; 0 parses in the loop
+    parse_timeout: Duration = 20                         # a feed that takes longer to parse is given up
+    disable_after: int = Field(default=50, ge=0)         # consecutive failures before a source is disabled; 0 never
 
 
 class StorageConfig(BaseModel):

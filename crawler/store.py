@@ -168,6 +168,15 @@ class StoryStore:
             not_before=_dt(row["not_before"]), stories_total=row["stories_total"],
         )
 
+    def blocked_until(self, now: datetime) -> dict[str, datetime]:
+        """Sources that may not be fetched before a later time (backoff, Retry-After, TTL)."""
+        rows = self.conn.execute("SELECT source, not_before FROM fetch_state WHERE not_before > ?", (_iso(now),))
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows}
+
+    def clear_backoff(self, source: str) -> None:
+        """Let a source be fetched at once (an admin re-enabled it)."""
+        self.conn.execute("UPDATE fetch_state SET not_before = NULL, failures = 0 WHERE source = ?", (source,))
+
     def all_fetch_states(self) -> dict[str, FetchState]:
         names = [r[0] for r in self.conn.execute("SELECT source FROM fetch_state")]
         return {name: self.fetch_state(name) for name in names}

@@ -1,0 +1,61 @@
+"""One event, several outlets: one alert, the others shown as "also reported by"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.e2e.conftest import ROOT, wait_until, write_config
+from tests.e2e.test_skeleton import CHAT, SEED
+from tests.fakes.feed_server import FeedItem
+
+# Another outlet running the same wire copy under its own headline, lightly edited.
+REWRITE = FeedItem(
+    title="North Korea's Kim in Beijing to meet Xi as second Trump summit nears",
+    link="https://daily.example.org/2019/01/08/kim-xi-beijing",
+    guid="daily-kim-xi-0108",
+    description=(
+        "North Korean leader Kim Jong Un arrived in Beijing by train on Tuesday for talks with "
+        "Chinese President Xi Jinping, his fourth trip to China in less than a year, as Washington "
+        "and Pyongyang prepare for a possible second summit between Kim and U.S. President Donald "
+        "Trump. Kim is expected to seek Beijing's backing for an easing of sanctions."
+    ),
+    published=SEED.published,
+)
+
+
+def test_two_outlets_in_one_pass_make_one_alert(tmp_path, feeds) -> None:
+    feeds.set_feed("/wire.xml", [SEED])
+    feeds.set_feed("/daily.xml", [REWRITE])
+    config = write_config(tmp_path, [
+        {"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 60},
+        {"name": "daily", "url": feeds.url("/daily.xml"), "kind": "feed", "interval": 60},
+    ])
+    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+                          cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    alerts = proc.stdout.split("sources:")[0]
+    assert alerts.count("arrived in Beijing by train") == 1, alerts
+    assert "also reported by" in alerts
+
+
+def test_later_report_by_another_outlet_does_not_alert_again(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    feeds.set_feed("/wire.xml", [SEED])
+    feeds.set_feed("/daily.xml", [])
+    config = write_config(tmp_path, [
+        {"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1},
+        {"name": "daily", "url": feeds.url("/daily.xml"), "kind": "feed", "interval": 1},
+    ], api_url=f"{bot_api.url}/bot")
+    daemon = daemon_factory(config).start()
+    bot_api.user_message(CHAT, "/start")
+    wait_until(lambda: any("Subscribed" in (m.get("text") or "") for m in bot_api.messages_for(CHAT)), what="/start")
+    wait_until(lambda: [m for m in bot_api.messages_for(CHAT) if "Beijing" in (m.get("text") or "")],
+               what="the first outlet's alert")
+    feeds.set_feed("/daily.xml", [REWRITE])
+    polls = len(feeds.hits_for("/daily.xml"))
+    wait_until(lambda: len(feeds.hits_for("/daily.xml")) >= polls + 3, what="polls of the second outlet")
+    assert daemon.stop() == 0
+    alerts = [m for m in bot_api.messages_for(CHAT) if "Beijing" in (m.get("text") or "")]
+    assert len(alerts) == 1, [a["text"][:80] for a in alerts]
