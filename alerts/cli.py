@@ -75,18 +75,22 @@ def setup_logging(level: str, fmt: str, token: str | None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("scrapy", "twisted", "httpx", "httpcore", "telegram", "apscheduler", "asyncio", "charset_normalizer", "trafilatura", "htmldate", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.ERROR if noisy in ("scrapy", "twisted") else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy in ("scrapy", "twisted", "apscheduler") else logging.WARNING)
     logging.captureWarnings(True)
 
 
-def _config(args: argparse.Namespace) -> NewswatchConfig:
-    return load_config(args.config)
+def _config(args: argparse.Namespace, *, delivering: bool = False) -> NewswatchConfig:
+    """The config; when the command delivers alerts, also settle Telegram vs console mode."""
+    config = load_config(args.config)
+    if delivering:
+        args.token = config.effective_token(args.token)
+    return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from alerts.daemon import Daemon
 
-    config = _config(args)
+    config = _config(args, delivering=True)
     daemon = Daemon(config, token=args.token)
     asyncio.run(daemon.run())
     return 0
@@ -100,7 +104,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         return 2
     from alerts.progress import crawl_once
 
-    config = _config(args)
+    config = _config(args, delivering=True)
     return crawl_once(Daemon(config, token=args.token), sys.stdout)
 
 
@@ -130,11 +134,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from alerts.doctor import doctor
 
-    return doctor(_config(args), args.token, sys.stdout, timeout=args.timeout)
+    return doctor(_config(args, delivering=True), args.token, sys.stdout, timeout=args.timeout)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _config(args, delivering=True)
     print(f"# {config.file}: OK ({len(config.sources)} sources, {len(config.topics)} topics)")
     print(redacted(config, args.token), end="")
     return 0

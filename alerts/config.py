@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator
@@ -36,6 +36,7 @@ TELEGRAM_API = "https://api.telegram.org/bot"
 class TelegramConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool | Literal["auto"] = "auto"   # auto: Telegram when a token is set, else the console
     api_url: str = TELEGRAM_API
     admins: list[int] = Field(default_factory=list)
     allowed_chats: list[int] | None = None
@@ -64,6 +65,7 @@ class NewswatchConfig(BaseModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: str = PrivateAttr(default="")
+    _lines: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("topics")
     @classmethod
@@ -80,6 +82,20 @@ class NewswatchConfig(BaseModel):
     @property
     def file(self) -> str:
         return self._file
+
+    def where(self, *path: str | int) -> str:
+        """`file:line` of a key, for messages about it."""
+        return f"{self._file}:{_line_for(tuple(path), self._lines)}"
+
+    def effective_token(self, token: str | None) -> str | None:
+        """The token to use: None (console mode) when `telegram.enabled` is false; an error when
+        it is true and no token is set."""
+        if self.telegram.enabled is False:
+            return None
+        if self.telegram.enabled is True and not token:
+            raise ConfigError([f"{self.where('telegram', 'enabled')}: telegram.enabled: true, but no bot token is "
+                               f"set: export {TOKEN_ENV}=<token from @BotFather> (or {TOKEN_FILE_ENV}=<file>)"])
+        return token
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -149,6 +165,7 @@ def parse_config(text: str, filename: str, *, base_dir: Path) -> NewswatchConfig
         raise ConfigError(problems)
     config._base_dir = base_dir
     config._file = filename
+    config._lines = located.lines
     return config
 
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +44,7 @@ log = logging.getLogger("newswatch")
 STARTUP_SPREAD = 5.0  # seconds over which the first polls are spread
 MAX_CONCURRENT_CRAWLS = 3
 SHUTDOWN_GRACE = 10.0
+DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
 
 
 @dataclass
@@ -363,6 +365,12 @@ class Daemon:
             self._dispatch_event.clear()
             try:
                 summary = self.dispatcher.run()
+            except sqlite3.Error as exc:
+                log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",
+                          type(exc).__name__, exc, DB_RETRY)
+                await asyncio.sleep(DB_RETRY)
+                self._dispatch_event.set()
+                continue
             except Exception:
                 log.exception("matching new stories failed; will retry on the next batch")
                 await asyncio.sleep(1)
@@ -376,6 +384,11 @@ class Daemon:
         while True:
             try:
                 await self.notifier.deliver_due()
+            except sqlite3.Error as exc:
+                log.error("delivering alerts: the database refused the write (%s: %s); retrying in %.0fs",
+                          type(exc).__name__, exc, DB_RETRY)
+                await asyncio.sleep(DB_RETRY)
+                self._notify_event.set()
             except Exception:
                 log.exception("delivering alerts failed; will retry")
             next_due = self.outbox.next_due()

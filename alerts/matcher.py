@@ -222,13 +222,11 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
     return best or None
 
 
-# Characters by how often they occur in news text: English letters and marks (and `?`, which
-# stands for every Korean, Chinese or Japanese character when the automaton of the other terms
-# reads such a text), and the bytes that start Hangul syllables in UTF-8. pyahocorasick tries a
-# node's children in the order they were added, so keys are added in this order, and a few
-# never-matching keys are added first to give frequent characters that start no term (the
-# space) an early place at the root.
-_LATIN_ORDER = " ?etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
+# Characters by how often they occur in news text: English letters and marks, and the bytes
+# that start Hangul syllables in UTF-8. pyahocorasick tries a node's children in the order they
+# were added, so keys are added in this order, and a few never-matching keys are added first to
+# give frequent characters that start no term (the space) an early place at the root.
+_LATIN_ORDER = " etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
 _UTF8_ORDER = "\xec\xeb\xea\xed "
 _NEVER = "\uffff"
 
@@ -239,20 +237,41 @@ def _rank(order: str) -> Any:
 
 
 def _build(
-    keys: list[tuple[_KeyInfo, str]], order: str, never: str
+    keys: list[tuple[_KeyInfo, str]], order: str, never: str | None
 ) -> ahocorasick.Automaton | None:
     """An automaton of `keys`, each (what it stands for, the key)."""
     if not keys:
         return None
     automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY)
     starts = {key[0] for _, key in keys}
-    for char in order:
+    for char in order if never else "":
         if char not in starts:
             automaton.add_word(char + never, _NOTHING)
     for info, key in sorted(keys, key=_rank(order)):
         automaton.add_word(key, info)
     automaton.make_automaton()
     return automaton
+
+
+def _blocks(char: str) -> bool:
+    """True for a character that makes an English term next to it part of a longer word."""
+    return char.isalnum() and char < "\u1100"
+
+
+class _ViewMap(dict[int, int]):
+    """`str.translate` table from characters to what the automaton of the other terms reads:
+    characters of its terms as they are, other letters and digits as `filler`, anything else as
+    `boundary`; filled in as characters turn up."""
+
+    def __init__(self, chars: set[str], boundary: str, filler: str) -> None:
+        super().__init__()
+        self.chars, self.boundary, self.filler = chars, ord(boundary), ord(filler)
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        value = code if char in self.chars else self.filler if _blocks(char) else self.boundary
+        self[code] = value
+        return value
 
 
 def _utf8(text: str) -> str:
@@ -354,7 +373,27 @@ class Matcher:
                 latin.append((_key_info(length, key_variants), pattern))
             else:
                 wide.append((_key_info(length, key_variants), _utf8(pattern)))
-        self._latin = _build(latin, _LATIN_ORDER, _NEVER)
+        # The other terms' automaton reads a view of the text: the characters of those terms
+        # as they are, every other letter or digit as a filler, every other character (what
+        # may stand before a whole word) as a boundary character, and one boundary character
+        # in front. A term that must start a word is looked for as "x" + term for every x that
+        # may stand before it, so that the automaton only enters such terms at word starts.
+        chars = {c for _, p in latin for c in p}
+        boundary, filler = [c for c in map(chr, range(1, 32)) if c not in chars][:2]
+        anchors = sorted({c for c in chars if not _blocks(c)} | {boundary})
+        anchored = []
+        for info, pattern in latin:
+            if all(need == LATIN for need in _needs(info)[0::2]):
+                anchored += [(info, anchor + pattern) for anchor in anchors]
+            else:
+                anchored.append((info, pattern))
+        self._latin = _build(anchored, " " + boundary + _LATIN_ORDER, None)
+        self._boundary = boundary.encode("latin-1")
+        self._view_table = bytes(
+            b if c in chars else ord(filler) if _blocks(c) else ord(boundary)
+            for b, c in enumerate(map(chr, range(256)))
+        )
+        self._view_map = _ViewMap(chars, boundary, filler)
         self._cjk = _build(wide, _UTF8_ORDER, _utf8(_NEVER))
         # Boundaries of the other terms are all "no letter or digit next to it" (or none);
         # otherwise their hits take the general check.
@@ -407,18 +446,21 @@ class Matcher:
         add = [bucket.append for bucket in buckets]
         if text.isascii():
             if self._latin is not None:
+                view = (self._boundary + text.encode("ascii")).translate(self._view_table)
                 if self._latin_words:
-                    self._scan_words(text, add)
+                    self._scan_words(text, view.decode("latin-1"), add)
                 else:
-                    self._scan_latin(text, text, add)
+                    self._scan_latin(text, view.decode("latin-1"), add)
         else:
             if self._latin is not None:
-                view: str | None = text
-                if self._latin_view:
+                if not self._latin_view:
+                    self._scan_latin(text, self._boundary.decode() + text.translate(self._view_map), add)
+                else:
+                    # Korean, Chinese and Japanese characters become `?`, then boundaries.
                     raw = text.encode("latin-1", "replace")
-                    view = raw.decode("latin-1") if raw.translate(None, self._latin_skip) else None
-                if view is not None:
-                    self._scan_latin(text, view, add)
+                    if raw.translate(None, self._latin_skip):
+                        view = (self._boundary + raw).translate(self._view_table)
+                        self._scan_latin(text, view.decode("latin-1"), add)
             if self._cjk is not None:
                 self._scan_cjk(text, add)
         for t_index, g_index, label, regex, required in self._regexes:
@@ -429,49 +471,49 @@ class Matcher:
                         add[t_index]((start, -end, g_index, label))
         return buckets
 
-    def _scan_words(self, text: str, add: list[Any]) -> None:
+    def _scan_words(self, text: str, view: str, add: list[Any]) -> None:
         """The other terms' hits in ASCII `text`, when every boundary is a word boundary."""
         alnum = _ASCII_ALNUM
-        last = len(text) - 1
-        found = self._latin.iter(text)  # type: ignore[union-attr]
+        size = len(text)
+        found = self._latin.iter(view)  # type: ignore[union-attr]
         for end, (length, left, right, target, variants) in found:
-            start = end - length + 1
+            # `view` has one character more in front: `end` is where the hit stops in `text`.
+            start = end - length
             if variants is None:
                 if (left and start and text[start - 1] in alnum) or (
-                    right and end < last and text[end + 1] in alnum
+                    right and end < size and text[end] in alnum
                 ):
                     continue
                 t_index, g_index, label = target  # type: ignore[misc]
-                add[t_index]((start, -end - 1, g_index, label))
+                add[t_index]((start, -end, g_index, label))
                 continue
             glued_left = start > 0 and text[start - 1] in alnum
-            glued_right = end < last and text[end + 1] in alnum
+            glued_right = end < size and text[end] in alnum
             for left, right, targets in variants:
                 if (left and glued_left) or (right and glued_right):
                     continue
                 for t_index, g_index, label in targets:
-                    add[t_index]((start, -end - 1, g_index, label))
+                    add[t_index]((start, -end, g_index, label))
 
     def _scan_latin(self, text: str, view: str, add: list[Any]) -> None:
-        """The other terms' hits, found in `view` (`text`, or `text` with `?` for characters
-        no such term contains) and checked against `text`."""
-        last = len(text) - 1
+        """The other terms' hits, found in `view` and checked against `text`."""
+        size = len(text)
         found = self._latin.iter(view)  # type: ignore[union-attr]
         for end, (length, left, right, target, variants) in found:
-            start = end - length + 1
+            start = end - length
             before = text[start - 1] if start > 0 else " "
-            after = text[end + 1] if end < last else " "
+            after = text[end] if end < size else " "
             if variants is None:
                 if (left and _glued(before, left)) or (right and _glued(after, right)):
                     continue
                 t_index, g_index, label = target  # type: ignore[misc]
-                add[t_index]((start, -end - 1, g_index, label))
+                add[t_index]((start, -end, g_index, label))
                 continue
             for left, right, targets in variants:
                 if (left and _glued(before, left)) or (right and _glued(after, right)):
                     continue
                 for t_index, g_index, label in targets:
-                    add[t_index]((start, -end - 1, g_index, label))
+                    add[t_index]((start, -end, g_index, label))
 
     def _scan_cjk(self, text: str, add: list[Any]) -> None:
         """The Korean, Chinese and Japanese terms' hits, found in the UTF-8 bytes of `text`."""

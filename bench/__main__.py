@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=32, help="requests at once, daemon and baseline (b) (32)")
         p.add_argument("--interval", type=int, default=3600, help="source interval in the config, s (3600: one round per run)")
         p.add_argument("--cycle-timeout", type=float, default=900.0, help="longest wait for one cycle, s")
-        p.add_argument("--variant", default="", choices=["", "no-return-check", "lean-scrapy"],
+        p.add_argument("--variant", default="", choices=["", "no-return-check", "lean-scrapy", "aiohttp-feeds"],
                        help="run the daemon with an experimental change (bench/variants.py), not as shipped")
         p.add_argument("--baseline-a-sample", type=int, default=2000,
                        help="baseline (a) polls at most this many feeds and is scaled to N (0: all) (2000)")
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["", "py-spy", "cprofile"], default="",
                    help="also profile one extra cycle per N (py-spy must be installed for py-spy)")
     p.add_argument("--profile-top", type=int, default=20)
+    p.add_argument("--from-results", action="store_true",
+                   help="print the tables again from the results saved under --out, measuring nothing")
 
     p = sub.add_parser("latency", help="publication -> poll -> sendMessage, for items published at random moments")
     _common(p)
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-deadline", type=float, default=900.0)
     p.add_argument("--profile", choices=["", "py-spy", "cprofile"], default="")
     p.add_argument("--profile-top", type=int, default=20)
+    p.set_defaults(from_results=False)
     return parser
 
 

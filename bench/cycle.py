@@ -274,7 +274,14 @@ def report(results: list[dict], args) -> str:
 def main(args) -> int:
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = [measure(n, args, out_dir) for n in args.sources]
+    if args.from_results:
+        results = [json.loads((out_dir / f"n{n}" / "result.json").read_text()) for n in args.sources]
+        for r in results:
+            if r.get("profile"):
+                r["profile"]["top"] = summarize_profile(args.profile or "py-spy", Path(r["profile"]["file"]),
+                                                        args.profile_top)
+    else:
+        results = [measure(n, args, out_dir) for n in args.sources]
     text = report(results, args)
     (out_dir / "cycle.md").write_text(text)
     print(text)

@@ -45,6 +45,8 @@ STAGES = (
     ("Scrapy engine, scheduler, middlewares, signals (the rest of Scrapy)", ("scrapy/", "twisted/", "pydispatch/")),
     ("Telegram client (python-telegram-bot, httpx)", ("telegram/", "httpx/", "httpcore/")),
     ("scheduler (APScheduler)", ("apscheduler/",)),
+    ("module imports (parse workers starting on first use)", ("_find_and_load",)),
+    ("parse pool traffic (multiprocessing, pickling)", ("multiprocessing/", "concurrent/futures/")),
 )
 
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -326,7 +327,11 @@ class OutcomePipeline:
         spider: Any = self.crawler.spider
         try:
             spider.recorder.record(item, spider.summary)
-        except Exception:  # a storage error must not kill the crawl; it is logged once per source
+        except sqlite3.Error as exc:  # disk full, database locked or damaged: say so, keep crawling
+            log.error("source %s: the database refused the fetch (%s: %s); nothing of it was kept, so it is "
+                      "fetched again next time", item.source.name, type(exc).__name__, exc)
+            spider.summary.failed += 1
+        except Exception:  # any other storage error must not kill the crawl either
             log.exception("source %s: could not store the fetch outcome", item.source.name)
             spider.summary.failed += 1
         return item

@@ -657,6 +657,8 @@ class FakeBotAPI:
     ``edited``, ``deleted``, ``answered_callbacks``, ``chat_actions``, ``errors``.
     """
 
+    tokens_issued: set[str] = set()  # every token a fake has served: the suite checks none leaked
+
     def __init__(self, token: str | None = None, *, bot_id: int | None = None,
                  bot_username: str = "newswatch_test_bot", bot_name: str = "Newswatch",
                  strict_entities: bool = True, strict_chats: bool = False,
@@ -667,6 +669,7 @@ class FakeBotAPI:
         elif not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", token):
             raise ValueError("token must look like a Telegram bot token: <bot id>:<secret>")
         self._token = token
+        FakeBotAPI.tokens_issued.add(token)
         self._bot_id = int(token.split(":", 1)[0])
         self._bot_user = {
             "id": self._bot_id, "is_bot": True, "first_name": bot_name, "username": bot_username,

@@ -145,3 +145,24 @@ def test_check_config_cli_reports_wrong_type(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{path}:16: topics.summit.threshold: must be a number" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_telegram_enabled_without_token_is_refused_with_line(tmp_path: Path) -> None:
+    path = tmp_path / "tg.yaml"
+    path.write_text(GOOD.replace("telegram:\n  admins: [42]", "telegram:\n  admins: [42]\n  enabled: true"))
+    env = {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "check-config", "-c", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert f"{path}:5: telegram.enabled: true, but no bot token is set" in proc.stderr
+    config = load_config(path)
+    assert config.effective_token("1:x") == "1:x"
+    off = parse_config(GOOD.replace("admins: [42]", "admins: [42]\n  enabled: false"), "c.yaml", base_dir=tmp_path)
+    assert off.effective_token("1:x") is None
+
+
+def test_readme_config_example_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    block = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(block, "README.md", base_dir=tmp_path)
+    assert {s.kind for s in config.sources} == {"feed", "site", "sitemap"}

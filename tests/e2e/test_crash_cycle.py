@@ -1,0 +1,103 @@
+"""kill -9 at 20 random moments of a busy cycle (fetching, storing, matching, sending).
+
+30 feeds carry 150 distinct relevant stories for 5 chats. The daemon is started and killed
+with SIGKILL 20 times at random moments, then left to finish. Every alert must arrive, the
+database must be intact, and repeats are bounded by what can be in flight at a kill
+(Telegram has no idempotency key: a request the server has answered but the daemon has not
+yet recorded is sent again after the restart).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import string
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from alerts.config import load_config
+from alerts.matcher import Matcher
+from alerts.subscriptions import Subscriptions
+from crawler.store import open_database
+from tests.e2e.conftest import wait_until, write_config
+from tests.fakes.feed_server import FeedItem
+
+CHATS = [7001, 7002, 7003, 7004, 7005]
+FEEDS = 30
+PER_FEED = 5
+KILLS = 20
+IN_FLIGHT = 4  # the notifier's concurrency
+
+
+def _stories(rng: random.Random) -> list[list[FeedItem]]:
+    places = ["Panmunjom", "Hanoi", "Singapore", "Vladivostok", "Beijing", "Pyongyang", "Seoul", "Geneva"]
+    feeds = []
+    for f in range(FEEDS):
+        items = []
+        for k in range(PER_FEED):
+            words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 9))) for _ in range(60)]
+            place = rng.choice(places)
+            title = f"North Korean envoys hold summit talks in {place}: {' '.join(words[:4])} ({f}-{k})"
+            text = (f"North Korea's envoys held summit talks with their counterparts in {place}. "
+                    + " ".join(rng.choice(words) for _ in range(120)))
+            items.append(FeedItem(title, f"https://outlet{f}.example.com/story/{k}", text,
+                                  published=datetime.now(UTC)))
+        feeds.append(items)
+    return feeds
+
+
+def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    rng = random.Random(20261128)
+    all_items = _stories(rng)
+    for f, items in enumerate(all_items):
+        feeds.set_feed(f"/feed/{f}.xml", items)
+    sources = [{"name": f"outlet{f}", "url": feeds.url(f"/feed/{f}.xml"), "kind": "feed", "interval": 1}
+               for f in range(FEEDS)]
+    config = write_config(tmp_path, sources, api_url=f"{bot_api.url}/bot",
+                          telegram={"api_url": f"{bot_api.url}/bot", "poll_timeout": 1,
+                                    "overall_per_second": 10000, "group_per_minute": 10000},
+                          crawler={"per_host": 32, "delay": 0, "autothrottle": False})
+    matcher = Matcher(load_config(config).topics)
+    expected = {item.title for items in all_items for item in items if any(s.passed for s in matcher.score(item.title, item.description))}
+    assert len(expected) >= 100
+    conn = open_database(tmp_path / "newswatch.db")
+    subs = Subscriptions(conn)
+    for chat in CHATS:
+        subs.start(chat, ["summit", "sanctions", "north-korea"])
+    conn.close()
+
+    daemon = daemon_factory(config)
+    sent_at_kills = []
+    for kill in range(KILLS):
+        daemon.start()
+        # from the moment the daemon polls (start-up itself takes seconds), a random moment
+        wait_until(lambda: "is listening" in (tmp_path / f"daemon-{kill + 1}.err").read_text(), timeout=60,
+                   what="the daemon to start")
+        time.sleep(rng.uniform(0.0, 2.5))
+        daemon.stop(signal.SIGKILL)
+        sent_at_kills.append(len(bot_api.sent))
+    assert len(set(sent_at_kills)) > 3, f"the kills did not fall while alerts were being sent: {sent_at_kills}"
+
+    daemon.start()
+
+    def delivered() -> set[tuple[int, str]]:
+        return {(m["chat_id"], title) for m in bot_api.sent for title in [_title(m)] if title in expected}
+
+    wait_until(lambda: len(delivered()) >= len(expected) * len(CHATS), timeout=120, what="every alert after the kills")
+    assert daemon.stop() == 0
+
+    counts = Counter((m["chat_id"], _title(m)) for m in bot_api.sent if _title(m) in expected)
+    repeats = sum(n - 1 for n in counts.values())
+    print(f"\n{KILLS} kills at sent counts {sent_at_kills}; {len(expected) * len(CHATS)} alerts expected, "
+          f"all delivered; repeated: {repeats}")
+    assert repeats <= KILLS * IN_FLIGHT
+    db = sqlite3.connect(tmp_path / "newswatch.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0
+
+
+def _title(message: dict) -> str:
+    text = message.get("text") or ""
+    return text.split("</a>")[0].rsplit(">", 1)[-1] if "</a>" in text else ""
