@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import ahocorasick
@@ -394,7 +395,18 @@ class Matcher:
             for b, c in enumerate(map(chr, range(256)))
         )
         self._view_map = _ViewMap(chars, boundary, filler)
-        self._cjk = _build(wide, _UTF8_ORDER, _utf8(_NEVER))
+        # Terms that start with a Hangul syllable (in UTF-8, with one of four bytes) and the
+        # others (Chinese, Japanese) in two automata, each with few children at the root, each
+        # run only on texts that hold a byte that starts one of its terms.
+        self._cjk: list[tuple[ahocorasick.Automaton, tuple[bytes, ...]]] = []
+        for part in (
+            [w for w in wide if w[1][0] in _UTF8_ORDER],
+            [w for w in wide if w[1][0] not in _UTF8_ORDER],
+        ):
+            automaton = _build(part, _UTF8_ORDER, _utf8(_NEVER))
+            if automaton is not None:
+                firsts = sorted({p[0] for _, p in part}, key=lambda c: (c not in _UTF8_ORDER, c))
+                self._cjk.append((automaton, tuple(c.encode("latin-1") for c in firsts)))
         # Boundaries of the other terms are all "no letter or digit next to it" (or none);
         # otherwise their hits take the general check.
         self._latin_words = all(
@@ -406,11 +418,6 @@ class Matcher:
         # Bytes that start no term: a text made of them only holds no hit.
         firsts = {ord(p[0]) for _, p in latin if p[0] < "\u0100"}
         self._latin_skip = bytes(b for b in range(256) if b not in firsts)
-        # The bytes that start the other terms, those that start Hangul syllables first.
-        self._cjk_firsts = tuple(
-            p.encode("latin-1")
-            for p in sorted({p[0] for _, p in wide}, key=lambda c: (c not in _UTF8_ORDER, c))
-        )
         self._regexes = [
             (t_index, g_index, term.label, term.regex, _required_text(term.regex))
             for t_index, g_index, term in regexes
@@ -461,7 +468,7 @@ class Matcher:
                     if raw.translate(None, self._latin_skip):
                         view = (self._boundary + raw).translate(self._view_table)
                         self._scan_latin(text, view.decode("latin-1"), add)
-            if self._cjk is not None:
+            if self._cjk:
                 self._scan_cjk(text, add)
         for t_index, g_index, label, regex, required in self._regexes:
             if required is None or required in text:
@@ -518,14 +525,18 @@ class Matcher:
     def _scan_cjk(self, text: str, add: list[Any]) -> None:
         """The Korean, Chinese and Japanese terms' hits, found in the UTF-8 bytes of `text`."""
         raw = text.encode("utf-8")
-        for first in self._cjk_firsts:
-            if first in raw:
-                break
-        else:
-            return
-        found = list(self._cjk.iter(raw.decode("latin-1")))  # type: ignore[union-attr]
+        wide = ""
+        found: list[tuple[int, _KeyInfo]] = []
+        for automaton, firsts in self._cjk:
+            for first in firsts:
+                if first in raw:
+                    wide = wide or raw.decode("latin-1")
+                    found += automaton.iter(wide)
+                    break
         if not found:
             return
+        if len(self._cjk) > 1:
+            found.sort(key=itemgetter(0))  # by where they end; each part is in that order already
         starts = raw.translate(_UTF8_STARTS).count
         size = len(text)
         offset = chars = 0  # bytes and characters up to the end of the last hit

@@ -7,7 +7,11 @@ Results of a variant run are labelled with its name.
                       every response, whether the callback is a generator with a `return
                       value` (the check re-reads and re-parses the callback's source when
                       its weak cache has dropped the bound method, which is most of the time)
-    lean-scrapy       no-return-check, plus the Scrapy components a feed poll does not use
+    few-items         CONCURRENT_ITEMS = 4 instead of Scrapy's 100: for every response Scrapy
+                      starts CONCURRENT_ITEMS worker tasks (`_parallel_asyncio` in
+                      `Scraper.handle_spider_output_async`) to process what the callback
+                      yields, and the feed callback yields one outcome per response
+    lean-scrapy       no-return-check and few-items, plus the Scrapy components a feed poll does not use
                       switched off: the referer, URL-length, depth and offsite middlewares,
                       HTTP auth, proxy, meta-refresh, downloader stats, and a stats collector
                       that keeps nothing
@@ -29,15 +33,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-VARIANTS = ("no-return-check", "lean-scrapy", "aiohttp-feeds")
+VARIANTS = ("no-return-check", "few-items", "lean-scrapy", "aiohttp-feeds")
 
 
 def _no_return_check(settings: dict[str, Any]) -> None:
     settings["WARN_ON_GENERATOR_RETURN_VALUE"] = False
 
 
+def _few_items(settings: dict[str, Any]) -> None:
+    settings["CONCURRENT_ITEMS"] = 4
+
+
 def _lean(settings: dict[str, Any]) -> None:
     _no_return_check(settings)
+    _few_items(settings)
     downloader = dict(settings.get("DOWNLOADER_MIDDLEWARES", {}))
     for name in ("offsite.OffsiteMiddleware", "httpauth.HttpAuthMiddleware", "redirect.MetaRefreshMiddleware",
                  "httpproxy.HttpProxyMiddleware", "stats.DownloaderStats"):
@@ -53,7 +62,9 @@ def _lean(settings: dict[str, Any]) -> None:
     settings["EXTENSIONS"] = extensions
 
 
-_PATCHES: dict[str, Callable[[dict[str, Any]], None]] = {"no-return-check": _no_return_check, "lean-scrapy": _lean}
+_PATCHES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "no-return-check": _no_return_check, "few-items": _few_items, "lean-scrapy": _lean,
+}
 
 
 def _aiohttp_feeds() -> None:

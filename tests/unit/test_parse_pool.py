@@ -29,11 +29,11 @@ def test_parses_in_a_worker_process() -> None:
 
 
 def test_overlong_parse_is_stopped_and_the_pool_recovers() -> None:
-    pool = ParsePool(workers=1, timeout=0.3)
+    pool = ParsePool(workers=1, timeout=1.5)
 
     async def scenario():
         started = time.monotonic()
-        slow = await pool.parse(_big_feed(30_000), source="huge", url="https://x.example/f", content_type="", now=NOW)
+        slow = await pool.parse(_big_feed(80_000), source="huge", url="https://x.example/f", content_type="", now=NOW)
         took = time.monotonic() - started
         fine = await pool.parse(FEED, source="s", url="https://x.example/feed", content_type="", now=NOW)
         return slow, took, fine
@@ -43,7 +43,7 @@ def test_overlong_parse_is_stopped_and_the_pool_recovers() -> None:
     finally:
         pool.close()
     assert slow.stories == [] and "longer than" in slow.problem
-    assert took < 3
+    assert took < 6
     assert len(fine.stories) == 1
 
 
