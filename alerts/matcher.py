@@ -388,6 +388,9 @@ class Matcher:
                 anchored += [(info, anchor + pattern) for anchor in anchors]
             else:
                 anchored.append((info, pattern))
+        # Boundary characters and spaces in a row (a Korean text's view) stay among a few
+        # nodes that have them as first children.
+        anchored += [(_NOTHING, pair + _NEVER) for pair in (boundary * 2, boundary + " ", " " + boundary)]
         self._latin = _build(anchored, " " + boundary + _LATIN_ORDER, None)
         self._boundary = boundary.encode("latin-1")
         self._view_table = bytes(

@@ -13,9 +13,9 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from crawler.store import transaction
+from crawler.store import db_time, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS matches (
@@ -60,10 +60,6 @@ class OutboxItem:
     created: datetime
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
-
-
 class Outbox:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -73,7 +69,7 @@ class Outbox:
     def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)",
-            (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), _iso(at)),
+            (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), db_time(at)),
         )
 
     def enqueue(self, chat_id: int, story_id: str, topics: Iterable[tuple[str, float]],
@@ -83,7 +79,7 @@ class Outbox:
             "INSERT OR IGNORE INTO outbox (chat_id, story_id, topics, terms, created, not_before)"
             " VALUES (?,?,?,?,?,?)",
             (chat_id, story_id, json.dumps([[t, round(s, 2)] for t, s in topics]),
-             json.dumps(list(terms), ensure_ascii=False), _iso(at), _iso(at)),
+             json.dumps(list(terms), ensure_ascii=False), db_time(at), db_time(at)),
         )
         return bool(cur.rowcount)
 
@@ -94,7 +90,7 @@ class Outbox:
             "SELECT o.* FROM outbox o JOIN (SELECT chat_id, MIN(id) AS id FROM outbox"
             " WHERE state = 'pending' GROUP BY chat_id) h ON o.id = h.id"
             " WHERE o.not_before <= ? ORDER BY o.id LIMIT ?",
-            (_iso(now), limit),
+            (db_time(now), limit),
         ).fetchall()
         return [_item(r) for r in rows]
 
@@ -110,7 +106,7 @@ class Outbox:
     def pending_for_chat(self, chat_id: int, created_before: datetime, limit: int = 500) -> list[OutboxItem]:
         rows = self.conn.execute(
             "SELECT * FROM outbox WHERE chat_id = ? AND state = 'pending' AND created <= ? ORDER BY id LIMIT ?",
-            (chat_id, _iso(created_before), limit),
+            (chat_id, db_time(created_before), limit),
         ).fetchall()
         return [_item(r) for r in rows]
 
@@ -135,13 +131,13 @@ class Outbox:
         self.conn.execute(
             "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, attempts = attempts + 1,"
             " last_error = '' WHERE id = ?",
-            (_iso(at), message_id, item_id),
+            (db_time(at), message_id, item_id),
         )
 
     def reschedule(self, item_id: int, not_before: datetime, error: str, *, count_attempt: bool = True) -> None:
         self.conn.execute(
             "UPDATE outbox SET not_before = ?, last_error = ?, attempts = attempts + ? WHERE id = ?",
-            (_iso(not_before), error[:300], 1 if count_attempt else 0, item_id),
+            (db_time(not_before), error[:300], 1 if count_attempt else 0, item_id),
         )
 
     def finish(self, item_id: int, state: str, error: str) -> None:

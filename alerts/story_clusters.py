@@ -9,7 +9,9 @@ the cluster's other outlets are shown as "also reported by" on alerts not yet se
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
+
+from crawler.store import db_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS story_clusters (
@@ -24,10 +26,6 @@ CREATE INDEX IF NOT EXISTS story_clusters_cluster ON story_clusters(cluster_id);
 """
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
-
-
 class StoryClusters:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -36,14 +34,14 @@ class StoryClusters:
     def recent(self, since: datetime) -> list[tuple[str, bytes, datetime]]:
         """(cluster_id, signature, seen) of the stories indexed since `since`."""
         rows = self.conn.execute(
-            "SELECT cluster_id, signature, seen FROM story_clusters WHERE seen >= ?", (_iso(since),)
+            "SELECT cluster_id, signature, seen FROM story_clusters WHERE seen >= ?", (db_time(since),)
         )
         return [(r[0], bytes(r[1]), datetime.fromisoformat(r[2])) for r in rows]
 
     def add(self, story_id: str, cluster_id: str, source: str, signature: bytes, seen: datetime) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO story_clusters (story_id, cluster_id, source, signature, seen) VALUES (?,?,?,?,?)",
-            (story_id, cluster_id, source, signature, _iso(seen)),
+            (story_id, cluster_id, source, signature, db_time(seen)),
         )
 
     def chats_alerted(self, cluster_id: str) -> set[int]:

@@ -231,12 +231,8 @@ class FeedSpider(ArticlePages, scrapy.Spider):
 
     def __init__(self, sources: Sequence[SourceConfig], recorder: OutcomeRecorder, summary: CrawlSummary,
                  kit: PageKit | None = None, parser: ParsePool | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sources = list(sources)
-        self.recorder = recorder
-        self.summary = summary
+        super().__init__(sources, recorder, summary, kit, **kwargs)
         self.parser = parser or ParsePool(workers=0)
-        self.setup_pages(kit)
 
     async def start(self):
         for source in self.sources:

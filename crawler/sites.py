@@ -168,6 +168,14 @@ class ArticlePages:
     kit: PageKit
     halted: set[str]
 
+    def __init__(self, sources: Sequence[SourceConfig], recorder: Any, summary: Any,
+                 kit: PageKit | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sources = list(sources)
+        self.recorder = recorder
+        self.summary = summary
+        self.setup_pages(kit)
+
     def setup_pages(self, kit: PageKit | None) -> None:
         self.kit = kit or PageKit.create(0)
         self.halted = set()
@@ -322,14 +330,6 @@ class SiteSpider(ArticlePages, scrapy.Spider):
 
     name = "sites"
 
-    def __init__(self, sources: Sequence[SourceConfig], recorder: Any, summary: Any,
-                 kit: PageKit | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sources = list(sources)
-        self.recorder = recorder
-        self.summary = summary
-        self.setup_pages(kit)
-
     async def start(self) -> AsyncIterator[Any]:
         for source in self.sources:
             for i, url in enumerate(source.urls):
@@ -426,14 +426,6 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
     and fetches the new pages it lists, newest first, with the sitemap's title and date."""
 
     name = "sitemaps"
-
-    def __init__(self, sources: Sequence[SourceConfig], recorder: Any, summary: Any,
-                 kit: PageKit | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sources = list(sources)
-        self.recorder = recorder
-        self.summary = summary
-        self.setup_pages(kit)
 
     async def start(self) -> AsyncIterator[Any]:
         for source in self.sources:

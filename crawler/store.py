@@ -99,7 +99,8 @@ class FetchState:
     stories_total: int = 0
 
 
-def _iso(dt: datetime | None) -> str | None:
+def db_time(dt: datetime | None) -> str | None:
+    """How times are stored: ISO 8601 in UTC, so that text order is time order."""
     return dt.astimezone(UTC).isoformat() if dt else None
 
 
@@ -170,7 +171,7 @@ class StoryStore:
 
     def blocked_until(self, now: datetime) -> dict[str, datetime]:
         """Sources that may not be fetched before a later time (backoff, Retry-After, TTL)."""
-        rows = self.conn.execute("SELECT source, not_before FROM fetch_state WHERE not_before > ?", (_iso(now),))
+        rows = self.conn.execute("SELECT source, not_before FROM fetch_state WHERE not_before > ?", (db_time(now),))
         return {r[0]: datetime.fromisoformat(r[1]) for r in rows}
 
     def clear_backoff(self, source: str) -> None:
@@ -198,7 +199,7 @@ class StoryStore:
                 " last_attempt = excluded.last_attempt, last_success = excluded.last_success,"
                 " last_status = excluded.last_status, last_error = excluded.last_error, failures = 0,"
                 " not_before = excluded.not_before, stories_total = stories_total + ?",
-                (source, etag, last_modified, _iso(at), _iso(at), status, note, _iso(not_before), len(new), len(new)),
+                (source, etag, last_modified, db_time(at), db_time(at), status, note, db_time(not_before), len(new), len(new)),
             )
         return new
 
@@ -211,7 +212,7 @@ class StoryStore:
                 " ON CONFLICT(source) DO UPDATE SET last_attempt = excluded.last_attempt,"
                 " last_status = excluded.last_status, last_error = excluded.last_error,"
                 " failures = failures + 1, not_before = excluded.not_before",
-                (source, _iso(at), status, error[:500], _iso(not_before)),
+                (source, db_time(at), status, error[:500], db_time(not_before)),
             )
             return conn.execute("SELECT failures FROM fetch_state WHERE source = ?", (source,)).fetchone()[0]
 
@@ -244,7 +245,7 @@ def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: dat
             " fetched, language, author) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 story.id, story.source, story.guid, story.url, story.title,
-                story.text[:MAX_TEXT_CHARS], _iso(story.published), _iso(fetched),
+                story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
                 story.language, story.author,
             ),
         )
