@@ -44,6 +44,7 @@ log = logging.getLogger("newswatch")
 STARTUP_SPREAD = 5.0  # seconds over which the first polls are spread
 MAX_CONCURRENT_CRAWLS = 3
 SHUTDOWN_GRACE = 10.0
+DISPATCH_STEP = 50  # stories matched per transaction between turns of the event loop
 DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
 
 
@@ -364,7 +365,7 @@ class Daemon:
             await self._dispatch_event.wait()
             self._dispatch_event.clear()
             try:
-                summary = self.dispatcher.run()
+                summary = self.dispatcher.run(DISPATCH_STEP, batches=1)
             except sqlite3.Error as exc:
                 log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",
                           type(exc).__name__, exc, DB_RETRY)
@@ -379,6 +380,9 @@ class Daemon:
             if summary.queued:
                 log.info("matched %d of %d new stories; %d alerts queued", summary.matched, summary.stories, summary.queued)
                 self._notify_event.set()
+            if summary.more:
+                self._dispatch_event.set()
+                await asyncio.sleep(0)  # let waiting sends record their result between steps
 
     async def _notify_loop(self) -> None:
         while True:

@@ -40,6 +40,7 @@ class DispatchSummary:
     stories: int = 0
     matched: int = 0
     queued: int = 0
+    more: bool = False  # a step ended with stories still waiting
     clustered: int = 0  # stories recognised as another outlet's report of an event already alerted
     topics: dict[str, int] = field(default_factory=dict)  # stories that passed each topic
 
@@ -58,12 +59,17 @@ class Dispatcher:
         self.console = console
         self.watches = watches
 
-    def run(self, batch: int = 500) -> DispatchSummary:
-        """Process every story stored since the last run."""
+    def run(self, batch: int = 500, *, batches: int | None = None) -> DispatchSummary:
+        """Process the stories stored since the last run: all of them, or at most `batches`
+        transactions of `batch` stories (the daemon takes small steps so that the event loop,
+        and the Telegram sends waiting on it, are never held up for long)."""
         summary = DispatchSummary()
-        while True:
+        while batches is None or batches > 0:
+            if batches is not None:
+                batches -= 1
             cursor = int(self.store.get_meta(CURSOR_KEY, "0"))
             stored = self.store.stories_after(cursor, batch)
+            summary.more = len(stored) == batch
             if not stored:
                 return summary
             now = self.clock.now()
@@ -88,6 +94,7 @@ class Dispatcher:
                         summary.matched += 1
                     summary.queued += queued
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
+        return summary
 
     def _join_cluster(self, story, seen) -> set[int]:
         """Index the story; if it reports an event already alerted, the chats alerted for it."""
