@@ -1,7 +1,8 @@
 """The matcher: scores a story's title and text against every configured topic.
 
 Pure: no I/O, no clock, no globals. A `Matcher` is compiled once from the validated topics
-(see `alerts.topics` for the syntax and the scoring rules) and then only reads.
+(see `alerts.topics` for the syntax and the scoring rules) and then only reads (but for a
+cache of how characters beyond Latin-1 are read, when terms hold such characters).
 
 All literal terms of all topics go into Aho-Corasick automata that read a text once, so the
 cost of a story hardly depends on the number of terms. English hits are kept only on word
@@ -9,18 +10,23 @@ boundaries; Korean, Chinese and Japanese hits wherever they occur (or, for `word
 the term is not part of a longer word of its script). `re:` terms are searched separately, one
 regular expression each, and only in texts that contain a piece of text every match needs.
 
-Terms with Korean, Chinese or Japanese characters live in a second automaton that only runs on
-texts containing such characters, and it reads the text's UTF-8 bytes: pyahocorasick looks a
-node's children up one by one, and hundreds of distinct first characters would otherwise make
-every character of a Korean text cost hundreds of comparisons; in UTF-8 all Hangul syllables
-start with one of four bytes. The other terms' automaton reads Korean, Chinese and Japanese
-text with every character it cannot contain turned into `?`, which it passes over cheaply.
+pyahocorasick looks a node's children up one by one, so what the automata read is chosen to
+keep those lists short where a text's characters go:
+  - Terms without Korean, Chinese or Japanese characters (English): the automaton reads a view
+    of the text in which characters no such term holds are a filler (letters, digits) or a
+    boundary mark (anything else), and a term that starts a whole word is a key once for each
+    character that may stand before a word. Its root has a handful of children, and it goes
+    into the terms only where words start.
+  - Terms with Korean, Chinese or Japanese characters: the automata read the text's UTF-8
+    bytes, in which every Hangul syllable starts with one of four bytes; the terms that start
+    with a Hangul syllable and the others are in two automata, and each only runs on texts
+    holding a byte that one of its terms starts with.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -225,8 +231,9 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
 
 # Characters by how often they occur in news text: English letters and marks, and the bytes
 # that start Hangul syllables in UTF-8. pyahocorasick tries a node's children in the order they
-# were added, so keys are added in this order, and a few never-matching keys are added first to
-# give frequent characters that start no term (the space) an early place at the root.
+# were added, so keys are added in this order, and in the Korean, Chinese and Japanese terms'
+# automata a few never-matching keys are added first to give frequent bytes that start no term
+# (the space) an early place at the root.
 _LATIN_ORDER = " etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
 _UTF8_ORDER = "\xec\xeb\xea\xed "
 _NEVER = "\uffff"
@@ -298,12 +305,12 @@ def _key_info(length: int, variants: _Variants) -> _KeyInfo:
 _NOTHING = _key_info(0, ())  # what the never-matching keys stand for
 
 
-def _needs(info: _KeyInfo) -> list[int]:
-    """The boundaries a key's hits are checked for."""
+def _sides(info: _KeyInfo) -> list[tuple[int, int]]:
+    """The (left, right) boundaries a key's hits are checked for, one pair per variant."""
     _, left, right, _, variants = info
     if variants is None:
-        return [left, right]
-    return [need for left, right, _ in variants for need in (left, right)]
+        return [(left, right)]
+    return [(left, right) for left, right, _ in variants]
 
 
 class Matcher:
@@ -378,19 +385,22 @@ class Matcher:
         # as they are, every other letter or digit as a filler, every other character (what
         # may stand before a whole word) as a boundary character, and one boundary character
         # in front. A term that must start a word is looked for as "x" + term for every x that
-        # may stand before it, so that the automaton only enters such terms at word starts.
+        # may stand before it, so that the automaton only goes into such terms where words
+        # start; its root has a handful of children.
         chars = {c for _, p in latin for c in p}
         boundary, filler = [c for c in map(chr, range(1, 32)) if c not in chars][:2]
         anchors = sorted({c for c in chars if not _blocks(c)} | {boundary})
-        anchored = []
+        anchored: list[tuple[_KeyInfo, str]] = []
         for info, pattern in latin:
-            if all(need == LATIN for need in _needs(info)[0::2]):
+            if all(left == LATIN for left, _ in _sides(info)):
                 anchored += [(info, anchor + pattern) for anchor in anchors]
             else:
                 anchored.append((info, pattern))
-        # Boundary characters and spaces in a row (a Korean text's view) stay among a few
-        # nodes that have them as first children.
-        anchored += [(_NOTHING, pair + _NEVER) for pair in (boundary * 2, boundary + " ", " " + boundary)]
+        if anchored:
+            # Boundary characters and spaces in a row (a Korean text's view) stay among a few
+            # nodes that have them as first children.
+            pairs = (boundary + boundary, boundary + " ", " " + boundary)
+            anchored += [(_NOTHING, pair + _NEVER) for pair in pairs]
         self._latin = _build(anchored, " " + boundary + _LATIN_ORDER, None)
         self._boundary = boundary.encode("latin-1")
         self._view_table = bytes(
@@ -413,10 +423,11 @@ class Matcher:
         # Boundaries of the other terms are all "no letter or digit next to it" (or none);
         # otherwise their hits take the general check.
         self._latin_words = all(
-            need in (0, LATIN) for info, _ in latin for need in _needs(info)
+            need in (0, LATIN) for info, _ in latin for side in _sides(info) for need in side
         )
-        # Korean, Chinese and Japanese characters (any beyond Latin-1) can be read as `?` by
-        # the automaton of the other terms when none of those contains `?` or such characters.
+        # When the other terms are all Latin-1 without `?`, a text's view is made from its
+        # Latin-1 bytes, with `?` for every other character (a boundary then); otherwise
+        # character by character (slower).
         self._latin_view = all(max(p) < "\u0100" and "?" not in p for _, p in latin)
         # Bytes that start no term: a text made of them only holds no hit.
         firsts = {ord(p[0]) for _, p in latin if p[0] < "\u0100"}
@@ -464,9 +475,11 @@ class Matcher:
         else:
             if self._latin is not None:
                 if not self._latin_view:
-                    self._scan_latin(text, self._boundary.decode() + text.translate(self._view_map), add)
+                    view = self._boundary.decode() + text.translate(self._view_map)
+                    self._scan_latin(text, view, add)
                 else:
-                    # Korean, Chinese and Japanese characters become `?`, then boundaries.
+                    # Characters beyond Latin-1 become `?`, and then boundaries (the left
+                    # neighbour of a hit is checked in `text`).
                     raw = text.encode("latin-1", "replace")
                     if raw.translate(None, self._latin_skip):
                         view = (self._boundary + raw).translate(self._view_table)
@@ -486,13 +499,13 @@ class Matcher:
         alnum = _ASCII_ALNUM
         size = len(text)
         found = self._latin.iter(view)  # type: ignore[union-attr]
-        for end, (length, left, right, target, variants) in found:
+        for end, (length, _, right, target, variants) in found:
             # `view` has one character more in front: `end` is where the hit stops in `text`.
             start = end - length
             if variants is None:
-                if (left and start and text[start - 1] in alnum) or (
-                    right and end < size and text[end] in alnum
-                ):
+                # A key of one variant that must start a word is only found after a character
+                # that may stand before one (see __init__): only the right end is checked.
+                if right and end < size and text[end] in alnum:
                     continue
                 t_index, g_index, label = target  # type: ignore[misc]
                 add[t_index]((start, -end, g_index, label))

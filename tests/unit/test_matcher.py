@@ -353,6 +353,112 @@ def test_empty_story_scores_zero() -> None:
     assert one(matcher, "", "").score == 0
 
 
+# -- how texts are read: every script, every path -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("terms", "title", "hit"),
+    [
+        (["UN"], "북한UN 대사", True),
+        (["UN"], "유엔(UN) 안보리", True),
+        (["UN"], "UNSC 회의", False),
+        (["UN"], "ДUN", False),
+        (["UN"], "Ünun", False),
+        (["u.s."], "미국(U.S.) 정부", True),
+        (["u.s."], "U.S.-North Korea talks", True),
+        (["u.s."], "AU.S. talks", False),
+        (["North Korea"], "North-Korea", True),
+        (["North Korea"], "North北Korea", False),
+        (["sanções"], "Brasil: sanções à Coreia do Norte", True),
+        (["sanções"], "Brasil: sançõesx", False),
+        (["Kim’s"], "김정은 Kim’s visit", True),
+        (["Kim’s"], "Kim’s visit", True),
+        (["Kim’s"], "Kim’ss visit", False),
+        (["what?"], "北 what? 발언", True),
+        (["what?"], "北 what 발언", False),
+        (["金正恩"], "김정은(金正恩) 국무위원장", True),
+        (["金正恩", "북한"], "金正恩은", True),
+        (["word:北"], "😀北 미사일", True),
+        (["word:北"], "😀20北", False),
+        (["word:북"], "“북” 발표", True),
+        (["*Kim Jong Il*"], "위원장Kim Jong Il현지", True),
+    ],
+)
+def test_mixed_scripts(terms: list[str], title: str, hit: bool) -> None:
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": terms}})})
+    assert one(matcher, title).passed is hit
+    assert one(matcher, "", f"앞 {title} 뒤").passed is hit
+
+
+def test_proximity_counts_characters_in_korean_text() -> None:
+    groups = {
+        "sanction": {"weight": 2, "terms": ["제재"]},
+        "korea": {"weight": 1, "terms": ["북한"]},
+    }
+    near = [{"groups": ["sanction", "korea"], "within": 40, "bonus": 3}]
+    matcher = Matcher({"t": topic(groups=groups, near=near, threshold=100)})
+    close = one(matcher, "", f"북한 {'가' * 30} 제재").score  # 32 characters, 96 UTF-8 bytes
+    far = one(matcher, "", f"북한 {'가' * 50} 제재").score
+    assert close == pytest.approx(far + 3)
+
+
+def test_ascii_shortcut_normalizes_like_normalize() -> None:
+    import random
+
+    from alerts.matcher import _normalized
+
+    rnd = random.Random(5)
+    alphabet = [chr(c) for c in range(128)] + ["  ", "--", " - ", "\r\n"]
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        assert _normalized(text) == normalize(text), repr(text)
+    assert _normalized("  Ｋim  Jong-un\t") == normalize("  Ｋim  Jong-un\t")
+
+
+@pytest.mark.parametrize(
+    ("source", "required"),
+    [
+        (r"pyongyang, \w+ \d+ \(kcna\)", "pyongyang, "),
+        (r"Six[- ]party", "party"),
+        (r"kcna|yonhap", None),
+        (r"this is", "th"),  # i also matches the dotless ı when case is ignored
+        (r"(?x) six \s party", "party"),
+    ],
+)
+def test_regex_terms_are_searched_only_where_they_can_match(
+    source: str, required: str | None
+) -> None:
+    from alerts.matcher import _required_text
+
+    regex = parse_term(f"re:{source}").regex
+    assert regex is not None
+    assert _required_text(regex) == required
+
+
+def test_regex_term_matches_dotless_i() -> None:
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": ["re:this is"]}})})
+    assert one(matcher, "THIS IS it").passed
+    assert one(matcher, "thıs ıs it").passed
+    assert not one(matcher, "that is it").passed
+
+
+def test_score_agrees_with_explain(shipped: Matcher) -> None:
+    stories = [
+        (SEED_TITLE, SEED_TEXT),
+        (
+            "北 미사일 발사",
+            "북한이 20일 탄도미사일을 발사했다. 대북제재 위반이라고 한미 정상회담에서 밝혔다.",
+        ),
+        ("", "Pyongyang, Jan 5 (KCNA) -- The DPRK said sanctions on North Korea must end."),
+    ]
+    for title, text in stories:
+        explained = shipped.explain(title, text)["topics"]
+        for result in shipped.score(title, text):
+            assert result.score == explained[result.topic]["score"]
+            assert result.passed is explained[result.topic]["passed"]
+            assert list(result.missing) == explained[result.topic]["missing"]
+
+
 # -- configuration errors ---------------------------------------------------------------------
 
 
