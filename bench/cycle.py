@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bench.harness import (ROOT, Database, DaemonRun, FarmProcess, _env, crawl_once, log, markdown, mb,
@@ -182,12 +181,12 @@ def report(results: list[dict], args) -> str:
         c = r["cycle"]
         farm = c["farm"]
         crawl_wall = max(1e-9, (farm["last_response"] or 0) - (farm["first_request"] or 0))
-        statuses = farm["by_status"]
+        ok, not_modified = farm["by_status"].get("200", 0), farm["by_status"].get("304", 0)
         p2s = c["poll_to_send"]
         rows.append([
             f"{r['sources']:,}", f"{c['wall']:.1f}", f"{c['cpu']:.1f}", f"{c['startup_cpu']:.1f}",
             mb(c["hwm"]), mb(c["tree_rss_peak"]), f"{farm['requests'] / crawl_wall:,.0f}",
-            f"{statuses.get('200', 0)}/{statuses.get('304', 0)}/{farm['requests'] - statuses.get('200', 0) - statuses.get('304', 0)}",
+            f"{ok}/{not_modified}/{farm['requests'] - ok - not_modified}",
             mb(farm["bytes_sent"]), mb(farm["bytes_saved_304"]),
             f"{c['sends']}", f"{percentile(p2s, 0.5):.2f} / {percentile(p2s, 0.95):.2f}" if p2s else "–",
             f"{farm['concurrency']['mean']:.1f} / {farm['concurrency']['max']}",
@@ -197,7 +196,8 @@ def report(results: list[dict], args) -> str:
     parts.append(f"### Cycle: one full poll, {args.changed:.0%} of feeds changed (newswatch run, first round{variant})\n")
     parts.append(markdown(
         ["sources", "wall s", "CPU s", "start-up CPU s", "peak RSS MB", "tree peak RSS MB", "req/s",
-         "200/304/other", "MB sent", "MB saved by 304", "alerts sent", "poll→send p50/p95 s", "farm concurrency mean / max", "timed out"], rows))
+         "200/304/other", "MB sent", "MB saved by 304", "alerts sent", "poll→send p50/p95 s",
+         "farm concurrency mean / max", "timed out"], rows))
 
     rows = []
     for r in results:
@@ -237,13 +237,14 @@ def report(results: list[dict], args) -> str:
             k = r["sources"] / base["sources"]
             cpu_ratio = r["cycle"]["cpu"] / max(1e-9, base["cycle"]["cpu"])
             rss_ratio = r["cycle"]["hwm"] / max(1, base["cycle"]["hwm"])
+            added = r["sources"] - base["sources"]
+            per_added = (r["cycle"]["hwm"] - base["cycle"]["hwm"]) / added / 1e3 if added else None
             rows.append([f"{r['sources']:,}", f"{k:.0f}x", f"{r['cycle']['cpu'] / r['sources'] * 1000:.2f}",
-                         f"{cpu_ratio:.2f}x", f"{(r['cycle']['hwm'] - base['cycle']['hwm']) / max(1, r['sources'] - base['sources']) / 1e3:.1f}"
-                         if r is not base else "–", f"{rss_ratio:.2f}x",
-                         "linear or better" if cpu_ratio <= k * 1.1 else "worse than linear"])
-        parts.append("\n### Scaling (cycle CPU and peak RSS against the smallest N)\n")
+                         f"{cpu_ratio:.2f}x", f"{per_added:.1f}" if per_added is not None else "–", f"{rss_ratio:.2f}x",
+                         f"{(cpu_ratio / k - 1):+.0%} vs linear"])
+        parts.append("\n### Scaling (cycle CPU and the daemon's peak RSS against the smallest N)\n")
         parts.append(markdown(["sources", "sources ratio", "CPU ms per source", "CPU ratio", "KB RSS per added source",
-                               "peak RSS ratio", "CPU growth"], rows))
+                               "peak RSS ratio", "CPU against linear growth"], rows))
 
     targets = []
     for r in results:
@@ -256,7 +257,8 @@ def report(results: list[dict], args) -> str:
                 ["10,000 sources: cycle CPU ≤ 30 s", f"{c['cpu']:.1f} s", "met" if c["cpu"] <= 30 else "missed"],
                 ["CPU ≤ 1.5x baseline (b)", _ratio(c["cpu"], b["cpu"]) if b else "–",
                  ("met" if c["cpu"] <= 1.5 * b["cpu"] else "missed") if b else "–"],
-                ["peak RSS ≤ 250 MB", f"{mb(c['hwm'])} MB", "met" if c["hwm"] <= 250e6 else "missed"],
+                ["peak RSS ≤ 250 MB (daemon and its parse workers)", f"{mb(c['tree_rss_peak'])} MB "
+                 f"(daemon process alone {mb(c['hwm'])} MB)", "met" if c["tree_rss_peak"] <= 250e6 else "missed"],
                 ["p95 poll→send ≤ 2 s (this cycle's alerts)", f"{percentile(p2s, 0.95):.2f} s" if p2s else "–",
                  ("met" if percentile(p2s, 0.95) <= 2 else "missed") if p2s else "–"],
             ]

@@ -90,7 +90,9 @@ def summarize_pyspy(path: Path, top: int) -> str:
     table = markdown(["function (self time order)", "self", "total"], rows)
     inclusive = [[name, f"{count / samples:.1%}"] for name, count in total.most_common(top * 2)
                  if not name.startswith(("<module>", "_run_module", "run (asyncio", "run_until_complete", "run_forever",
-                                         "_run_once", "_run (asyncio", "main (", "_run_code"))][:top]
+                                         "_run_once", "_run (asyncio", "main (", "main(", "_run_code", "_main (",
+                                         "_serve_one", "BaseProcess", "Runner.run", "BaseEventLoop.run",
+                                         "cmd_run"))][:top]
     stages = [[name, f"{count / samples:.1%}"] for name, count in stage_breakdown(path)]
     return (f"{samples:,} samples of running code\n\nBy stage:\n\n" + markdown(["stage", "share of samples"], stages)
             + "\n\nFunctions by own time:\n\n" + table + "\n\nOn the stack (inclusive):\n\n"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.harness import (Database, DaemonRun, FarmProcess, log, markdown, mb, start_bot_api, subscribe_chats,
                            write_config)
-from bench.proc import fd_count, read_status
+from bench.proc import fd_count
 
 
 def _last_probe(path: Path) -> dict:

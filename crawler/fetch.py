@@ -69,6 +69,7 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
         "DOWNLOAD_MAXSIZE": config.max_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "CONCURRENT_REQUESTS": config.concurrency,
+        "CONCURRENT_ITEMS": 4,  # a callback yields one outcome; Scrapy's default 100 starts 100 tasks per response
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.per_host,
         "DOWNLOAD_DELAY": config.delay,
         "AUTOTHROTTLE_ENABLED": config.autothrottle,

@@ -30,13 +30,26 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes of address space per worker
 
 
-def _limit_memory(limit: int) -> None:
+def _prepare_worker(limit: int) -> None:
+    """Cap the worker's memory, and (on Linux) make it die with the daemon, even a killed one."""
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):  # not on this platform, or already lower
         pass
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the daemon died before the line above took effect
+            os._exit(0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _parse(body: bytes, source: str, url: str, content_type: str, now: datetime) -> ParsedFeed:
@@ -57,10 +70,11 @@ class ParsePool:
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
-            context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            # spawn: workers are the daemon's own children (so they die with it) and inherit
+            # nothing of its state (sockets, threads, the event loop)
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context,
-                initializer=_limit_memory, initargs=(self.memory_limit,),
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_prepare_worker, initargs=(self.memory_limit,),
             )
         return self._pool
 

@@ -134,7 +134,7 @@ class StoryStore:
         for i in range(0, len(urls), 500):
             chunk = urls[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT url FROM stories WHERE url IN ({marks})", chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})", chunk))
         return found
 
     def stories_after(self, seq: int, limit: int = 500) -> list[StoredStory]:
@@ -149,9 +149,9 @@ class StoryStore:
 
     def find(self, key: str) -> StoredStory | None:
         """A story by id or URL."""
-        row = self.conn.execute(
-            "SELECT * FROM stories WHERE id = ? OR url = ? ORDER BY seq LIMIT 1", (key, key)
-        ).fetchone()
+        row = self.conn.execute("SELECT * FROM stories WHERE id = ?", (key,)).fetchone()
+        if row is None and key:  # url != '' lets SQLite use the partial index on url
+            row = self.conn.execute("SELECT * FROM stories WHERE url != '' AND url = ?", (key,)).fetchone()
         return _row_story(row) if row else None
 
     def count(self) -> int:

@@ -50,3 +50,44 @@ def test_overlong_parse_is_stopped_and_the_pool_recovers() -> None:
 def test_inline_mode() -> None:
     parsed = asyncio.run(ParsePool(workers=0).parse(FEED, source="s", url="https://x.example/feed", content_type="", now=NOW))
     assert len(parsed.stories) == 1
+
+
+WORKER_SCRIPT = """
+import asyncio, os, sys
+from datetime import datetime, UTC
+from crawler.parse_pool import ParsePool
+
+async def main():
+    pool = ParsePool(workers=2)
+    await pool.parse(sys.stdin.buffer.read(), source="s", url="https://x.example/f", content_type="",
+                     now=datetime.now(UTC))
+    me = str(os.getpid())
+    kids = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split()[3] == me]
+    print(" ".join(kids), flush=True)
+    os.kill(os.getpid(), 9)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_workers_die_with_a_killed_daemon(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc").is_dir():
+        return
+    script = tmp_path / "daemon_like.py"
+    script.write_text(WORKER_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(script)], input=FEED, capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    kids = proc.stdout.decode().split()
+    assert len(kids) >= 2, proc.stderr.decode()[-2000:]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in kids):
+        time.sleep(0.05)
+    alive = [pid for pid in kids if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert not alive, f"worker processes outlived the killed parent: {alive}"
