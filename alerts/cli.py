@@ -147,7 +147,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from alerts.evaluation import format_explanation
     from alerts.matcher import Matcher
-    from crawler.store import StoryStore, open_database
 
     config = _config(args)
     matcher = Matcher(config.topics)
