@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -303,6 +304,9 @@ def describe_failure(failure: Any) -> str:
     text = str(exc).strip()
     if "maxsize" in text.lower() or "max size" in text.lower() or "exceeds" in text.lower():
         return f"response too large ({text})"
+    if "CannotResolveHost" in name or "Name or service not known" in text or "nodename nor servname" in text:
+        host = re.search(r"host ([^\s:]+)", text)
+        return f"DNS lookup failed for {host.group(1) if host else 'the host'} (no such host, or no network)"
     if "redirect" in text.lower():
         return f"too many redirects, or a redirect loop ({text})"
     if "timeout" in name.lower() or "timed out" in text.lower():
