@@ -72,6 +72,7 @@ from alerts.history import History, search_words
 from alerts.outbox import Outbox
 from alerts.runtime_sources import RuntimeSources, SourceRefused
 from alerts.subscriptions import Chat, Subscriptions
+from alerts.timing import zone
 from alerts.trend import DEFAULT_DAYS, MAX_DAYS, daily_counts, render_png
 from alerts.watches import RuleError, Watches, parse_rule
 from crawler.clock import Clock
@@ -859,15 +860,10 @@ class BotCommands:
 
     def _zone_name(self, chat_id: int) -> str:
         state = self.subscriptions.chat(chat_id)
-        name = state.timezone if state else "UTC"
-        try:
-            ZoneInfo(name)
-        except Exception:
-            return "UTC"
-        return name
+        return zone(state.timezone if state else "UTC").key
 
     def _tz(self, chat_id: int) -> ZoneInfo:
-        return ZoneInfo(self._zone_name(chat_id))
+        return zone(self._zone_name(chat_id))
 
 
 WATCH_SYNTAX = (
