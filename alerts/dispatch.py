@@ -74,6 +74,9 @@ class Dispatcher:
                 return summary
             now = self.clock.now()
             watch_matcher = self.watches.matcher() if self.watches is not None else None
+            # recent alerting stories, read once per batch (match_cluster applies each story's window)
+            recent = (self.clusters.recent(min(i.fetched for i in stored) - self.clusterer.window)
+                      if self.clusters is not None else [])
             with transaction(self.store.conn):
                 for item in stored:
                     story = item.story
@@ -86,7 +89,7 @@ class Dispatcher:
                         summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
                     if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
                         continue
-                    already = self._join_cluster(item.story, item.fetched)
+                    already = self._join_cluster(item.story, item.fetched, recent)
                     if already:
                         summary.clustered += 1
                     queued = self._queue(story.id, scores, watched, now, skip=already)
@@ -96,13 +99,15 @@ class Dispatcher:
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
         return summary
 
-    def _join_cluster(self, story, seen) -> set[int]:
-        """Index the story; if it reports an event already alerted, the chats alerted for it."""
+    def _join_cluster(self, story, seen, recent: list) -> set[int]:
+        """Index the story (and add it to `recent`); if it reports an event already alerted,
+        the chats alerted for it."""
         if self.clusters is None:
             return set()
         signature = self.clusterer.signature(story.title, story.text)
-        cluster = self.clusterer.match_cluster(signature, seen, self.clusters.recent(seen - self.clusterer.window))
+        cluster = self.clusterer.match_cluster(signature, seen, recent)
         self.clusters.add(story.id, cluster or story.id, story.source, signature, seen)
+        recent.append((cluster or story.id, signature, seen))
         return self.clusters.chats_alerted(cluster) if cluster else set()
 
     def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now,
