@@ -182,15 +182,19 @@ def _duplicate_sources(config: NewswatchConfig, located: _Located, filename: str
     return problems
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it
+
+
 def _load_yaml(text: str, filename: str) -> _Located:
     if "\t" in text:
         for number, line in enumerate(text.splitlines(), 1):
             indent = line[: len(line) - len(line.lstrip())]
             if "\t" in indent:
                 raise ConfigError([f"{filename}:{number}: a tab is used for indentation; YAML needs spaces"])
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    loader = _YAML_LOADER(text)
+    try:  # parsed once: the node tree gives the line numbers, the data is built from it
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -198,6 +202,8 @@ def _load_yaml(text: str, filename: str) -> _Located:
         raise ConfigError([f"{filename}:{line}: YAML syntax error: {problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}: YAML error: {exc}"]) from None
+    finally:
+        loader.dispose()
     lines: dict[tuple, int] = {}
     problems: list[str] = []
     if node is not None:

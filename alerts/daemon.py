@@ -35,7 +35,8 @@ from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import Subscriptions
 from alerts.watches import Watches
 from crawler.clock import Clock, SystemClock
-from crawler.fetch import Crawler, CrawlSummary, OutcomeRecorder
+from crawler.fetch import Crawler
+from crawler.outcomes import CrawlSummary, OutcomeRecorder
 from crawler.sources import SourceConfig
 from crawler.store import StoryStore, open_database
 
@@ -106,7 +107,7 @@ class Daemon:
             dispatch = self.dispatcher.run()
             delivery = await self.notifier.deliver_due()
         finally:
-            self.crawler.close()
+            await self.crawler.close()
             if self.application:
                 await self.application.shutdown()
         return CycleReport(crawl, dispatch, delivery, crawl.failures)
@@ -163,7 +164,7 @@ class Daemon:
         await self._stop_bot()
         if http:
             await http.stop()
-        self.crawler.close()
+        await self.crawler.close()
         self.conn.close()
         log.info("newswatch stopped")
 

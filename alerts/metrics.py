@@ -5,6 +5,8 @@ one), so several daemons in one process — tests — do not share counts. It is
 parts it observes: the crawler's `OutcomeRecorder` calls `fetched()` after each outcome, the
 `Notifier` calls `delivery()`, and the daemon reports each crawl and dispatch pass. Values
 that live in the database (the outbox depth) or in the notifier are read when scraped.
+The per-source series are plain numbers in one collector (`_SourceSeries`), not library
+metric objects: at 10,000 sources those would hold 70,000 children and some 50 MB.
 
     newswatch_fetches_total{source,status}        requests to a source; status is the HTTP code, "error" without one
     newswatch_fetch_not_modified_total{source}    304 answers (nothing downloaded or parsed)
@@ -34,12 +36,12 @@ from datetime import datetime
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from alerts.dispatch import DispatchSummary
 from alerts.notifier import Notifier
 from alerts.outbox import Outbox
-from crawler.fetch import CrawlSummary, FetchOutcome
+from crawler.outcomes import CrawlSummary, FetchOutcome
 from crawler.store import StoryStore
 from crawler.story import Story
 
@@ -59,22 +61,8 @@ class Metrics:
         r = self.registry
         info = Gauge("newswatch_info", "The running newswatch version (always 1).", ["version"], registry=r)
         info.labels(_version()).set(1)
-        self.fetches = Counter("newswatch_fetches", "Requests to sources, by HTTP status (\"error\": no response).",
-                               ["source", "status"], registry=r)
-        self.not_modified = Counter("newswatch_fetch_not_modified", "304 Not Modified answers to conditional GETs.",
-                                    ["source"], registry=r)
-        self.bytes = Counter("newswatch_fetch_bytes", "Body bytes received from a source (after decompression).",
-                             ["source"], registry=r)
-        self.article_fetches = Counter("newswatch_article_fetches", "Article pages fetched for their full text, by HTTP status.",
-                                       ["source", "status"], registry=r)
-        self.parse_errors = Counter("newswatch_parse_errors", "2xx documents that could not be parsed cleanly.",
-                                    ["source"], registry=r)
-        self.stories = Counter("newswatch_stories_stored", "New stories stored (duplicates are not counted).",
-                               ["source"], registry=r)
-        self.last_success = Gauge("newswatch_source_last_success_timestamp_seconds",
-                                  "When a source last answered with a usable document or a 304.", ["source"], registry=r)
-        self.failures = Gauge("newswatch_source_consecutive_failures", "Failed fetches of a source since its last success.",
-                              ["source"], registry=r)
+        self.sources = _SourceSeries()
+        r.register(self.sources)
         self.matches = Counter("newswatch_matches", "Stories that passed a topic's threshold.", ["topic"], registry=r)
         self.queued = Counter("newswatch_alerts_queued", "Alerts written to the outbox.", registry=r)
         self.sent = Counter("newswatch_alerts_sent", "Alerts delivered.", registry=r)
@@ -92,12 +80,11 @@ class Metrics:
         take each source's last success and failure count from the database."""
         states = store.all_fetch_states() if store is not None else {}
         for name in sources:
-            for counter in (self.not_modified, self.bytes, self.parse_errors, self.stories):
-                counter.labels(name)
+            series = self.sources.of(name)
             state = states.get(name)
-            self.failures.labels(name).set(state.failures if state else 0)
-            if state and state.last_success:
-                self.last_success.labels(name).set(state.last_success.timestamp())
+            if state:
+                series.failures = state.failures
+                series.last_success = state.last_success.timestamp() if state.last_success else None
         for topic in topics:
             self.matches.labels(topic)
 
@@ -108,24 +95,23 @@ class Metrics:
     # -- observers ---------------------------------------------------------------------------------
     def fetched(self, outcome: FetchOutcome, new: list[Story]) -> None:
         """An `OutcomeRecorder` observer: one fetch outcome and the new stories it stored."""
-        name = outcome.source.name
+        series = self.sources.of(outcome.source.name)
         status = str(outcome.status) if outcome.status else "error"
-        self.bytes.labels(name).inc(outcome.bytes)
-        if new:
-            self.stories.labels(name).inc(len(new))
+        series.bytes += outcome.bytes
+        series.stories += len(new)
         if outcome.article:
-            self.article_fetches.labels(name, status).inc()
+            series.article_fetches[status] = series.article_fetches.get(status, 0) + 1
             return
-        self.fetches.labels(name, status).inc()
+        series.fetches[status] = series.fetches.get(status, 0) + 1
         if outcome.status == 304:
-            self.not_modified.labels(name).inc()
+            series.not_modified += 1
         if outcome.status and 200 <= outcome.status < 300 and (outcome.error or outcome.note):
-            self.parse_errors.labels(name).inc()
+            series.parse_errors += 1
         if outcome.ok:
-            self.last_success.labels(name).set(time.time())
-            self.failures.labels(name).set(0)
+            series.last_success = time.time()
+            series.failures = 0
         else:
-            self.failures.labels(name).inc()
+            series.failures += 1
 
     def crawled(self, summary: CrawlSummary) -> None:
         self.cycle.observe(summary.seconds)
@@ -142,6 +128,66 @@ class Metrics:
                    "retried": self.retries, "flood": self.flood}.get(outcome)
         if counter is not None:
             counter.inc(count)
+
+
+class _Source:
+    """One source's counts."""
+
+    __slots__ = ("fetches", "article_fetches", "not_modified", "bytes", "parse_errors", "stories",
+                 "last_success", "failures")
+
+    def __init__(self) -> None:
+        self.fetches: dict[str, int] = {}
+        self.article_fetches: dict[str, int] = {}
+        self.not_modified = self.bytes = self.parse_errors = self.stories = self.failures = 0
+        self.last_success: float | None = None
+
+
+class _SourceSeries:
+    """The per-source series, kept as plain numbers and turned into metrics when scraped."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, _Source] = {}
+
+    def of(self, name: str) -> _Source:
+        series = self._sources.get(name)
+        if series is None:
+            series = self._sources[name] = _Source()
+        return series
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily("newswatch_fetches", "Requests to sources, by HTTP status (\"error\": no response).",
+                                      labels=["source", "status"])
+        articles = CounterMetricFamily("newswatch_article_fetches",
+                                       "Article pages fetched for their full text, by HTTP status.", labels=["source", "status"])
+        not_modified = CounterMetricFamily("newswatch_fetch_not_modified", "304 Not Modified answers to conditional GETs.",
+                                           labels=["source"])
+        received = CounterMetricFamily("newswatch_fetch_bytes", "Body bytes received from a source (after decompression).",
+                                       labels=["source"])
+        parse_errors = CounterMetricFamily("newswatch_parse_errors", "2xx documents that could not be parsed cleanly.",
+                                           labels=["source"])
+        stories = CounterMetricFamily("newswatch_stories_stored", "New stories stored (duplicates are not counted).",
+                                      labels=["source"])
+        last_success = GaugeMetricFamily("newswatch_source_last_success_timestamp_seconds",
+                                         "When a source last answered with a usable document or a 304.", labels=["source"])
+        failures = GaugeMetricFamily("newswatch_source_consecutive_failures",
+                                     "Failed fetches of a source since its last success.", labels=["source"])
+        for name, s in self._sources.items():
+            for status, count in s.fetches.items():
+                fetches.add_metric([name, status], count)
+            for status, count in s.article_fetches.items():
+                articles.add_metric([name, status], count)
+            not_modified.add_metric([name], s.not_modified)
+            received.add_metric([name], s.bytes)
+            parse_errors.add_metric([name], s.parse_errors)
+            stories.add_metric([name], s.stories)
+            failures.add_metric([name], s.failures)
+            if s.last_success is not None:
+                last_success.add_metric([name], s.last_success)
+        yield from (fetches, articles, not_modified, received, parse_errors, stories, last_success, failures)
 
 
 class _DeliveryState:

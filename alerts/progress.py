@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crawler.fetch import FetchOutcome
+from crawler.outcomes import FetchOutcome
 from crawler.story import Story
 
 if TYPE_CHECKING:

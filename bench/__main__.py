@@ -45,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=32, help="requests at once, daemon and baseline (b) (32)")
         p.add_argument("--interval", type=int, default=3600, help="source interval in the config, s (3600: one round per run)")
         p.add_argument("--cycle-timeout", type=float, default=900.0, help="longest wait for one cycle, s")
-        p.add_argument("--variant", default="", choices=["", "no-return-check", "few-items", "lean-scrapy", "aiohttp-feeds"],
-                       help="run the daemon with an experimental change (bench/variants.py), not as shipped")
         p.add_argument("--baseline-a-sample", type=int, default=2000,
                        help="baseline (a) polls at most this many feeds and is scaled to N (0: all) (2000)")
 

@@ -80,7 +80,7 @@ def measure(feeds: int, args, out_dir: Path) -> dict:
 
         log(f"N={feeds}: cold crawl --once")
         farm.reset()
-        cold = crawl_once(config, bot.token, work, "cold", variant=args.variant)
+        cold = crawl_once(config, bot.token, work, "cold")
         result["cold"] = {"wall": cold.wall, "cpu": cold.cpu, "hwm": cold.hwm, "exit": cold.exit_code,
                           "farm": farm.stats(), "stories": db.stories()}
         log(f"N={feeds}: cold {cold.wall:.1f}s wall, {cold.cpu:.1f}s CPU, {db.stories()} stories")
@@ -92,7 +92,7 @@ def measure(feeds: int, args, out_dir: Path) -> dict:
         sends_before = len(bot.sent)
         log(f"N={feeds}: measured cycle ({advanced['changed']} feeds changed, {advanced['matching']} matching items, "
             f"{backing_off} sources backing off)")
-        daemon = DaemonRun(config, bot.token, work, "run", variant=args.variant).start()
+        daemon = DaemonRun(config, bot.token, work, "run").start()
         try:
             done = daemon.wait_round(farm, db, expected, timeout=args.cycle_timeout)
             sampler = daemon.sampler
@@ -155,8 +155,7 @@ def profile_cycle(farm, db, config, bot, work: Path, feeds: int, args) -> dict:
     suffix = "prof" if args.profile == "cprofile" else "txt"
     out = work / f"profile-{args.profile}.{suffix}"
     log(f"N={feeds}: profiling one cycle with {args.profile} -> {out}")
-    daemon = DaemonRun(config, bot.token, work, "profile", profile=args.profile, profile_out=out,
-                       variant=args.variant).start(bot)
+    daemon = DaemonRun(config, bot.token, work, "profile", profile=args.profile, profile_out=out).start(bot)
     try:
         if args.profile == "py-spy":
             daemon.attach_profiler(bot)
@@ -192,8 +191,7 @@ def report(results: list[dict], args) -> str:
             f"{farm['concurrency']['mean']:.1f} / {farm['concurrency']['max']}",
             "yes" if c["timed_out"] else "",
         ])
-    variant = f"; EXPERIMENT, not the product as it is: variant `{args.variant}`" if args.variant else ""
-    parts.append(f"### Cycle: one full poll, {args.changed:.0%} of feeds changed (newswatch run, first round{variant})\n")
+    parts.append(f"### Cycle: one full poll, {args.changed:.0%} of feeds changed (newswatch run, first round)\n")
     parts.append(markdown(
         ["sources", "wall s", "CPU s", "start-up CPU s", "peak RSS MB", "tree peak RSS MB", "req/s",
          "200/304/other", "MB sent", "MB saved by 304", "alerts sent", "poll→send p50/p95 s",

@@ -209,8 +209,7 @@ class OnceResult:
     sampled_cpu: float
 
 
-def crawl_once(config: Path, token: str, log_dir: Path, label: str, timeout: float = 3600.0,
-               variant: str = "") -> OnceResult:
+def crawl_once(config: Path, token: str, log_dir: Path, label: str, timeout: float = 3600.0) -> OnceResult:
     """`newswatch crawl --once` to the end; CPU exact from rusage (the process and every
     descendant reaped by it or, orphaned, by this subreaper), peak RSS sampled (VmHWM)."""
     out = open(log_dir / f"{label}.out", "w")
@@ -219,10 +218,7 @@ def crawl_once(config: Path, token: str, log_dir: Path, label: str, timeout: flo
     with ChildCPU() as usage:
         started = time.perf_counter()
         env = {"NEWSWATCH_TELEGRAM_TOKEN": token}
-        if variant:
-            env["BENCH_VARIANT"] = variant
-        module = "bench.probe" if variant else "alerts.cli"
-        proc = subprocess.Popen([sys.executable, "-m", module, "crawl", "--once", "-c", str(config)],
+        proc = subprocess.Popen([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
                                 cwd=ROOT, env=_env(env), stdout=out, stderr=err)
         sampler = TreeSampler(proc.pid, interval=0.1).start()
         try:
@@ -255,7 +251,6 @@ class DaemonRun:
     probe: Path | None = None
     profile: str = ""          # "cprofile": the whole run under cProfile; py-spy: see attach_profiler
     profile_out: Path | None = None
-    variant: str = ""          # an experimental change from bench.variants
     proc: subprocess.Popen | None = None
     sampler: TreeSampler | None = None
     started: float = 0.0
@@ -269,12 +264,9 @@ class DaemonRun:
         self.err = open(self.log_dir / f"{self.label}.err", "w")
         env = {"NEWSWATCH_TELEGRAM_TOKEN": self.token}
         module = ["-m", "alerts.cli"]
-        if self.probe is not None or self.variant:
-            module = ["-m", "bench.probe"]
         if self.probe is not None:
+            module = ["-m", "bench.probe"]
             env["BENCH_PROBE_FILE"] = str(self.probe)
-        if self.variant:
-            env["BENCH_VARIANT"] = self.variant
         argv = [sys.executable, *module, "run", "-c", str(self.config)]
         if self.profile == "cprofile":
             argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile_out), *module, "run", "-c", str(self.config)]

@@ -1,7 +1,5 @@
 """`python -m bench.probe run -c CONFIG`: the newswatch command line, plus a probe of its loop.
 
-With `$BENCH_VARIANT` set, the named experimental change of `bench.variants` is applied first.
-
 Exactly `python -m alerts.cli ...`, except that while the daemon runs, a task in its event
 loop appends a JSON line to `$BENCH_PROBE_FILE` every `$BENCH_PROBE_EVERY` seconds (5):
 the time, how many asyncio tasks exist (`asyncio.all_tasks()`), threads, and open file
@@ -37,10 +35,6 @@ async def _probe(path: str, every: float) -> None:
 def main() -> int:
     from alerts import cli, daemon
 
-    if os.environ.get("BENCH_VARIANT"):
-        from bench import variants
-
-        variants.apply(os.environ["BENCH_VARIANT"])
     path = os.environ.get("BENCH_PROBE_FILE")
     every = float(os.environ.get("BENCH_PROBE_EVERY", "5"))
     original = daemon.Daemon.run

@@ -44,6 +44,7 @@ from scrapy.utils.httpobj import urlparse_cached
 
 from crawler.articles import Article, article_story, decode_html, extract_article, select
 from crawler.health import retry_after_seconds
+from crawler.outcomes import ROBOTS_FORBIDDEN, FetchOutcome, describe_failure
 from crawler.sitemaps import SITEMAP_MAX_BYTES, parse_sitemap
 from crawler.sources import SourceConfig
 from crawler.story import Story
@@ -54,7 +55,6 @@ log = logging.getLogger("newswatch.crawler")
 ARTICLE_MAX_BYTES = 4_000_000
 MAX_CHILD_SITEMAPS = 5
 MAX_SITEMAP_DEPTH = 2
-ROBOTS_FORBIDDEN = "forbidden by robots.txt"
 PAGE_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 SITEMAP_ACCEPT = "application/xml,text/xml;q=0.9,*/*;q=0.5"
 NEXT_WORDS = frozenset({
@@ -217,7 +217,7 @@ class ArticlePages:
         if source.name in self.halted:
             dropped = [r for r in waiting if r.meta.get("story") is not None]
             waiting.clear()
-            return [_outcome(source, stories=[r.meta["story"]], article=r.meta["article_url"],
+            return [FetchOutcome(source, stories=[r.meta["story"]], article=r.meta["article_url"],
                              error="full text not fetched: the source asked to wait") for r in dropped]
         limit = max(1, self.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"))  # type: ignore[attr-defined]
         out = []
@@ -250,7 +250,7 @@ class ArticlePages:
         if story is None or not (article.text or feed_story):
             self.kit.failures.failed(url)
         note = f"{url}: {article.problem}" if article.problem else ""
-        yield _outcome(source, status=response.status, stories=[story] if story else [], article=url,
+        yield FetchOutcome(source, status=response.status, stories=[story] if story else [], article=url,
                        bytes=len(response.body), note=note)
         for request in self.release(source, done=True):
             yield request
@@ -266,10 +266,10 @@ class ArticlePages:
         response = getattr(failure.value, "response", None)
         if response is not None and response.status in (429, 503):
             yield from self.halt(source, response)
-            yield _outcome(source, stories=stories, article=url, error=f"HTTP {response.status}")
+            yield FetchOutcome(source, stories=stories, article=url, error=f"HTTP {response.status}")
         else:
             self.kit.failures.failed(url)
-            yield _outcome(source, stories=stories, article=url, error=describe_page_failure(failure))
+            yield FetchOutcome(source, stories=stories, article=url, error=describe_page_failure(failure))
         yield from self.release(source, done=True)
 
     def halt(self, source: SourceConfig, response: scrapy.http.Response) -> Iterable[Any]:
@@ -278,7 +278,7 @@ class ArticlePages:
             return
         self.halted.add(source.name)
         wait = retry_after_seconds(response.headers.get(b"Retry-After"), self.recorder.clock.now())
-        yield _outcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
+        yield FetchOutcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
                        retry_after=wait, bytes=len(response.body))
 
     def source_failed(self, failure: Any) -> Iterable[Any]:
@@ -289,13 +289,13 @@ class ArticlePages:
             yield from self.halt(source, response)
             return
         if not failure.request.meta.get("primary"):
-            yield _outcome(source, article=failure.request.url, error=describe_page_failure(failure))
+            yield FetchOutcome(source, article=failure.request.url, error=describe_page_failure(failure))
             return
         if response is not None:
-            yield _outcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
+            yield FetchOutcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
                            bytes=len(response.body))
             return
-        yield _outcome(source, error=describe_page_failure(failure))
+        yield FetchOutcome(source, error=describe_page_failure(failure))
 
 
 def _with_full_text(story: Story, article: Article) -> Story:
@@ -303,15 +303,7 @@ def _with_full_text(story: Story, article: Article) -> Story:
     return replace(story, text=text, author=story.author or article.author, language=story.language or article.language)
 
 
-def _outcome(source: SourceConfig, **fields: Any) -> Any:
-    from crawler.fetch import FetchOutcome
-
-    return FetchOutcome(source, **fields)
-
-
 def describe_page_failure(failure: Any) -> str:
-    from crawler.fetch import describe_failure
-
     response = getattr(failure.value, "response", None)
     if response is not None:
         return f"HTTP {response.status}"
@@ -349,7 +341,7 @@ class SiteSpider(ArticlePages, scrapy.Spider):
         links = [u for u in listing_links(selector, base, source) if u not in listings]
         fresh = self.new_urls(source, links)
         if response.meta.get("primary"):
-            yield _outcome(source, status=response.status, bytes=len(response.body),
+            yield FetchOutcome(source, status=response.status, bytes=len(response.body),
                            note="" if links else f"no links matching {source.follow!r} on {response.url}")
         yield from self.release(source, [self.article_request(source, url) for url in fresh])
         if page < source.depth and fresh and (following := next_page(selector, base, source)):
@@ -444,11 +436,11 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
         sitemap = parse_sitemap(response.body)
         primary = response.meta.get("primary")
         if sitemap.problem and not sitemap.children and not sitemap.entries:
-            yield _outcome(source, status=response.status, error=sitemap.problem, bytes=len(response.body),
+            yield FetchOutcome(source, status=response.status, error=sitemap.problem, bytes=len(response.body),
                            article="" if primary else response.url)
             return
         if primary:
-            yield _outcome(source, status=response.status, bytes=len(response.body), note=sitemap.problem)
+            yield FetchOutcome(source, status=response.status, bytes=len(response.body), note=sitemap.problem)
         if sitemap.children and depth < MAX_SITEMAP_DEPTH:
             for child in sitemap.children[:MAX_CHILD_SITEMAPS]:
                 if url := _join(response.url, child):

@@ -39,7 +39,8 @@ import lxml.html
 import pytest
 
 from crawler.clock import SystemClock
-from crawler.fetch import Crawler, OutcomeRecorder
+from crawler.fetch import Crawler
+from crawler.outcomes import OutcomeRecorder
 from crawler.sources import CrawlerConfig, SourceConfig
 from crawler.store import StoryStore, open_database
 from crawler.urls import canonical_url

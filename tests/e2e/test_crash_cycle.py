@@ -96,6 +96,8 @@ def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> 
     assert sending[0] < len(expected) * len(CHATS), f"no kill fell while alerts were being sent: {sent_at_kills}"
 
     daemon.start()
+    final_log = tmp_path / f"daemon-{KILLS + 1}.err"
+    wait_until(lambda: "is listening" in final_log.read_text(), timeout=60, what="the last daemon to start")
 
     def delivered() -> set[tuple[int, str]]:
         return {(m["chat_id"], title) for m in bot_api.sent for title in [_title(m)] if title in expected}

@@ -253,7 +253,8 @@ def test_retry_after_halts_a_source_and_failures_back_it_off(tmp_path, feeds: Fe
     import logging
 
     from crawler.clock import ManualClock
-    from crawler.fetch import Crawler, OutcomeRecorder
+    from crawler.fetch import Crawler
+    from crawler.outcomes import OutcomeRecorder
     from crawler.sources import CrawlerConfig, SourceConfig
     from crawler.store import StoryStore, open_database
 

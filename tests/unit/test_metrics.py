@@ -20,7 +20,7 @@ from alerts.outbox import Outbox
 from alerts.service_config import HttpConfig, split_listen
 from alerts.subscriptions import Subscriptions
 from crawler.clock import ManualClock
-from crawler.fetch import CrawlSummary, FetchOutcome
+from crawler.outcomes import CrawlSummary, FetchOutcome
 from crawler.sources import SourceConfig
 from crawler.store import StoryStore, open_database
 from crawler.story import Story, story_id

@@ -20,7 +20,7 @@ def _big_feed(items: int) -> bytes:
 
 
 def test_parses_in_a_worker_process() -> None:
-    pool = ParsePool(workers=1)
+    pool = ParsePool(workers=1, inline_below=0)
     try:
         parsed = asyncio.run(pool.parse(FEED, source="s", url="https://x.example/feed", content_type="", now=NOW))
     finally:
@@ -47,6 +47,25 @@ def test_overlong_parse_is_stopped_and_the_pool_recovers() -> None:
     assert len(fine.stories) == 1
 
 
+def test_small_documents_are_parsed_inline_and_large_ones_start_the_workers() -> None:
+    pool = ParsePool(workers=1, inline_below=4096)
+    big = _big_feed(100)
+    assert len(FEED) < 4096 < len(big)
+
+    async def scenario():
+        small = await pool.parse(FEED, source="s", url="https://x.example/feed", content_type="", now=NOW)
+        started_by_small = pool._pool is not None
+        large = await pool.parse(big, source="b", url="https://x.example/big", content_type="", now=NOW)
+        return small, started_by_small, large, pool._pool is not None
+
+    try:
+        small, started_by_small, large, started_by_large = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert len(small.stories) == 1 and len(large.stories) == 100
+    assert not started_by_small and started_by_large
+
+
 def test_inline_mode() -> None:
     parsed = asyncio.run(ParsePool(workers=0).parse(FEED, source="s", url="https://x.example/feed", content_type="", now=NOW))
     assert len(parsed.stories) == 1
@@ -58,7 +77,7 @@ from datetime import datetime, UTC
 from crawler.parse_pool import ParsePool
 
 async def main():
-    pool = ParsePool(workers=2)
+    pool = ParsePool(workers=2, inline_below=0)
     await pool.parse(sys.stdin.buffer.read(), source="s", url="https://x.example/f", content_type="",
                      now=datetime.now(UTC))
     me = str(os.getpid())

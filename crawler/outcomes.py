@@ -1,0 +1,199 @@
+"""What fetching a source produced, and how it is recorded.
+
+Owns `FetchOutcome` (one request to one source), `CrawlSummary` (one pass over a batch of
+sources), `OutcomeRecorder` (persisting outcomes: new stories and validators on success,
+failure counts and backoff otherwise) and `describe_error`, which turns any download
+exception, whichever HTTP client raised it, into one short, precise line. Both fetch paths,
+the feed reader (`crawler.feed_reader`) and the Scrapy spiders (`crawler.fetch`,
+`crawler.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crawler.clock import Clock
+from crawler.health import backoff_delay, not_before
+from crawler.sources import CrawlerConfig, SourceConfig
+from crawler.store import StoryStore
+from crawler.story import Story
+
+log = logging.getLogger("newswatch.crawler")
+
+ROBOTS_FORBIDDEN = "forbidden by robots.txt"
+NEW_STORIES_KEPT = 500
+"""A `CrawlSummary` keeps the first new stories for display; all of them are counted."""
+
+
+@dataclass
+class FetchOutcome:
+    """What one request to one source produced. With `article` set, it is about one
+    article page of the source, whose failure does not count against the source."""
+
+    source: SourceConfig
+    status: int | None = None
+    stories: list[Story] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str = ""
+    note: str = ""
+    retry_after: float | None = None
+    fresh_for: int = 0
+    bytes: int = 0
+    article: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class CrawlSummary:
+    """Counts for one pass; `new` holds the first `NEW_STORIES_KEPT` new stories."""
+
+    sources: int = 0
+    ok: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    stories_seen: int = 0
+    stories_new: int = 0
+    bytes: int = 0
+    pages: int = 0
+    pages_failed: int = 0
+    seconds: float = 0.0
+    new: list[Story] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def add_new(self, stories: list[Story]) -> None:
+        self.stories_new += len(stories)
+        room = NEW_STORIES_KEPT - len(self.new)
+        if room > 0:
+            self.new.extend(stories[:room])
+
+
+OutcomeObserver = Callable[[FetchOutcome, list[Story]], None]
+"""Told of every recorded outcome and the new stories it stored (metrics, progress display)."""
+
+
+class OutcomeRecorder:
+    """Persists fetch outcomes; tells `on_new_stories` right after each source's stories are
+    stored, and each of `observers` after each outcome is recorded."""
+
+    def __init__(
+        self, store: StoryStore, clock: Clock, config: CrawlerConfig,
+        on_new_stories: Callable[[str, list[Story]], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.on_new_stories = on_new_stories
+        self.rng = rng or random.Random()
+        self.observers: list[OutcomeObserver] = []
+
+    def record(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
+        new = self._record(outcome, summary)
+        for observer in self.observers:
+            try:
+                observer(outcome, new)
+            except Exception:
+                log.exception("source %s: an outcome observer failed", outcome.source.name)
+
+    def record_safely(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
+        """`record`, but a storage failure is one clear log line and a failed source, never an
+        exception: the crawl goes on, and the source is fetched again next time."""
+        try:
+            self.record(outcome, summary)
+        except sqlite3.Error as exc:  # disk full, database locked or damaged
+            log.error("source %s: the database refused the fetch (%s: %s); nothing of it was kept, so it is "
+                      "fetched again next time", outcome.source.name, type(exc).__name__, exc)
+            summary.failed += 1
+        except Exception:
+            log.exception("source %s: could not store the fetch outcome", outcome.source.name)
+            summary.failed += 1
+
+    def _record(self, outcome: FetchOutcome, summary: CrawlSummary) -> list[Story]:
+        now = self.clock.now()
+        source = outcome.source
+        summary.bytes += outcome.bytes
+        if outcome.article:
+            return self._record_page(outcome, summary)
+        if outcome.ok:
+            new = self.store.record_success(
+                source.name, at=now, status=outcome.status or 0, etag=outcome.etag,
+                last_modified=outcome.last_modified, stories=outcome.stories,
+                not_before=not_before(now, outcome.fresh_for if outcome.fresh_for > source.interval else 0),
+                note=outcome.note,
+            )
+            if outcome.status == 304:
+                summary.not_modified += 1
+            else:
+                summary.ok += 1
+            summary.stories_seen += len(outcome.stories)
+            summary.add_new(new)
+            if outcome.note:
+                log.warning("source %s: %s", source.name, outcome.note)
+            if new and self.on_new_stories:
+                self.on_new_stories(source.name, new)
+            return new
+        previous = self.store.fetch_state(source.name).failures
+        delay = backoff_delay(previous + 1, source.interval, self.config.failure_backoff_max, self.rng)
+        if outcome.retry_after is not None:
+            delay = max(delay, outcome.retry_after)
+        failures = self.store.record_failure(
+            source.name, at=now, status=outcome.status, error=outcome.error, not_before=not_before(now, delay)
+        )
+        summary.failed += 1
+        summary.failures[source.name] = outcome.error
+        wait = f"; next try in {delay:.0f}s" if delay else ""
+        log.warning("source %s: %s (failure %d in a row%s) url=%s", source.name, outcome.error, failures, wait, source.url)
+        return []
+
+    def _record_page(self, outcome: FetchOutcome, summary: CrawlSummary) -> list[Story]:
+        """One article page: store its story; a failure is logged, not held against the source."""
+        source = outcome.source
+        if outcome.status:
+            summary.pages += 1
+        if outcome.error:
+            summary.pages_failed += 1
+            level = logging.DEBUG if outcome.error == ROBOTS_FORBIDDEN else logging.INFO
+            log.log(level, "source %s: article %s not fetched: %s", source.name, outcome.article, outcome.error)
+        elif outcome.note:
+            log.info("source %s: %s", source.name, outcome.note)
+        if not outcome.stories:
+            return []
+        new = self.store.add_stories(outcome.stories, self.clock.now())
+        summary.stories_seen += len(outcome.stories)
+        summary.add_new(new)
+        if new and self.on_new_stories:
+            self.on_new_stories(source.name, new)
+        return new
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, precise description of a download failure (no traceback)."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    lowered = text.lower()
+    if "maxsize" in lowered or "max size" in lowered or "exceeds" in lowered or "too large" in lowered:
+        return text if lowered.startswith("response too large") else f"response too large ({text})"
+    if ("CannotResolveHost" in name or "DNSError" in name or "Name or service not known" in text
+            or "nodename nor servname" in text or "Temporary failure in name resolution" in text):
+        host = re.search(r"host ([^\s:]+)", text)
+        return f"DNS lookup failed for {host.group(1) if host else 'the host'} (no such host, or no network)"
+    if "redirect" in lowered or "TooManyRedirects" in name:
+        return f"too many redirects, or a redirect loop ({text or name})"
+    if "timeout" in name.lower() or "timed out" in lowered:
+        return f"timed out ({text or name})"
+    return f"{name}: {text}" if text else name
+
+
+def describe_failure(failure: Any) -> str:
+    """`describe_error` for a Twisted/Scrapy failure."""
+    return describe_error(failure.value)
