@@ -98,6 +98,16 @@ class Daemon:
         self._dispatch_event = asyncio.Event()
         self._notify_event = asyncio.Event()
 
+    @property
+    def sources(self) -> list[SourceConfig]:
+        """The sources polled now (config plus runtime changes)."""
+        return self._sources
+
+    @sources.setter
+    def sources(self, sources: list[SourceConfig]) -> None:
+        self._sources = list(sources)
+        self._sources_by_name = {s.name: s for s in self._sources}
+
     # -- one pass (newswatch crawl --once) -------------------------------------------------------
     async def run_once(self) -> CycleReport:
         if self.application:
@@ -291,7 +301,7 @@ class Daemon:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     self._due_event.set()
                     continue
-                by_name = {s.name: s for s in self.sources}
+                by_name = self._sources_by_name
                 names = sorted(n for n in self._due if n in by_name and n not in crawling)
                 self._due -= set(names)
                 batch = self._fetchable([by_name[n] for n in names])

@@ -370,6 +370,8 @@ def test_admin_commands_refused_for_others(env: Env) -> None:
 
 
 def test_admin_sources_add_disable_broadcast(env: Env) -> None:
+    wait_until(lambda: env.sql("SELECT 1 FROM fetch_state WHERE source = 'wire' AND last_success IS NOT NULL"), 20,
+               what="the first poll of wire")
     listing = env.ask(ADMIN, "/sources", "Sources")["visible"]
     assert "✅ wire every 1s" in listing
 
