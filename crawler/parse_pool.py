@@ -8,7 +8,7 @@ Telegram notifier. `ParsePool` runs `parse_feed` in a small process pool instead
   source gets a clear error ("parsing took longer than 20s");
 - each worker's address space is capped (RLIMIT_AS), so a pathological document ends in a
   MemoryError for that source, not an out-of-memory machine;
-- with two workers, parsing also uses the second core.
+- parsing large documents in a worker while the loop parses small ones uses a second core.
 
 Small documents are parsed inline, in the loop, because that is far cheaper than a round
 trip to a worker (pickling the document there and its stories back) and cannot stall for
@@ -67,7 +67,7 @@ def _parse(body: bytes, source: str, url: str, content_type: str, now: datetime)
 
 
 class ParsePool:
-    def __init__(self, workers: int = 2, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, workers: int = 1, *, timeout: float = DEFAULT_TIMEOUT,
                  memory_limit: int = DEFAULT_MEMORY_LIMIT, inline_below: int = DEFAULT_INLINE_BELOW) -> None:
         self.workers = workers
         self.timeout = timeout

@@ -219,7 +219,7 @@ class CrawlerConfig(BaseModel):
     autothrottle: bool = True
     robots_cache: Duration = 3600
     failure_backoff_max: Duration = 6 * 3600
-    parse_workers: int = Field(default=2, ge=0, le=16)   # processes parsing feeds; 0 parses in the loop
+    parse_workers: int = Field(default=1, ge=0, le=16)   # processes parsing large feeds; 0 parses all in the loop
     parse_timeout: Duration = 20                         # a feed that takes longer to parse is given up
     parse_inline_below: int = Field(default=65536, ge=0)  # bytes: smaller feeds are parsed in the loop
     disable_after: int = Field(default=50, ge=0)         # consecutive failures before a source is disabled; 0 never
