@@ -214,19 +214,26 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
         from re import _constants, _parser  # type: ignore[attr-defined]
 
         items = list(_parser.parse(regex.pattern, regex.flags))
-        literal = _constants.LITERAL
+        literal, lookahead = _constants.LITERAL, _constants.ASSERT
     except Exception:  # another Python's internals: search every text
         return None
-    best = run = ""
-    for op, value in items:
-        char = chr(value) if op == literal else ""
-        if " " <= char <= "~" and char not in "iI":
-            run += char.lower()
-            continue
-        best = max(best, run, key=len)
-        run = ""
-    best = max(best, run, key=len)
-    return best or None
+
+    def longest(items: Any) -> str:
+        """The longest run of plain characters in sequence, here or in a lookahead that every
+        match must pass (its text must be there too)."""
+        best = run = ""
+        for op, value in items:
+            char = chr(value) if op == literal else ""
+            if " " <= char <= "~" and char not in "iI":
+                run += char.lower()
+                continue
+            best = max(best, run, key=len)
+            run = ""
+            if op == lookahead and value[0] == 1:  # (?=...), not a lookbehind
+                best = max(best, longest(value[1]), key=len)
+        return max(best, run, key=len)
+
+    return longest(items) or None
 
 
 # Characters by how often they occur in news text: English letters and marks, and the bytes

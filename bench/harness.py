@@ -198,6 +198,14 @@ class Database:
         except sqlite3.Error:
             return 0
 
+    def merged_into_alert(self, url: str) -> bool:
+        """The story at `url` was stored and clustered with another story (the same event) that
+        did alert: the daemon attached it to that alert instead of alerting again."""
+        return bool(self._query(
+            "SELECT 1 FROM stories s JOIN story_clusters c ON c.story_id = s.id "
+            "JOIN story_clusters other ON other.cluster_id = c.cluster_id AND other.story_id != s.id "
+            "JOIN outbox o ON o.story_id = other.story_id WHERE s.url = ? LIMIT 1", (url,)))
+
 
 # -- running the daemon ------------------------------------------------------------------------------
 @dataclass

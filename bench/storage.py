@@ -10,8 +10,8 @@ operation the daemon does per poll is timed `--ops` times on the full store:
 - poll, nothing new: `record_success` with 30 stories, all already stored (dedup only);
 - 304: `record_success` with no stories (the fetch state update alone);
 - `fetch_state` of a source (read before every request);
-- `known_urls` of 50 URLs (articles already fetched), and the same query with
-  `AND url != ''` added, which lets SQLite use the partial unique index on `url`;
+- `known_urls` of 50 URLs (articles already fetched; its `url != ''` lets SQLite use the
+  partial unique index on `url`);
 - `stories_after` from a cursor near the end (what the dispatcher reads).
 
 Times are per operation, median and p95, on one core; the ratio column compares the
@@ -98,11 +98,6 @@ def measure(size: int, args, work: Path) -> dict:
     def known(i: int) -> None:
         store.known_urls([s.url for s in rnd.sample(kept, 25)] + [f"https://x.invalid/{i}-{k}" for k in range(25)])
 
-    def known_indexed(i: int) -> None:
-        urls = [s.url for s in rnd.sample(kept, 25)] + [f"https://x.invalid/{i}-{k}" for k in range(25)]
-        marks = ",".join("?" * len(urls))
-        conn.execute(f"SELECT url FROM stories WHERE url IN ({marks}) AND url != ''", urls).fetchall()
-
     top = conn.execute("SELECT MAX(seq) FROM stories").fetchone()[0]
 
     def after(i: int) -> None:
@@ -112,14 +107,14 @@ def measure(size: int, args, work: Path) -> dict:
               "fill_rate_last": sum(rates[-5:]) / max(1, len(rates[-5:]))}
     for name, fn in (("with_news", with_news), ("nothing_new", nothing_new), ("not_modified", not_modified),
                      ("fetch_state", fetch_state), ("known_urls", known),
-                     ("known_indexed", known_indexed), ("stories_after", after)):
+                     ("stories_after", after)):
         times = _timed(fn, ops)
         result[name] = (percentile(times, 0.5), percentile(times, 0.95))
     plans = {}
     for label, sql, params in (
-        ("known_urls (StoryStore.known_urls)", "SELECT url FROM stories WHERE url IN (?,?)", ("a", "b")),
-        ("known_urls with AND url != ''", "SELECT url FROM stories WHERE url IN (?,?) AND url != ''", ("a", "b")),
-        ("find (StoryStore.find)", "SELECT * FROM stories WHERE id = ? OR url = ? ORDER BY seq LIMIT 1", ("a", "b")),
+        ("known_urls (StoryStore.known_urls)", "SELECT url FROM stories WHERE url != '' AND url IN (?,?)", ("a", "b")),
+        ("find by id (StoryStore.find)", "SELECT * FROM stories WHERE id = ?", ("a",)),
+        ("find by URL (StoryStore.find)", "SELECT * FROM stories WHERE url != '' AND url = ?", ("a",)),
         ("stories_after", "SELECT * FROM stories WHERE seq > ? ORDER BY seq LIMIT ?", (1, 1)),
         ("fetch_state", "SELECT * FROM fetch_state WHERE source = ?", ("s",)),
     ):
@@ -137,10 +132,10 @@ def main(args) -> int:
     for size in args.stories:
         log(f"store: filling {size:,} stories")
         results.append(measure(size, args, work))
-    ops = ["with_news", "nothing_new", "not_modified", "fetch_state", "known_urls", "known_indexed", "stories_after"]
+    ops = ["with_news", "nothing_new", "not_modified", "fetch_state", "known_urls", "stories_after"]
     labels = {"with_news": "poll, 2 new of 30", "nothing_new": "poll, 0 new of 30", "not_modified": "304 (state only)",
               "fetch_state": "fetch_state", "known_urls": "known_urls (50)",
-              "known_indexed": "same query + `AND url != ''` (not in the product)", "stories_after": "stories_after (100)"}
+              "stories_after": "stories_after (100)"}
     headers = ["operation"] + [f"{r['size']:,} stored: p50 / p95 ms" for r in results]
     if len(results) > 1:
         headers.append(f"p50 ratio {results[-1]['size']:,} / {results[0]['size']:,}")

@@ -129,12 +129,7 @@ class FeedReader:
             return FetchOutcome(source, error=f"unexpected error: {type(exc).__name__}: {exc}")
 
     async def _fetch(self, source: SourceConfig, pacer: HostPacer) -> FetchOutcome:
-        state = self.recorder.store.fetch_state(source.name)
-        headers = {}
-        if state.etag:
-            headers["If-None-Match"] = state.etag
-        if state.last_modified:
-            headers["If-Modified-Since"] = state.last_modified
+        headers = self.recorder.store.fetch_state(source.name).conditional_headers()
         await pacer.wait(urlsplit(source.url).netloc.lower())
         session = self._get_session()
         # aiohttp's limit counts the redirect response it gives up on: MAX_REDIRECTS are followed

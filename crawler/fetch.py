@@ -107,12 +107,7 @@ class FeedSpider(ArticlePages, scrapy.Spider):
 
     async def start(self):
         for source in self.sources:
-            state = self.recorder.store.fetch_state(source.name)
-            headers = {}
-            if state.etag:
-                headers["If-None-Match"] = state.etag
-            if state.last_modified:
-                headers["If-Modified-Since"] = state.last_modified
+            headers = self.recorder.store.fetch_state(source.name).conditional_headers()
             yield scrapy.Request(
                 source.url, headers=headers, callback=self.parse, errback=self.failed, dont_filter=True,
                 meta={"source": source, "handle_httpstatus_list": HANDLED_STATUSES, "dont_obey_robotstxt": True},

@@ -98,6 +98,15 @@ class FetchState:
     not_before: datetime | None = None
     stories_total: int = 0
 
+    def conditional_headers(self) -> dict[str, str]:
+        """If-None-Match / If-Modified-Since for the next request, from the stored validators."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
 
 def db_time(dt: datetime | None) -> str | None:
     """How times are stored: ISO 8601 in UTC, so that text order is time order."""

@@ -423,6 +423,9 @@ def test_ascii_shortcut_normalizes_like_normalize() -> None:
         (r"kcna|yonhap", None),
         (r"this is", "th"),  # i also matches the dotless ı when case is ignored
         (r"(?x) six \s party", "party"),
+        (r"(?:chairman|marshal) ?(?=kim jong)", "m jong"),  # a lookahead's text must be there too
+        (r"(?<=chairman )kim", "k"),  # a lookbehind's is not read
+        (r"marshal(?!kim jong)", "marshal"),  # nor a negative lookahead's
     ],
 )
 def test_regex_terms_are_searched_only_where_they_can_match(
