@@ -145,16 +145,17 @@ class FeedReader:
                     retry = retry_after_seconds(response.headers.get("Retry-After"), self.recorder.clock.now())
                 return FetchOutcome(source, status=status, retry_after=retry, error=f"HTTP {status} from {response.url}")
             body = await self._body(response)
-            parsed = await self.parser.parse(
-                body, source=source.name, url=str(response.url),
-                content_type=response.headers.get("Content-Type", ""), now=self.recorder.clock.now(),
-            )
+            url, content_type = str(response.url), response.headers.get("Content-Type", "")
+            cache_control = response.headers.get("Cache-Control")
+        # the connection goes back to the pool before parsing, which may take a while
+        parsed = await self.parser.parse(body, source=source.name, url=url, content_type=content_type,
+                                         now=self.recorder.clock.now())
         if not parsed.stories and parsed.problem:
             return FetchOutcome(source, status=status, error=parsed.problem, bytes=len(body))
         return FetchOutcome(
             source, status=status, stories=parsed.stories, etag=etag, last_modified=last_modified,
             note=parsed.problem, bytes=len(body),
-            fresh_for=freshness_floor(response.headers.get("Cache-Control"), parsed.ttl_seconds),
+            fresh_for=freshness_floor(cache_control, parsed.ttl_seconds),
         )
 
     async def _body(self, response: aiohttp.ClientResponse) -> bytes:
