@@ -16,7 +16,7 @@ import difflib
 import os
 import re
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,8 +138,7 @@ def load_config(path: str | Path | None = None) -> NewswatchConfig:
     if path is None:
         path = default_config_path()
     if path is None:
-        text = resources.files("newswatch_config").joinpath("newswatch.yaml").read_text("utf-8")
-        return parse_config(text, "<built-in newswatch.yaml>", base_dir=Path.cwd())
+        return parse_config(_builtin_config_text(), "<built-in newswatch.yaml>", base_dir=Path.cwd())
     path = Path(path)
     try:
         text = path.read_text("utf-8")
@@ -150,6 +149,19 @@ def load_config(path: str | Path | None = None) -> NewswatchConfig:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     return parse_config(text, str(path), base_dir=path.resolve().parent)
+
+
+def _builtin_config_text() -> str:
+    """The shipped newswatch.yaml, installed as the `newswatch_config` package (a namespace
+    package: in an editable install its path also holds the installer's import hook, which
+    `importlib.resources` cannot read, so the folders on its path are searched directly)."""
+    spec = importlib.util.find_spec("newswatch_config")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "newswatch.yaml"
+        if candidate.is_file():
+            return candidate.read_text("utf-8")
+    raise ConfigError(["the built-in newswatch.yaml is not installed; give a config with -c PATH "
+                       f"or ${CONFIG_ENV}"])
 
 
 def parse_config(text: str, filename: str, *, base_dir: Path) -> NewswatchConfig:

@@ -166,3 +166,17 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
     block = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(block, "README.md", base_dir=tmp_path)
     assert {s.kind for s in config.sources} == {"feed", "site", "sitemap"}
+
+
+def test_built_in_config_is_found_from_any_folder(tmp_path: Path) -> None:
+    """Without -c, outside a checkout, the installed copy is used (also in an editable install)."""
+    import importlib.util
+
+    if importlib.util.find_spec("newswatch_config") is None:
+        pytest.skip("newswatch is not installed (pip install -e .)")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "check-config"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("# <built-in newswatch.yaml>: OK (")
+    assert "Traceback" not in proc.stderr
