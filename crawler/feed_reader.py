@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from crawler.health import freshness_floor, retry_after_seconds
-from crawler.outcomes import CrawlSummary, FetchOutcome, OutcomeRecorder, describe_error
+from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, answered_outcome, describe_error,
+                              parsed_outcome)
 from crawler.parse_pool import ParsePool
 from crawler.sources import CrawlerConfig, SourceConfig
 
@@ -137,26 +137,18 @@ class FeedReader:
                                proxy=self._proxy_for(source.url)) as response:
             status = response.status
             etag, last_modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
-            if status == 304:
-                return FetchOutcome(source, status=304, etag=etag, last_modified=last_modified)
-            if not 200 <= status < 300:
-                retry = None
-                if status in (429, 503):
-                    retry = retry_after_seconds(response.headers.get("Retry-After"), self.recorder.clock.now())
-                return FetchOutcome(source, status=status, retry_after=retry, error=f"HTTP {status} from {response.url}")
+            answered = answered_outcome(source, status, str(response.url), etag=etag, last_modified=last_modified,
+                                        retry_after=response.headers.get("Retry-After"), now=self.recorder.clock.now())
+            if answered is not None:
+                return answered
             body = await self._body(response)
             url, content_type = str(response.url), response.headers.get("Content-Type", "")
             cache_control = response.headers.get("Cache-Control")
         # the connection goes back to the pool before parsing, which may take a while
         parsed = await self.parser.parse(body, source=source.name, url=url, content_type=content_type,
                                          now=self.recorder.clock.now())
-        if not parsed.stories and parsed.problem:
-            return FetchOutcome(source, status=status, error=parsed.problem, bytes=len(body))
-        return FetchOutcome(
-            source, status=status, stories=parsed.stories, etag=etag, last_modified=last_modified,
-            note=parsed.problem, bytes=len(body),
-            fresh_for=freshness_floor(cache_control, parsed.ttl_seconds),
-        )
+        return parsed_outcome(source, status, parsed, etag=etag, last_modified=last_modified,
+                              cache_control=cache_control, size=len(body))
 
     async def _body(self, response: aiohttp.ClientResponse) -> bytes:
         """The decompressed body, refused past `max_bytes`."""

@@ -35,8 +35,8 @@ import scrapy
 from scrapy.crawler import AsyncCrawlerRunner
 
 from crawler.feed_reader import FeedReader, is_plain_feed
-from crawler.health import freshness_floor, retry_after_seconds
-from crawler.outcomes import CrawlSummary, FetchOutcome, OutcomeRecorder, describe_failure
+from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, answered_outcome, describe_failure,
+                              parsed_outcome)
 from crawler.parse_pool import ParsePool
 from crawler.sites import ArticlePages, PageKit, SiteSpider, SitemapSpider
 from crawler.sources import CrawlerConfig, SourceConfig
@@ -119,34 +119,27 @@ class FeedSpider(ArticlePages, scrapy.Spider):
         headers = response.headers
         etag = _header(headers, b"ETag")
         last_modified = _header(headers, b"Last-Modified")
-        if status == 304:
-            yield FetchOutcome(source, status=304, etag=etag, last_modified=last_modified)
-            return
-        if not 200 <= status < 300:
-            yield FetchOutcome(
-                source, status=status, error=f"HTTP {status} from {response.url}",
-                retry_after=retry_after_seconds(headers.get(b"Retry-After"), self.recorder.clock.now())
-                if status in (429, 503) else None,
-                bytes=len(response.body),
-            )
+        answered = answered_outcome(source, status, response.url, etag=etag, last_modified=last_modified,
+                                    retry_after=headers.get(b"Retry-After"), now=self.recorder.clock.now(),
+                                    size=len(response.body))
+        if answered is not None:
+            yield answered
             return
         parsed = await self.parser.parse(
             response.body, source=source.name, url=response.url,
             content_type=_header(headers, b"Content-Type") or "", now=self.recorder.clock.now(),
         )
-        if not parsed.stories and parsed.problem:
-            yield FetchOutcome(source, status=status, error=parsed.problem, bytes=len(response.body))
+        outcome = parsed_outcome(source, status, parsed, etag=etag, last_modified=last_modified,
+                                 cache_control=headers.get(b"Cache-Control"), size=len(response.body))
+        if outcome.error:
+            yield outcome
             return
-        stories, follow = parsed.stories, []
-        if source.full_text:
-            fresh = set(self.new_urls(source, [s.url for s in stories if s.url]))
-            follow = [s for s in stories if s.url in fresh]
-            stories = [s for s in stories if s.url not in fresh]
-        yield FetchOutcome(
-            source, status=status, stories=stories, etag=etag, last_modified=last_modified,
-            note=parsed.problem, fresh_for=freshness_floor(headers.get(b"Cache-Control"), parsed.ttl_seconds),
-            bytes=len(response.body),
-        )
+        follow = []
+        if source.full_text:  # new items wait for their pages; the others are stored now
+            fresh = set(self.new_urls(source, [s.url for s in outcome.stories if s.url]))
+            follow = [s for s in outcome.stories if s.url in fresh]
+            outcome.stories = [s for s in outcome.stories if s.url not in fresh]
+        yield outcome
         for request in self.release(source, [self.article_request(source, s.url, story=s) for s in follow]):
             yield request
 

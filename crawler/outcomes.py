@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crawler.clock import Clock
-from crawler.health import backoff_delay, not_before
+from crawler.feeds import ParsedFeed
+from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
 from crawler.sources import CrawlerConfig, SourceConfig
 from crawler.store import StoryStore
 from crawler.story import Story
@@ -75,6 +76,34 @@ class CrawlSummary:
         room = NEW_STORIES_KEPT - len(self.new)
         if room > 0:
             self.new.extend(stories[:room])
+
+
+def answered_outcome(
+    source: SourceConfig, status: int, url: str, *, etag: str | None, last_modified: str | None,
+    retry_after: str | bytes | None, now: Any, size: int = 0,
+) -> FetchOutcome | None:
+    """The outcome of a feed request answered 304 (unchanged) or with an error status; None
+    for a 2xx, whose body is to be parsed."""
+    if status == 304:
+        return FetchOutcome(source, status=304, etag=etag, last_modified=last_modified)
+    if 200 <= status < 300:
+        return None
+    wait = retry_after_seconds(retry_after, now) if status in (429, 503) else None
+    return FetchOutcome(source, status=status, error=f"HTTP {status} from {url}", retry_after=wait, bytes=size)
+
+
+def parsed_outcome(
+    source: SourceConfig, status: int, parsed: ParsedFeed, *, etag: str | None, last_modified: str | None,
+    cache_control: str | bytes | None, size: int,
+) -> FetchOutcome:
+    """The outcome of a parsed feed document: its stories and validators, or, when nothing
+    could be read from it, the parser's problem as the source's error."""
+    if not parsed.stories and parsed.problem:
+        return FetchOutcome(source, status=status, error=parsed.problem, bytes=size)
+    return FetchOutcome(
+        source, status=status, stories=parsed.stories, etag=etag, last_modified=last_modified,
+        note=parsed.problem, bytes=size, fresh_for=freshness_floor(cache_control, parsed.ttl_seconds),
+    )
 
 
 OutcomeObserver = Callable[[FetchOutcome, list[Story]], None]
