@@ -55,12 +55,8 @@ class StoryClusters:
     def other_sources(self, story_id: str) -> list[str]:
         """The other outlets that reported the event of `story_id`, in the order they came."""
         rows = self.conn.execute(
-            "SELECT c.source, c.story_id FROM story_clusters c JOIN story_clusters me ON me.cluster_id = c.cluster_id"
-            " WHERE me.story_id = ? ORDER BY c.seen", (story_id,),
+            "SELECT c.source FROM story_clusters c JOIN story_clusters me ON me.cluster_id = c.cluster_id"
+            " WHERE me.story_id = ? AND c.story_id != me.story_id AND c.source != me.source ORDER BY c.seen",
+            (story_id,),
         )
-        own = self.conn.execute("SELECT source FROM story_clusters WHERE story_id = ?", (story_id,)).fetchone()
-        seen: dict[str, None] = {}
-        for source, other in rows:
-            if other != story_id and (own is None or source != own[0]):
-                seen.setdefault(source, None)
-        return list(seen)
+        return list(dict.fromkeys(r[0] for r in rows))

@@ -169,14 +169,7 @@ class StoryStore:
     # -- fetch state -------------------------------------------------------------------------
     def fetch_state(self, source: str) -> FetchState:
         row = self.conn.execute("SELECT * FROM fetch_state WHERE source = ?", (source,)).fetchone()
-        if row is None:
-            return FetchState(source)
-        return FetchState(
-            source=row["source"], etag=row["etag"], last_modified=row["last_modified"],
-            last_attempt=_dt(row["last_attempt"]), last_success=_dt(row["last_success"]),
-            last_status=row["last_status"], last_error=row["last_error"], failures=row["failures"],
-            not_before=_dt(row["not_before"]), stories_total=row["stories_total"],
-        )
+        return _row_state(row) if row is not None else FetchState(source)
 
     def blocked_until(self, now: datetime) -> dict[str, datetime]:
         """Sources that may not be fetched before a later time (backoff, Retry-After, TTL)."""
@@ -188,8 +181,7 @@ class StoryStore:
         self.conn.execute("UPDATE fetch_state SET not_before = NULL, failures = 0 WHERE source = ?", (source,))
 
     def all_fetch_states(self) -> dict[str, FetchState]:
-        names = [r[0] for r in self.conn.execute("SELECT source FROM fetch_state")]
-        return {name: self.fetch_state(name) for name in names}
+        return {row["source"]: _row_state(row) for row in self.conn.execute("SELECT * FROM fetch_state")}
 
     def record_success(
         self, source: str, *, at: datetime, status: int, etag: str | None, last_modified: str | None,
@@ -244,6 +236,15 @@ def _row_story(row: sqlite3.Row) -> StoredStory:
         language=row["language"], author=row["author"],
     )
     return StoredStory(seq=row["seq"], story=story, fetched=datetime.fromisoformat(row["fetched"]))
+
+
+def _row_state(row: sqlite3.Row) -> FetchState:
+    return FetchState(
+        source=row["source"], etag=row["etag"], last_modified=row["last_modified"],
+        last_attempt=_dt(row["last_attempt"]), last_success=_dt(row["last_success"]),
+        last_status=row["last_status"], last_error=row["last_error"], failures=row["failures"],
+        not_before=_dt(row["not_before"]), stories_total=row["stories_total"],
+    )
 
 
 def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime) -> list[Story]:
