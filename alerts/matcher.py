@@ -1,26 +1,23 @@
 """The matcher: scores a story's title and text against every configured topic.
 
 Pure: no I/O, no clock, no globals. A `Matcher` is compiled once from the validated topics
-(see `alerts.topics` for the syntax and the scoring rules) and then only reads (but for a
-cache of how characters beyond Latin-1 are read, when terms hold such characters).
+(see `alerts.topics` for the syntax and the scoring rules) and then only reads.
 
-All literal terms of all topics go into Aho-Corasick automata that read a text once, so the
-cost of a story hardly depends on the number of terms. English hits are kept only on word
-boundaries; Korean, Chinese and Japanese hits wherever they occur (or, for `word:` terms, where
-the term is not part of a longer word of its script). `re:` terms are searched separately, one
-regular expression each, and only in texts that contain a piece of text every match needs.
+All literal terms of all topics go into two Aho-Corasick automata (ahocorasick_rs, compiled
+DFAs) that each read a text once, so the cost of a story hardly depends on the number of terms.
+`re:` terms are searched separately, one regular expression each, and only in texts that
+contain a piece of text every match needs.
 
-pyahocorasick looks a node's children up one by one, so what the automata read is chosen to
-keep those lists short where a text's characters go:
-  - Terms without Korean, Chinese or Japanese characters (English): the automaton reads a view
-    of the text in which characters no such term holds are a filler (letters, digits) or a
-    boundary mark (anything else), and a term that starts a whole word is a key once for each
-    character that may stand before a word. Its root has a handful of children, and it goes
-    into the terms only where words start.
-  - Terms with Korean, Chinese or Japanese characters: the automata read the text's UTF-8
-    bytes, in which every Hangul syllable starts with one of four bytes; the terms that start
-    with a Hangul syllable and the others are in two automata, and each only runs on texts
-    holding a byte that one of its terms starts with.
+  - Terms in Latin-1 script (English, French, German ...): the automaton reads a one-byte-per-
+    character *view* of the text: spaces as they are, letters and digits of the terms as they
+    are, other letters and digits as a filler byte, and every other character (punctuation,
+    Korean, Chinese ...) as one mark byte; the view is framed by spaces. A term that must stand
+    as a whole word is looked for with a space or the mark on each side, so every hit the
+    automaton reports in an ASCII text is on word boundaries already. A term holding
+    punctuation ("u.s.") is compared with the text itself; in other texts, a neighbour beyond
+    Latin-1 (a letter of another script may glue to the term) is checked in the text.
+  - Other terms (Korean, Chinese, Japanese, other scripts): the automaton reads the text itself,
+    and each hit's neighbours are checked against the term's script (`word:` terms).
 """
 
 from __future__ import annotations
@@ -29,9 +26,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 
 from alerts.topics import LATIN, Term, TopicConfig, normalize, parse_term, script
 
@@ -41,11 +38,25 @@ _TITLE, _TEXT = 0, 1
 _WHERE = ("title", "text")
 _MASK = -1
 
-# A kept hit of one topic while collecting: (start, -end, group, label); sorting puts the hits
-# in text order, the longest first among those starting together.
-_Hit = tuple[int, int, int, str]
+# What a hit counts for: (topic, group, label, the label as `TopicScore.terms` shows it or
+# None), in group order, `ignore:` terms (_MASK) first.
+_Target = tuple[int, int, str, str | None]
+_Targets = tuple[_Target, ...]
+# A hit while collecting: (start, -end, targets); sorting puts the hits in text order, the
+# longest first among those starting together.
+_Hit = tuple[int, int, _Targets]
 # A counted hit of one group: (start, end, label).
 _Span = tuple[int, int, str]
+
+
+class _EveryGroup:
+    """The groups an ignored term covers: all of them."""
+
+    def __contains__(self, group: object) -> bool:
+        return True
+
+
+_EVERY_GROUP = _EveryGroup()
 
 _CJK_CHAR = re.compile(
     "[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
@@ -60,8 +71,7 @@ class TermHit:
     where: str  # "title" | "text"
 
 
-@dataclass(frozen=True)
-class TopicScore:
+class TopicScore(NamedTuple):
     topic: str
     score: float
     threshold: float
@@ -91,36 +101,14 @@ class _Near:
 class _Topic:
     name: str
     threshold: float
-    title_weight: float
-    decay: float
     groups: tuple[_Group, ...]
     require: tuple[tuple[int, ...], ...]
     require_names: tuple[str, ...]
     near: tuple[_Near, ...]
-    weights: tuple[float, ...]
-    saturation: tuple[float, ...]  # _saturated(n, decay) for n = 0 … _SATURATION_TABLE - 1
-
-
-class _Key:
-    """What one automaton key stands for: its length and, per kind of boundary check, the
-    (topic, group, label) it counts for."""
-
-    __slots__ = ("length", "variants")
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-        self.variants: list[tuple[int, int, list[tuple[int, int, str]]]] = []
-
-    def add(self, left: int, right: int, target: tuple[int, int, str]) -> None:
-        for v_left, v_right, targets in self.variants:
-            if (v_left, v_right) == (left, right):
-                if not any(t[:2] == target[:2] for t in targets):
-                    targets.append(target)
-                return
-        self.variants.append((left, right, [target]))
-
-    def frozen(self) -> tuple[int, tuple[tuple[int, int, tuple[tuple[int, int, str], ...]], ...]]:
-        return self.length, tuple((left, right, tuple(t)) for left, right, t in self.variants)
+    title_points: tuple[float, ...]  # per group: weight × title_weight
+    # per group, per number of hits in the text (the last for that many or more):
+    # weight × _saturated(n, decay)
+    text_points: tuple[tuple[float, ...], ...]
 
 
 _OPTIONAL_PART = re.compile(r"\([^()]*\)")
@@ -198,11 +186,6 @@ def _glued(char: str, need: int) -> bool:
     return char.isdigit() or script(char) == need  # a `word:` term: digits glue too (20日)
 
 
-_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-# 1 for each byte that starts a character in UTF-8.
-_UTF8_STARTS = bytes(0 if 0x80 <= b < 0xC0 else 1 for b in range(256))
-
-
 def _required_text(regex: re.Pattern[str]) -> str | None:
     """A piece of text that every match of `regex` contains in a normalised text, to test for
     before searching; None when none can be read off the expression.
@@ -236,88 +219,46 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
     return longest(items) or None
 
 
-# Characters by how often they occur in news text: English letters and marks, and the bytes
-# that start Hangul syllables in UTF-8. pyahocorasick tries a node's children in the order they
-# were added, so keys are added in this order, and in the Korean, Chinese and Japanese terms'
-# automata a few never-matching keys are added first to give frequent bytes that start no term
-# (the space) an early place at the root.
-_LATIN_ORDER = " etaniorshldcupmgfykwbv.,j'0x2\u20191()z:\"q"
-_UTF8_ORDER = "\xec\xeb\xea\xed "
-_NEVER = "\uffff"
-
-
-def _rank(order: str) -> Any:
-    positions = {c: i for i, c in enumerate(order)}
-    return lambda key: [positions.get(c, len(order) + ord(c)) for c in key[1]]
-
-
-def _build(
-    keys: list[tuple[_KeyInfo, str]], order: str, never: str | None
-) -> ahocorasick.Automaton | None:
-    """An automaton of `keys`, each (what it stands for, the key)."""
-    if not keys:
-        return None
-    automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY)
-    starts = {key[0] for _, key in keys}
-    for char in order if never else "":
-        if char not in starts:
-            automaton.add_word(char + never, _NOTHING)
-    for info, key in sorted(keys, key=_rank(order)):
-        automaton.add_word(key, info)
-    automaton.make_automaton()
-    return automaton
-
-
 def _blocks(char: str) -> bool:
     """True for a character that makes an English term next to it part of a longer word."""
     return char.isalnum() and char < "\u1100"
 
 
-class _ViewMap(dict[int, int]):
-    """`str.translate` table from characters to what the automaton of the other terms reads:
-    characters of its terms as they are, other letters and digits as `filler`, anything else as
-    `boundary`; filled in as characters turn up."""
+# What a view holds for a space, for any other character that is not a letter or digit (and
+# for `?`, which stands for every character beyond Latin-1), and for a letter or digit that no
+# term holds. The automaton's search looks for rare bytes of its keys first, and must not take
+# the commonest bytes of a view for such.
+_SPACE, _MARK, _FILLER = b" ", b".", b"\x01"
+# Above this many keys the view automaton is a compact NFA (about 1.5 times slower) instead of
+# a DFA: a DFA takes about 1.25 KB per key (25 MB for 20,000), the NFA a fifth of that. The
+# shipped topics make about 1,500 keys.
+_DFA_KEYS = 8_000
 
-    def __init__(self, chars: set[str], boundary: str, filler: str) -> None:
-        super().__init__()
-        self.chars, self.boundary, self.filler = chars, ord(boundary), ord(filler)
-
-    def __missing__(self, code: int) -> int:
-        char = chr(code)
-        value = code if char in self.chars else self.filler if _blocks(char) else self.boundary
-        self[code] = value
-        return value
-
-
-def _utf8(text: str) -> str:
-    """The UTF-8 bytes of `text`, as a str of code points 0-255."""
-    return text.encode("utf-8").decode("latin-1")
+# One way a key counts: what to add to where the automaton found it to get the term's start
+# and end, the pattern itself when the text must hold exactly it there (else None), the script
+# the character before and after must not glue to (0: any), and what it counts for.
+_Entry = tuple[int, int, str | None, int, int, _Targets]
 
 
-_Target = tuple[int, int, str]
-_Variants = tuple[tuple[int, int, tuple[_Target, ...]], ...]
-# What an automaton value stands for: (length in characters, and either the boundaries to check
-# on the left and right and the one (topic, group, label) of a key that has only one, with None
-# for the variants, or 0, 0, None and the variants).
-_KeyInfo = tuple[int, int, int, _Target | None, _Variants | None]
+def _automaton(keys: list[bytes]) -> ahocorasick_rs.BytesAhoCorasick:
+    """A DFA of `keys`, or a compact NFA when there are too many for a DFA."""
+    if len(keys) <= _DFA_KEYS:
+        implementation = ahocorasick_rs.Implementation.DFA
+    else:
+        implementation = ahocorasick_rs.Implementation.ContiguousNFA
+    return ahocorasick_rs.BytesAhoCorasick(keys, implementation=implementation)
 
 
-def _key_info(length: int, variants: _Variants) -> _KeyInfo:
-    if len(variants) == 1 and len(variants[0][2]) == 1:
-        left, right, (target,) = variants[0]
-        return length, left, right, target, None
-    return length, 0, 0, None, variants
-
-
-_NOTHING = _key_info(0, ())  # what the never-matching keys stand for
-
-
-def _sides(info: _KeyInfo) -> list[tuple[int, int]]:
-    """The (left, right) boundaries a key's hits are checked for, one pair per variant."""
-    _, left, right, _, variants = info
-    if variants is None:
-        return [(left, right)]
-    return [(left, right) for left, right, _ in variants]
+def _viewable(pattern: str, sides: list[tuple[int, int]]) -> bool:
+    """True when the view automaton can look for `pattern`: Latin-1 characters (no `?`, which
+    stands for every other character in a view), at least one letter or digit, and English
+    word boundaries."""
+    return (
+        max(pattern) < "\u0100"
+        and "?" not in pattern
+        and any(c.isalnum() for c in pattern)
+        and all(need in (0, LATIN) for side in sides for need in side)
+    )
 
 
 class Matcher:
@@ -327,38 +268,45 @@ class Matcher:
         if not topics:
             raise ValueError("at least one topic is needed")
         self._topics: list[_Topic] = []
-        table: dict[str, _Key] = {}
-        regexes: list[tuple[int, int, Term]] = []
+        # pattern -> (left, right) boundaries -> the (topic, group, label) it counts for
+        table: dict[str, dict[tuple[int, int], list[_Target]]] = {}
+        regexes: list[tuple[_Target, Term]] = []
 
-        def add(pattern: str, left: int, right: int, target: tuple[int, int, str]) -> None:
-            key = table.get(pattern)
-            if key is None:
-                key = table[pattern] = _Key(len(pattern))
-            key.add(left, right, target)
+        def add(pattern: str, left: int, right: int, target: _Target) -> None:
+            targets = table.setdefault(pattern, {}).setdefault((left, right), [])
+            if not any(t[:2] == target[:2] for t in targets):
+                targets.append(target)
 
         for t_index, (name, config) in enumerate(topics.items()):
             group_names = list(config.groups)
             for g_index, g_name in enumerate(group_names):
+                # Terms of groups that add to the score are named in `TopicScore.terms`.
+                named = config.groups[g_name].weight > 0
                 for term in config.groups[g_name].parsed():
+                    target = (
+                        t_index,
+                        g_index,
+                        term.label,
+                        display_term(term.label) if named else None,
+                    )
                     if term.kind == "regex":
-                        regexes.append((t_index, g_index, term))
+                        regexes.append((target, term))
                         continue
                     for pattern in term.patterns:
-                        add(pattern, *_boundaries(term, pattern), (t_index, g_index, term.label))
+                        add(pattern, *_boundaries(term, pattern), target)
             for phrase in config.ignore:
                 term = parse_term(phrase)
+                target = (t_index, _MASK, phrase, None)
                 if term.kind == "regex":
-                    regexes.append((t_index, _MASK, term))
+                    regexes.append((target, term))
                     continue
                 for pattern in term.patterns:
-                    add(pattern, *_boundaries(term, pattern), (t_index, _MASK, phrase))
+                    add(pattern, *_boundaries(term, pattern), target)
             requirements = config.required_groups()
             self._topics.append(
                 _Topic(
                     name=name,
                     threshold=config.threshold,
-                    title_weight=config.title_weight,
-                    decay=config.repeat_decay,
                     groups=tuple(_Group(g, config.groups[g].weight) for g in group_names),
                     require=tuple(tuple(group_names.index(g) for g in req) for req in requirements),
                     require_names=tuple(" or ".join(req) for req in requirements),
@@ -371,87 +319,35 @@ class Matcher:
                         )
                         for rule in config.near
                     ),
-                    weights=tuple(config.groups[g].weight for g in group_names),
-                    saturation=tuple(
-                        _saturated(n, config.repeat_decay) for n in range(_SATURATION_TABLE)
+                    title_points=tuple(
+                        config.groups[g].weight * config.title_weight for g in group_names
+                    ),
+                    text_points=tuple(
+                        tuple(
+                            config.groups[g].weight * _saturated(n, config.repeat_decay)
+                            for n in range(_SATURATION_TABLE)
+                        )
+                        for g in group_names
                     ),
                 )
             )
 
-        latin: list[tuple[_KeyInfo, str]] = []
-        wide: list[tuple[_KeyInfo, str]] = []
-        variants: list[_Variants] = []
-        for pattern, key in table.items():
-            length, key_variants = key.frozen()
-            variants.append(key_variants)
-            if _CJK_CHAR.search(pattern) is None:
-                latin.append((_key_info(length, key_variants), pattern))
-            else:
-                wide.append((_key_info(length, key_variants), _utf8(pattern)))
-        # The other terms' automaton reads a view of the text: the characters of those terms
-        # as they are, every other letter or digit as a filler, every other character (what
-        # may stand before a whole word) as a boundary character, and one boundary character
-        # in front. A term that must start a word is looked for as "x" + term for every x that
-        # may stand before it, so that the automaton only goes into such terms where words
-        # start; its root has a handful of children.
-        chars = {c for _, p in latin for c in p}
-        boundary, filler = [c for c in map(chr, range(1, 32)) if c not in chars][:2]
-        anchors = sorted({c for c in chars if not _blocks(c)} | {boundary})
-        anchored: list[tuple[_KeyInfo, str]] = []
-        for info, pattern in latin:
-            if all(left == LATIN for left, _ in _sides(info)):
-                anchored += [(info, anchor + pattern) for anchor in anchors]
-            else:
-                anchored.append((info, pattern))
-        if anchored:
-            # Boundary characters and spaces in a row (a Korean text's view) stay among a few
-            # nodes that have them as first children.
-            pairs = (boundary + boundary, boundary + " ", " " + boundary)
-            anchored += [(_NOTHING, pair + _NEVER) for pair in pairs]
-        self._latin = _build(anchored, " " + boundary + _LATIN_ORDER, None)
-        self._boundary = boundary.encode("latin-1")
-        self._view_table = bytes(
-            b if c in chars else ord(filler) if _blocks(c) else ord(boundary)
-            for b, c in enumerate(map(chr, range(256)))
-        )
-        self._view_map = _ViewMap(chars, boundary, filler)
-        # Terms that start with a Hangul syllable (in UTF-8, with one of four bytes) and the
-        # others (Chinese, Japanese) in two automata, each with few children at the root, each
-        # run only on texts that hold a byte that starts one of its terms.
-        self._cjk: list[tuple[ahocorasick.Automaton, tuple[bytes, ...]]] = []
-        for part in (
-            [w for w in wide if w[1][0] in _UTF8_ORDER],
-            [w for w in wide if w[1][0] not in _UTF8_ORDER],
-        ):
-            automaton = _build(part, _UTF8_ORDER, _utf8(_NEVER))
-            if automaton is not None:
-                firsts = sorted({p[0] for _, p in part}, key=lambda c: (c not in _UTF8_ORDER, c))
-                self._cjk.append((automaton, tuple(c.encode("latin-1") for c in firsts)))
-        # Boundaries of the other terms are all "no letter or digit next to it" (or none);
-        # otherwise their hits take the general check.
-        self._latin_words = all(
-            need in (0, LATIN) for info, _ in latin for side in _sides(info) for need in side
-        )
-        # When the other terms are all Latin-1 without `?`, a text's view is made from its
-        # Latin-1 bytes, with `?` for every other character (a boundary then); otherwise
-        # character by character (slower).
-        self._latin_view = all(max(p) < "\u0100" and "?" not in p for _, p in latin)
-        # Bytes that start no term: a text made of them only holds no hit.
-        firsts = {ord(p[0]) for _, p in latin if p[0] < "\u0100"}
-        self._latin_skip = bytes(b for b in range(256) if b not in firsts)
+        viewable = {p for p, sides in table.items() if _viewable(p, list(sides))}
+        self._build_view(viewable, table)
+        text_keys = {p: sides for p, sides in table.items() if p not in viewable}
+        self._text = ahocorasick_rs.AhoCorasick(list(text_keys)) if text_keys else None
+        self._text_entries = [
+            _entries({(0, 0, None, left, right): targets for (left, right), targets in s.items()})
+            for s in text_keys.values()
+        ]
+        # An ASCII text holds no hit of that automaton when each of its keys has a character
+        # beyond ASCII.
+        self._text_ascii = any(p.isascii() for p in text_keys)
         self._regexes = [
-            (t_index, g_index, term.label, term.regex, _required_text(term.regex))
-            for t_index, g_index, term in regexes
+            ((target,), term.regex, _required_text(term.regex))
+            for target, term in regexes
             if term.regex is not None
         ]
-        self._masked = [bool(config.ignore) for config in topics.values()]
-        self._display = {
-            label: display_term(label)
-            for key_variants in variants
-            for _, _, targets in key_variants
-            for _, _, label in targets
-        }
-        self._display.update((label, display_term(label)) for _, _, label, _, _ in self._regexes)
         self._near = [
             tuple((rule.first, rule.second, rule.within, rule.bonus) for rule in t.near)
             for t in self._topics
@@ -466,169 +362,145 @@ class Matcher:
 
     # -- scanning ---------------------------------------------------------------------------
 
-    def _scan(self, text: str) -> list[list[_Hit]]:
-        """Every hit in normalised `text` that passes its boundary check, per topic."""
-        buckets: list[list[_Hit]] = [[] for _ in self._topics]
+    def _build_view(
+        self,
+        viewable: set[str],
+        table: dict[str, dict[tuple[int, int], list[_Target]]],
+    ) -> None:
+        """The view automaton, its keys' entries and the table that makes a text's view."""
+        self._view: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._view_entries: list[tuple[_Entry, ...]] = []
+        self._view_plain: list[tuple[int, int, _Targets] | None] = []
+        if not viewable:
+            return
+        chars = {c for p in viewable for c in p if c.isalnum()}
+        self._view_table = bytes(
+            _SPACE[0] if c == " " else b if c in chars else _FILLER[0] if _blocks(c) else _MARK[0]
+            for b, c in enumerate(map(chr, range(256)))
+        )
+        keys: dict[bytes, dict[tuple[int, int, str | None, int, int], list[_Target]]] = {}
+        for pattern in sorted(viewable):
+            body = pattern.encode("latin-1").translate(self._view_table)
+            # Punctuation is all one byte in a view: a term with punctuation ("u.s.") is
+            # checked against the text itself.
+            exact = None if pattern.replace(" ", "").isalnum() else pattern
+            for (left, right), targets in table[pattern].items():
+                for before in (_SPACE, _MARK) if left else (b"",):
+                    for after in (_SPACE, _MARK) if right else (b"",):
+                        # The view has one space more in front.
+                        shifts = (len(before) - 1, len(after) + 1, exact, left, right)
+                        key = before + body + after
+                        keys.setdefault(key, {}).setdefault(shifts, []).extend(targets)
+        self._view = _automaton(list(keys))
+        self._view_entries = [_entries(entries) for entries in keys.values()]
+        # (shift_start, shift_end, targets) of keys that count one way only, with no text
+        # to compare: in an ASCII text, all there is to do for their hits.
+        self._view_plain = [
+            (ways[0][0], ways[0][1], ways[0][5]) if len(ways) == 1 and ways[0][2] is None else None
+            for ways in self._view_entries
+        ]
+
+    def _scan(self, text: str) -> list[_Hit]:
+        """Every hit in normalised `text` that passes its boundary checks, in text order (the
+        longest first among hits that start together)."""
+        hits: list[_Hit] = []
         if not text:
-            return buckets
-        add = [bucket.append for bucket in buckets]
-        if text.isascii():
-            if self._latin is not None:
-                view = (self._boundary + text.encode("ascii")).translate(self._view_table)
-                if self._latin_words:
-                    self._scan_words(text, view.decode("latin-1"), add)
-                else:
-                    self._scan_latin(text, view.decode("latin-1"), add)
-        else:
-            if self._latin is not None:
-                if not self._latin_view:
-                    view = self._boundary.decode() + text.translate(self._view_map)
-                    self._scan_latin(text, view, add)
-                else:
-                    # Characters beyond Latin-1 become `?`, and then boundaries (the left
-                    # neighbour of a hit is checked in `text`).
-                    raw = text.encode("latin-1", "replace")
-                    if raw.translate(None, self._latin_skip):
-                        view = (self._boundary + raw).translate(self._view_table)
-                        self._scan_latin(text, view.decode("latin-1"), add)
-            if self._cjk:
-                self._scan_cjk(text, add)
-        for t_index, g_index, label, regex, required in self._regexes:
+            return hits
+        add = hits.append
+        ascii_text = text.isascii()
+        if self._view is not None:
+            if ascii_text:
+                raw = text.encode("ascii")
+            else:
+                raw = text.encode("latin-1", "replace")  # `?` for other characters
+            view = (_SPACE + raw + _SPACE).translate(self._view_table)
+            found = self._view.find_matches_as_indexes(view, overlapping=True)
+            if ascii_text:
+                plain, entries = self._view_plain, self._view_entries
+                for key, found_start, found_end in found:
+                    way = plain[key]
+                    if way is not None:  # the common case: one way, no text to compare
+                        shift_start, shift_end, targets = way
+                        add((found_start + shift_start, shift_end - found_end, targets))
+                        continue
+                    for shift_start, shift_end, exact, _, _, targets in entries[key]:
+                        start, end = found_start + shift_start, found_end - shift_end
+                        if exact is None or text[start:end] == exact:
+                            add((start, -end, targets))
+            else:
+                _check_hits(text, found, self._view_entries, add, in_view=True)
+        if self._text is not None and (self._text_ascii or not ascii_text):
+            found = self._text.find_matches_as_indexes(text, overlapping=True)
+            if found:
+                _check_hits(text, found, self._text_entries, add, in_view=False)
+        for targets, regex, required in self._regexes:
             if required is None or required in text:
                 for match in regex.finditer(text):
                     start, end = match.span()
                     if end > start:
-                        add[t_index]((start, -end, g_index, label))
-        return buckets
+                        add((start, -end, targets))
+        hits.sort()
+        return hits
 
-    def _scan_words(self, text: str, view: str, add: list[Any]) -> None:
-        """The other terms' hits in ASCII `text`, when every boundary is a word boundary."""
-        alnum = _ASCII_ALNUM
-        size = len(text)
-        found = self._latin.iter(view)  # type: ignore[union-attr]
-        for end, (length, _, right, target, variants) in found:
-            # `view` has one character more in front: `end` is where the hit stops in `text`.
-            start = end - length
-            if variants is None:
-                # A key of one variant that must start a word is only found after a character
-                # that may stand before one (see __init__): only the right end is checked.
-                if right and end < size and text[end] in alnum:
-                    continue
-                t_index, g_index, label = target  # type: ignore[misc]
-                add[t_index]((start, -end, g_index, label))
-                continue
-            glued_left = start > 0 and text[start - 1] in alnum
-            glued_right = end < size and text[end] in alnum
-            for left, right, targets in variants:
-                if (left and glued_left) or (right and glued_right):
-                    continue
-                for t_index, g_index, label in targets:
-                    add[t_index]((start, -end, g_index, label))
-
-    def _scan_latin(self, text: str, view: str, add: list[Any]) -> None:
-        """The other terms' hits, found in `view` and checked against `text`."""
-        size = len(text)
-        found = self._latin.iter(view)  # type: ignore[union-attr]
-        for end, (length, left, right, target, variants) in found:
-            start = end - length
-            before = text[start - 1] if start > 0 else " "
-            after = text[end] if end < size else " "
-            if variants is None:
-                if (left and _glued(before, left)) or (right and _glued(after, right)):
-                    continue
-                t_index, g_index, label = target  # type: ignore[misc]
-                add[t_index]((start, -end, g_index, label))
-                continue
-            for left, right, targets in variants:
-                if (left and _glued(before, left)) or (right and _glued(after, right)):
-                    continue
-                for t_index, g_index, label in targets:
-                    add[t_index]((start, -end, g_index, label))
-
-    def _scan_cjk(self, text: str, add: list[Any]) -> None:
-        """The Korean, Chinese and Japanese terms' hits, found in the UTF-8 bytes of `text`."""
-        raw = text.encode("utf-8")
-        wide = ""
-        found: list[tuple[int, _KeyInfo]] = []
-        for automaton, firsts in self._cjk:
-            for first in firsts:
-                if first in raw:
-                    wide = wide or raw.decode("latin-1")
-                    found += automaton.iter(wide)
-                    break
-        if not found:
-            return
-        if len(self._cjk) > 1:
-            found.sort(key=itemgetter(0))  # by where they end; each part is in that order already
-        starts = raw.translate(_UTF8_STARTS).count
-        size = len(text)
-        offset = chars = 0  # bytes and characters up to the end of the last hit
-        for end, (length, left, right, target, variants) in found:
-            end += 1
-            chars += starts(1, offset, end)
-            offset = end
-            start = chars - length
-            if variants is None:
-                if (left and start > 0 and _glued(text[start - 1], left)) or (
-                    right and chars < size and _glued(text[chars], right)
-                ):
-                    continue
-                t_index, g_index, label = target  # type: ignore[misc]
-                add[t_index]((start, -chars, g_index, label))
-                continue
-            for left, right, targets in variants:
-                if left and start > 0 and _glued(text[start - 1], left):
-                    continue
-                if right and chars < size and _glued(text[chars], right):
-                    continue
-                for t_index, g_index, label in targets:
-                    add[t_index]((start, -chars, g_index, label))
-
-    def _collect(self, title: str, text: str) -> list[dict[int, tuple[list[_Span], list[_Span]]]]:
-        """Per topic: group -> (title spans, text spans); hits inside longer hits dropped."""
-        per_topic: list[dict[int, tuple[list[_Span], list[_Span]]]] = [
-            {} for _ in self._topics
-        ]
-        masked = self._masked
+    def _collect(
+        self, title: str, text: str
+    ) -> tuple[list[dict[int, tuple[list[_Span], list[_Span]]]], list[dict[str, None]]]:
+        """Per topic: group -> (title spans, text spans), and the terms to name (those of
+        groups that add to the score, title first, in the order they occur). A hit inside a
+        longer hit of its topic, or inside one of the topic's `ignore:` terms, does not count;
+        nor does one that covers the same words as a counted hit of its group."""
+        topics = len(self._topics)
+        per_topic: list[dict[int, tuple[list[_Span], list[_Span]]]] = [{} for _ in range(topics)]
+        named: list[dict[str, None]] = [{} for _ in range(topics)]
         for where, field in ((_TITLE, title), (_TEXT, text)):
-            for t_index, hits in enumerate(self._scan(_normalized(field))):
-                if not hits:
-                    continue
-                if masked[t_index]:
-                    hits = _apply_masks(hits)
-                hits.sort()
-                found = per_topic[t_index]
-                last_group = cover_start = cover_end = -1
-                for start, neg_end, g_index, label in hits:
-                    end = -neg_end
-                    if end <= cover_end:
-                        if start != cover_start or end != cover_end:
-                            continue  # inside a longer hit of this topic
-                        if g_index == last_group:
+            hits = self._scan(_normalized(field))
+            if not hits:
+                continue
+            # Per topic: the span of the last counted hit or ignored term, and the groups
+            # counted there (all of them for an ignored term).
+            cover_start, cover_end = [-1] * topics, [-1] * topics
+            cover_groups: list[Any] = [None] * topics
+            for start, neg_end, targets in hits:
+                end = -neg_end
+                for t_index, g_index, label, shown in targets:
+                    if end <= cover_end[t_index]:
+                        if start != cover_start[t_index] or end != cover_end[t_index]:
+                            continue  # inside a longer hit of this topic, or an ignored term
+                        if g_index in cover_groups[t_index]:
                             continue  # the same words again, through another term of the group
-                    cover_start, cover_end, last_group = start, end, g_index
+                        if g_index == _MASK:
+                            cover_groups[t_index] = _EVERY_GROUP
+                            continue
+                        cover_groups[t_index].append(g_index)
+                    else:
+                        cover_start[t_index], cover_end[t_index] = start, end
+                        if g_index == _MASK:
+                            cover_groups[t_index] = _EVERY_GROUP
+                            continue
+                        cover_groups[t_index] = [g_index]
+                    found = per_topic[t_index]
                     slots = found.get(g_index)
                     if slots is None:
                         slots = found[g_index] = ([], [])
                     slots[where].append((start, end, label))
-        return per_topic
+                    if shown is not None:
+                        named[t_index][shown] = None
+        return per_topic, named
 
     # -- scoring ----------------------------------------------------------------------------
 
     def _score_topic(
         self, topic: _Topic, found: dict[int, tuple[list[_Span], list[_Span]]]
     ) -> tuple[float, list[tuple[int, float]], list[tuple[int, float]], tuple[str, ...]]:
-        """(score, points per group, bonus per near rule, requirements not met)."""
+        """(score, points per group, bonus per near rule, requirements not met); the same sums
+        in the same order as `score`."""
         score = 0.0
         group_points: list[tuple[int, float]] = []
-        weights, saturation, title_weight = topic.weights, topic.saturation, topic.title_weight
-        last = len(saturation) - 1
+        last = _SATURATION_TABLE - 1
         for g_index, (in_title, in_text) in found.items():
-            points = 0.0
-            if in_title:
-                points = weights[g_index] * title_weight
+            points = topic.title_points[g_index] if in_title else 0.0
             if in_text:
-                points += weights[g_index] * saturation[min(len(in_text), last)]
+                points += topic.text_points[g_index][min(len(in_text), last)]
             group_points.append((g_index, points))
             score += points
         near_points: list[tuple[int, float]] = []
@@ -647,32 +519,21 @@ class Matcher:
     def score(self, title: str, text: str) -> list[TopicScore]:
         """One `TopicScore` per topic, in configuration order."""
         results = []
-        display = self._display
-        for topic, found, empty, rules in zip(
-            self._topics, self._collect(title, text), self._empty, self._near
+        last = _SATURATION_TABLE - 1
+        for topic, found, terms, empty, rules in zip(
+            self._topics, *self._collect(title, text), self._empty, self._near
         ):
             if not found:
                 results.append(empty)
                 continue
-            # The same sums in the same order as `_score_topic`.
-            weights, saturation, title_weight = topic.weights, topic.saturation, topic.title_weight
-            last = len(saturation) - 1
+            title_points, text_points = topic.title_points, topic.text_points
             score = 0.0
-            terms: dict[str, None] = {}
             for g_index, (in_title, in_text) in found.items():
-                weight = weights[g_index]
-                points = 0.0
-                if in_title:
-                    points = weight * title_weight
+                points = title_points[g_index] if in_title else 0.0
                 if in_text:
                     count = len(in_text)
-                    points += weight * saturation[count if count < last else last]
+                    points += text_points[g_index][count if count < last else last]
                 score += points
-                if weight > 0:
-                    for _, _, label in in_title:
-                        terms[display[label]] = None
-                    for _, _, label in in_text:
-                        terms[display[label]] = None
             for first_group, second_group, within, bonus in rules:
                 first = found.get(first_group)
                 if first is None:
@@ -709,7 +570,7 @@ class Matcher:
     def hits(self, title: str, text: str) -> list[tuple[str, TermHit]]:
         """Every counted hit as (topic, TermHit), in configuration order."""
         out = []
-        for topic, found in zip(self._topics, self._collect(title, text), strict=True):
+        for topic, found in zip(self._topics, self._collect(title, text)[0], strict=True):
             for g_index, slots in found.items():
                 for where, spans in enumerate(slots):
                     for _, _, label in spans:
@@ -727,7 +588,7 @@ class Matcher:
             "missing": [requirement, ...]}}}
         """
         out: dict[str, Any] = {"title": title, "topics": {}}
-        for topic, found in zip(self._topics, self._collect(title, text), strict=True):
+        for topic, found in zip(self._topics, self._collect(title, text)[0], strict=True):
             score, group_points, near_points, missing = self._score_topic(topic, found)
             contributions = []
             for g_index, slots in found.items():
@@ -767,17 +628,39 @@ class Matcher:
         return out
 
 
-def _apply_masks(hits: list[_Hit]) -> list[_Hit]:
-    """Drop the hits of one topic that lie inside one of its `ignore:` phrases, and the
-    phrases."""
-    masks = [(s, -e) for s, e, g, _ in hits if g == _MASK]
-    if not masks:
-        return hits
-    return [
-        hit
-        for hit in hits
-        if hit[2] != _MASK and not any(s <= hit[0] and -hit[1] <= e for s, e in masks)
-    ]
+def _entries(
+    ways: dict[tuple[int, int, str | None, int, int], list[_Target]],
+) -> tuple[_Entry, ...]:
+    """A key's entries, from its (shifts, exact text, boundaries) -> targets."""
+    return tuple(
+        (*way, tuple(sorted(targets, key=itemgetter(1, 2)))) for way, targets in ways.items()
+    )
+
+
+def _check_hits(
+    text: str,
+    found: list[tuple[int, int, int]],
+    entries: list[tuple[_Entry, ...]],
+    add: Any,
+    in_view: bool,
+) -> None:
+    """Add the hits whose neighbours in `text` do not glue to them. In a view, only a
+    character beyond Latin-1 (a `?` there) needs the check."""
+    size = len(text)
+    for key, found_start, found_end in found:
+        for shift_start, shift_end, exact, left, right, targets in entries[key]:
+            start, end = found_start + shift_start, found_end - shift_end
+            if exact is not None and text[start:end] != exact:
+                continue
+            if left and start > 0:
+                before = text[start - 1]
+                if (not in_view or before >= "\u0100") and _glued(before, left):
+                    continue
+            if right and end < size:
+                after = text[end]
+                if (not in_view or after >= "\u0100") and _glued(after, right):
+                    continue
+            add((start, -end, targets))
 
 
 def _close(first: list[_Span], second: list[_Span], within: int) -> bool:

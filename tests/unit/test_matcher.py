@@ -575,3 +575,105 @@ def test_format_explanation_is_readable() -> None:
     matcher = Matcher({"t": topic(groups=groups, require=["korea"])})
     text = format_explanation(matcher.explain("G20 summit opens", ""))
     assert "t: no" in text and "summit" in text and "missing required: korea" in text
+
+
+# -- against the rules as written: a slow reference on random texts ---------------------------
+
+ORACLE_TOPICS = {
+    "first": {
+        "groups": {
+            "words": ["North Korea(n)", "Kim", "UN", "u.s.", "Kim's visit", "sanções", "łódź"],
+            "open": ["sanction*", "*gate", "*Kim Jong Il*"],
+            "wide": ["제재", "북한", "word:北", "金正恩", "re:six ?party"],
+        },
+        "ignore": ["Kim Jong Un", "북한산", "korea bank"],
+    },
+    "second": {
+        "groups": {
+            "korea": ["Korea", "North Korea", "북한", "word:북"],
+            "talks": ["talks", "UN", "re:\\bkcna\\b"],
+        },
+    },
+}
+ORACLE_PIECES = [
+    "North", "Korea", "korean", "Kim", "kim's", "KIM’s", "visit", "UN", "un", "U.S.", "u.s",
+    "us", "sanção", "sanções", "łódź", "lodz", "sanction", "Sanctions", "watergate", "gate",
+    "kimjongil", "Kim Jong Il", "Kim Jong-un", "jong", "제재", "대북제재", "북한", "북한산", "北",
+    "北京", "金正恩", "북", "강북", "six party", "six-party", "sixparty", "KCNA", "kcnas", "talks",
+    "bank", "Д", "é", "ß", "😀", "7", "20", "the", "and",
+]
+ORACLE_GLUE = [" ", " ", " ", "  ", "-", ", ", ".", "'", "’", "(", ")", "\n", "", "", "x", "가", "中"]
+
+
+def _oracle_glued(char: str, need: int) -> bool:
+    from alerts.topics import LATIN, script
+
+    if not char.isalnum():
+        return False
+    if need == LATIN:
+        return char < "\u1100"
+    return char.isdigit() or script(char) == need
+
+
+def _oracle_hits(topics: dict[str, TopicConfig], title: str, text: str) -> list[tuple[str, str, str, str]]:
+    """(topic, group, label, where) for every counted hit, by the documented rules, slowly."""
+    import re
+
+    from alerts.topics import script
+
+    out = []
+    for where, field in (("title", title), ("text", text)):
+        norm = normalize(field)
+        for name, config in topics.items():
+            raw = []  # (start, end, group or None for ignore, label)
+            sources = [(g, t) for g in config.groups for t in config.groups[g].terms]
+            sources += [(None, t) for t in config.ignore]
+            for group, written in sources:
+                term = parse_term(written)
+                if term.regex is not None:
+                    raw += [(m.start(), m.end(), group, written) for m in term.regex.finditer(norm)]
+                    continue
+                for pattern in term.patterns:
+                    left = script(pattern[0]) if term.kind in ("word", "prefix", "standalone") else 0
+                    right = script(pattern[-1]) if term.kind in ("word", "suffix", "standalone") else 0
+                    for m in re.finditer(f"(?={re.escape(pattern)})", norm):
+                        start, end = m.start(), m.start() + len(pattern)
+                        if left and start > 0 and _oracle_glued(norm[start - 1], left):
+                            continue
+                        if right and end < len(norm) and _oracle_glued(norm[end], right):
+                            continue
+                        raw.append((start, end, group, written))
+            ignored = [(s, e) for s, e, g, _ in raw if g is None]
+            kept = [h for h in raw if h[2] is not None and not any(s <= h[0] and h[1] <= e for s, e in ignored)]
+            counted: set[tuple[int, int, str]] = set()
+            for start, end, group, label in sorted(set(kept), key=lambda h: (h[0], -h[1], h[2], h[3])):
+                inside = any(
+                    s <= start and end <= e and (s, e) != (start, end) for s, e, _, _ in kept
+                )
+                if inside or (start, end, group) in counted:
+                    continue
+                counted.add((start, end, group))
+                out.append((name, group, label, where))
+    return sorted(out)
+
+
+def test_hits_follow_the_written_rules_on_random_texts() -> None:
+    import random
+
+    topics = {
+        name: TopicConfig.model_validate({"description": name, "threshold": 1, **body})
+        for name, body in ORACLE_TOPICS.items()
+    }
+    matcher = Matcher(topics)
+    rnd = random.Random(11)
+    checked = 0
+    for round_ in range(1500):
+        ascii_only = round_ % 2 == 0
+        pieces = [p for p in ORACLE_PIECES if p.isascii()] if ascii_only else ORACLE_PIECES
+        glue = [g for g in ORACLE_GLUE if g.isascii()] if ascii_only else ORACLE_GLUE
+        text = "".join(rnd.choice(pieces) + rnd.choice(glue) for _ in range(rnd.randint(1, 12)))
+        title = "".join(rnd.choice(pieces) + rnd.choice(glue) for _ in range(rnd.randint(0, 3)))
+        got = sorted((t, h.group, h.term, h.where) for t, h in matcher.hits(title, text))
+        assert got == _oracle_hits(topics, title, text), (title, text)
+        checked += bool(got)
+    assert checked > 1000  # most texts hold hits
