@@ -16,7 +16,14 @@ from bench.harness import ROOT, markdown
 
 def main(args) -> int:
     from alerts.matcher import Matcher
-    from bench.matcher_bench import STORY_CHARS, extra_topic, load_topics, make_stories, rate
+    from bench.matcher_bench import (
+        STORY_CHARS,
+        extra_topic,
+        load_topics,
+        make_stories,
+        rate,
+        real_stories,
+    )
 
     try:
         cpu = min(os.sched_getaffinity(0))
@@ -34,6 +41,17 @@ def main(args) -> int:
     text = (f"### Matcher: stories of {STORY_CHARS:,} characters per CPU second, one core ({pinned}), "
             f"best of {args.rounds} passes over {args.stories:,}\n\n"
             + markdown(["topics", "stories", "stories/s"], rows) + "\n")
+    real = real_stories()
+    if real:
+        matcher = Matcher(shipped)
+        real_rows = [
+            [label, f"{len(stories):,}",
+             f"{sum(len(t) + len(x) for t, x in stories) / len(stories):,.0f}",
+             f"{rate(matcher.score, stories * max(1, 1000 // len(stories)), args.rounds):,.0f}"]
+            for label, stories in real
+        ]
+        text += ("\n### Matcher: real stories from ../shared, shipped topics\n\n"
+                 + markdown(["stories", "count", "characters/story", "stories/s"], real_rows) + "\n")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "matcher.md").write_text(text)
     print(text)

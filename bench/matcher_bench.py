@@ -1,6 +1,11 @@
 """Matcher throughput: stories per second on one core, against a per-keyword regex loop.
 
     python -m bench.matcher_bench [--stories 2000] [--config config/newswatch.yaml]
+    python -m bench.matcher_bench --against OTHER/alerts/matcher.py   # another revision's
+
+`--against` loads the matcher module of another revision (for instance from
+`git worktree add /tmp/old REV`) and times it against this one on the same stories and topics,
+alternating the two in one process, best of `--rounds`.
 
 Both contenders see the same generated 2,000-character stories (English and Korean, with
 topic terms sprinkled in) and the same terms: the shipped topics, then the shipped topics plus
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -157,15 +163,49 @@ def rate(fn: Callable[[str, str], object], stories: list[tuple[str, str]], round
     return best
 
 
+def compare(path: Path, shipped: dict[str, TopicConfig], args: argparse.Namespace) -> None:
+    """This matcher against the one in `path`, alternating on the same stories."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("other_matcher", path)
+    assert spec is not None and spec.loader is not None
+    other = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = other  # dataclasses look their module up there
+    spec.loader.exec_module(other)
+    sets = [
+        ("English", make_stories(args.stories, 0.0)),
+        ("Korean", make_stories(args.stories, 1.0)),
+        ("mixed 80/20", make_stories(args.stories, 0.2)),
+        *real_stories(),
+    ]
+    contenders = {"other": other.Matcher(shipped), "this": Matcher(shipped)}
+    print(f"shipped topics, one core, best of {args.rounds}; other: {path}")
+    print(f"{'stories':<15}{'other/s':>10}{'this/s':>10}{'ratio':>8}")
+    for label, stories in sets:
+        stories = stories * max(1, 1000 // len(stories))
+        best = dict.fromkeys(contenders, 0.0)
+        for _ in range(args.rounds):
+            for name, matcher in contenders.items():
+                best[name] = max(best[name], rate(matcher.score, stories, 1))
+        print(
+            f"{label:<15}{best['other']:>10,.0f}{best['this']:>10,.0f}"
+            f"{best['this'] / best['other']:>7.2f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=2000)
     parser.add_argument("--baseline-stories", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "newswatch.yaml")
+    parser.add_argument("--against", type=Path, help="another revision's alerts/matcher.py")
     args = parser.parse_args(argv)
 
     shipped = load_topics(args.config)
+    if args.against:
+        compare(args.against, shipped, args)
+        return
     with_extra = {**shipped, "generated": extra_topic(500)}
     mixes = (("English", 0.0), ("Korean", 1.0), ("mixed 80/20", 0.2))
 
@@ -192,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         matcher, baseline = Matcher(shipped), RegexBaseline(shipped)
         for label, stories in real:
             chars = sum(len(t) + len(x) for t, x in stories) / len(stories)
-            fast = rate(matcher.score, stories, args.rounds)
+            fast = rate(matcher.score, stories * max(1, 1000 // len(stories)), args.rounds)
             slow = rate(baseline.score, stories[: args.baseline_stories], 1)
             print(f"{label:<15}{len(stories):>7}{chars:>13,.0f}{fast:>11,.0f}{slow:>14,.0f}")
 
