@@ -35,8 +35,9 @@ from alerts.topics import LATIN, Term, TopicConfig, normalize, parse_term, scrip
 __all__ = ["Matcher", "TermHit", "TopicScore"]
 
 _TITLE, _TEXT = 0, 1
+_SEPARATOR = "\n"
 _WHERE = ("title", "text")
-_MASK = -1
+_MASK = -1  # the group of a topic's `ignore:` terms, below every other
 
 # What a hit counts for: (topic, group, label, the label as `TopicScore.terms` shows it or
 # None), in group order, `ignore:` terms (_MASK) first.
@@ -49,14 +50,7 @@ _Hit = tuple[int, int, _Targets]
 _Span = tuple[int, int, str]
 
 
-class _EveryGroup:
-    """The groups an ignored term covers: all of them."""
-
-    def __contains__(self, group: object) -> bool:
-        return True
-
-
-_EVERY_GROUP = _EveryGroup()
+_EVERY = object()  # the groups an ignored term covers: all of them
 
 _CJK_CHAR = re.compile(
     "[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
@@ -102,8 +96,7 @@ class _Topic:
     name: str
     threshold: float
     groups: tuple[_Group, ...]
-    require: tuple[tuple[int, ...], ...]
-    require_names: tuple[str, ...]
+    require: tuple[tuple[frozenset[int], str], ...]  # (groups, e.g. "summit or talks")
     near: tuple[_Near, ...]
     title_points: tuple[float, ...]  # per group: weight × title_weight
     # per group, per number of hits in the text (the last for that many or more):
@@ -308,8 +301,10 @@ class Matcher:
                     name=name,
                     threshold=config.threshold,
                     groups=tuple(_Group(g, config.groups[g].weight) for g in group_names),
-                    require=tuple(tuple(group_names.index(g) for g in req) for req in requirements),
-                    require_names=tuple(" or ".join(req) for req in requirements),
+                    require=tuple(
+                        (frozenset(group_names.index(g) for g in req), " or ".join(req))
+                        for req in requirements
+                    ),
                     near=tuple(
                         _Near(
                             group_names.index(rule.groups[0]),
@@ -353,7 +348,8 @@ class Matcher:
             for t in self._topics
         ]
         self._empty = [
-            TopicScore(t.name, 0.0, t.threshold, (), t.require_names) for t in self._topics
+            TopicScore(t.name, 0.0, t.threshold, (), tuple(name for _, name in t.require))
+            for t in self._topics
         ]
 
     @property
@@ -400,9 +396,10 @@ class Matcher:
             for ways in self._view_entries
         ]
 
-    def _scan(self, text: str) -> list[_Hit]:
+    def _scan(self, text: str, separator: int) -> list[_Hit]:
         """Every hit in normalised `text` that passes its boundary checks, in text order (the
-        longest first among hits that start together)."""
+        longest first among hits that start together). `text` is a title and a text joined
+        at `separator`; no hit may span it."""
         hits: list[_Hit] = []
         if not text:
             return hits
@@ -437,7 +434,7 @@ class Matcher:
             if required is None or required in text:
                 for match in regex.finditer(text):
                     start, end = match.span()
-                    if end > start:
+                    if end > start and not start <= separator < end:
                         add((start, -end, targets))
         hits.sort()
         return hits
@@ -452,32 +449,44 @@ class Matcher:
         topics = len(self._topics)
         per_topic: list[dict[int, tuple[list[_Span], list[_Span]]]] = [{} for _ in range(topics)]
         named: list[dict[str, None]] = [{} for _ in range(topics)]
-        for where, field in ((_TITLE, title), (_TEXT, text)):
-            hits = self._scan(_normalized(field))
-            if not hits:
-                continue
-            # Per topic: the span of the last counted hit or ignored term, and the groups
-            # counted there (all of them for an ignored term).
+        # Title and text are read as one, with a line break (which normalised text never
+        # holds, and which no term matches) between them.
+        title = _normalized(title)
+        separator = len(title)
+        hits = self._scan(title + _SEPARATOR + _normalized(text), separator)
+        if hits:
+            # Per topic: the span of the last counted hit or ignored term, and the group
+            # counted there (a list of them when several count for the same words; _EVERY for
+            # an ignored term).
             cover_start, cover_end = [-1] * topics, [-1] * topics
             cover_groups: list[Any] = [None] * topics
             for start, neg_end, targets in hits:
                 end = -neg_end
+                where = _TITLE if start < separator else _TEXT
                 for t_index, g_index, label, shown in targets:
                     if end <= cover_end[t_index]:
                         if start != cover_start[t_index] or end != cover_end[t_index]:
                             continue  # inside a longer hit of this topic, or an ignored term
-                        if g_index in cover_groups[t_index]:
+                        seen = cover_groups[t_index]
+                        if (
+                            seen is _EVERY
+                            or seen == g_index
+                            or (seen.__class__ is list and g_index in seen)
+                        ):
                             continue  # the same words again, through another term of the group
-                        if g_index == _MASK:
-                            cover_groups[t_index] = _EVERY_GROUP
+                        if g_index < 0:  # an ignored term: nothing counts here
+                            cover_groups[t_index] = _EVERY
                             continue
-                        cover_groups[t_index].append(g_index)
+                        if seen.__class__ is not list:
+                            seen = [seen]
+                        cover_groups[t_index] = [*seen, g_index]
                     else:
-                        cover_start[t_index], cover_end[t_index] = start, end
-                        if g_index == _MASK:
-                            cover_groups[t_index] = _EVERY_GROUP
+                        cover_start[t_index] = start
+                        cover_end[t_index] = end
+                        if g_index < 0:
+                            cover_groups[t_index] = _EVERY
                             continue
-                        cover_groups[t_index] = [g_index]
+                        cover_groups[t_index] = g_index
                     found = per_topic[t_index]
                     slots = found.get(g_index)
                     if slots is None:
@@ -535,17 +544,14 @@ class Matcher:
                     points += text_points[g_index][count if count < last else last]
                 score += points
             for first_group, second_group, within, bonus in rules:
-                first = found.get(first_group)
-                if first is None:
-                    continue
-                second = found.get(second_group)
-                if second is None:
-                    continue
-                if (first[0] and second[0]) or _close(first[1], second[1], within):
-                    score += bonus
+                if first_group in found and second_group in found:
+                    first, second = found[first_group], found[second_group]
+                    if (first[0] and second[0]) or _close(first[1], second[1], within):
+                        score += bonus
             missing: tuple[str, ...] = ()
-            if topic.require:
-                missing = self._missing(topic, found)
+            for groups, name in topic.require:
+                if found.keys().isdisjoint(groups):
+                    missing += (name,)
             results.append(
                 TopicScore(topic.name, round(score, 4), topic.threshold, tuple(terms), missing)
             )
@@ -554,14 +560,7 @@ class Matcher:
     @staticmethod
     def _missing(topic: _Topic, found: dict[int, Any]) -> tuple[str, ...]:
         """The requirements of `topic` that no group found meets."""
-        missing = []
-        for groups, name in zip(topic.require, topic.require_names, strict=True):
-            for g_index in groups:
-                if g_index in found:
-                    break
-            else:
-                missing.append(name)
-        return tuple(missing)
+        return tuple(name for groups, name in topic.require if found.keys().isdisjoint(groups))
 
     def passed(self, title: str, text: str) -> list[str]:
         """Names of the topics the story passes."""
