@@ -138,19 +138,24 @@ def script(char: str) -> int:
     return LATIN
 
 
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_ASTRAL = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
 
 def normalize(text: str) -> str:
     """The form both terms and stories are matched in: NFKC, lower case, a hyphen read as a
-    space, single spaces. Characters beyond the Basic Multilingual Plane (emoji) become
-    U+FFFD, so that every character is one UTF-16 unit."""
+    space, single spaces. Characters beyond the Basic Multilingual Plane (emoji) and lone
+    surrogates become U+FFFD, so that every character is one UTF-16 unit and the text can be
+    encoded."""
     if not text:
         return ""
     if not text.isascii():
         if not unicodedata.is_normalized("NFKC", text):
             text = unicodedata.normalize("NFKC", text)
-        if len(text.encode("utf-16-le", "surrogatepass")) != 2 * len(text):
+        try:
+            wide = len(text.encode("utf-16-le")) != 2 * len(text)
+        except UnicodeEncodeError:  # a lone surrogate, from bytes decoded with an escape
+            wide = True
+        if wide:
             text = _ASTRAL.sub("\ufffd", text)
     text = text.lower().replace("-", " ")
     if not text.isprintable():

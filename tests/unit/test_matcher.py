@@ -677,3 +677,11 @@ def test_hits_follow_the_written_rules_on_random_texts() -> None:
         assert got == _oracle_hits(topics, title, text), (title, text)
         checked += bool(got)
     assert checked > 1000  # most texts hold hits
+
+
+def test_lone_surrogates_and_emoji_are_read_not_fatal() -> None:
+    """Text decoded with surrogateescape can hold lone surrogates; they cannot be encoded."""
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": ["북한", "North Korea"]}})})
+    assert one(matcher, "북한 \ud800 발표").passed
+    assert one(matcher, "", "North Korea \udcff 😀 says").passed
+    assert normalize("a\ud800b😀") == "a\ufffdb\ufffd"
