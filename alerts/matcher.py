@@ -226,6 +226,7 @@ _SPACE, _MARK, _FILLER = b" ", b".", b"\x01"
 # a DFA: a DFA takes about 1.25 KB per key (25 MB for 20,000), the NFA a fifth of that. The
 # shipped topics make about 1,500 keys.
 _DFA_KEYS = 8_000
+_NEVER_IN_VIEW = (b"\x02\x02", b"\x03\x03", b"\x04\x04")
 
 # One way a key counts: what to add to where the automaton found it to get the term's start
 # and end, the pattern itself when the text must hold exactly it there (else None), the script
@@ -233,13 +234,14 @@ _DFA_KEYS = 8_000
 _Entry = tuple[int, int, str | None, int, int, _Targets]
 
 
-def _automaton(keys: list[bytes]) -> ahocorasick_rs.BytesAhoCorasick:
-    """A DFA of `keys`, or a compact NFA when there are too many for a DFA."""
+def _automaton(keys: list[Any], kind: Any = ahocorasick_rs.BytesAhoCorasick) -> Any:
+    """A DFA of `keys` (bytes, or str for `ahocorasick_rs.AhoCorasick`), or a compact NFA
+    when there are too many for a DFA (the library's own choice is an NFA, twice as slow)."""
     if len(keys) <= _DFA_KEYS:
         implementation = ahocorasick_rs.Implementation.DFA
     else:
         implementation = ahocorasick_rs.Implementation.ContiguousNFA
-    return ahocorasick_rs.BytesAhoCorasick(keys, implementation=implementation)
+    return kind(keys, implementation=implementation)
 
 
 def _viewable(pattern: str, sides: list[tuple[int, int]]) -> bool:
@@ -330,7 +332,7 @@ class Matcher:
         viewable = {p for p, sides in table.items() if _viewable(p, list(sides))}
         self._build_view(viewable, table)
         text_keys = {p: sides for p, sides in table.items() if p not in viewable}
-        self._text = ahocorasick_rs.AhoCorasick(list(text_keys)) if text_keys else None
+        self._text = _automaton(list(text_keys), ahocorasick_rs.AhoCorasick) if text_keys else None
         self._text_entries = [
             _entries({(0, 0, None, left, right): targets for (left, right), targets in s.items()})
             for s in text_keys.values()
@@ -387,7 +389,11 @@ class Matcher:
                         shifts = (len(before) - 1, len(after) + 1, exact, left, right)
                         key = before + body + after
                         keys.setdefault(key, {}).setdefault(shifts, []).extend(targets)
-        self._view = _automaton(list(keys))
+        # When its keys start with at most three different bytes, the automaton first looks
+        # for those with memchr; in a view they are the space and the mark, the commonest
+        # bytes, and that search made every scan 1.6 times slower. Keys that start with bytes
+        # no view holds (control characters are marks there) turn it off; they never match.
+        self._view = _automaton([*keys, *_NEVER_IN_VIEW])
         self._view_entries = [_entries(entries) for entries in keys.values()]
         # (shift_start, shift_end, targets) of keys that count one way only, with no text
         # to compare: in an ASCII text, all there is to do for their hits.
