@@ -138,7 +138,7 @@ def script(char: str) -> int:
     return LATIN
 
 
-_ASTRAL = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
+_ASTRAL_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
 
 def normalize(text: str) -> str:
@@ -156,7 +156,7 @@ def normalize(text: str) -> str:
         except UnicodeEncodeError:  # a lone surrogate, from bytes decoded with an escape
             wide = True
         if wide:
-            text = _ASTRAL.sub("\ufffd", text)
+            text = _ASTRAL_OR_SURROGATE.sub("\ufffd", text)
     text = text.lower().replace("-", " ")
     if not text.isprintable():
         text = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
