@@ -23,7 +23,7 @@ contain a piece of text every match needs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -48,6 +48,10 @@ _Targets = tuple[_Target, ...]
 _Hit = tuple[int, int, _Targets]
 # A counted hit of one group: (start, end, label).
 _Span = tuple[int, int, str]
+# What counts for one topic: (topic index, group -> (title spans, text spans), the terms to name
+# (those of groups that add to the score, title first, in the order they occur)).
+_Found = tuple[int, dict[int, tuple[list[_Span], list[_Span]]], dict[str, None]]
+_TOPIC_INDEX = itemgetter(0)
 
 
 _EVERY = object()  # the groups an ignored term covers: all of them
@@ -445,16 +449,14 @@ class Matcher:
         hits.sort()
         return hits
 
-    def _collect(
-        self, title: str, text: str
-    ) -> tuple[list[dict[int, tuple[list[_Span], list[_Span]]]], list[dict[str, None]]]:
-        """Per topic: group -> (title spans, text spans), and the terms to name (those of
-        groups that add to the score, title first, in the order they occur). A hit inside a
-        longer hit of its topic, or inside one of the topic's `ignore:` terms, does not count;
-        nor does one that covers the same words as a counted hit of its group."""
+    def _collect(self, title: str, text: str) -> list[_Found]:
+        """What counts, for each topic with a counted hit, in configuration order. A hit
+        inside a longer hit of its topic, or inside one of the topic's `ignore:` terms, does
+        not count; nor does one that covers the same words as a counted hit of its group.
+        Topics without hits cost nothing but their share of three lists."""
         topics = len(self._topics)
-        per_topic: list[dict[int, tuple[list[_Span], list[_Span]]]] = [{} for _ in range(topics)]
-        named: list[dict[str, None]] = [{} for _ in range(topics)]
+        by_topic: list[_Found | None] = [None] * topics
+        collected: list[_Found] = []
         # Title and text are read as one, with a line break (which normalised text never
         # holds, and which no term matches) between them.
         title = _normalized(title)
@@ -493,14 +495,19 @@ class Matcher:
                             cover_groups[t_index] = _EVERY
                             continue
                         cover_groups[t_index] = g_index
-                    found = per_topic[t_index]
+                    entry = by_topic[t_index]
+                    if entry is None:
+                        entry = by_topic[t_index] = (t_index, {}, {})
+                        collected.append(entry)
+                    found = entry[1]
                     slots = found.get(g_index)
                     if slots is None:
                         slots = found[g_index] = ([], [])
                     slots[where].append((start, end, label))
                     if shown is not None:
-                        named[t_index][shown] = None
-        return per_topic, named
+                        entry[2][shown] = None
+        collected.sort(key=_TOPIC_INDEX)
+        return collected
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -508,7 +515,7 @@ class Matcher:
         self, topic: _Topic, found: dict[int, tuple[list[_Span], list[_Span]]]
     ) -> tuple[float, list[tuple[int, float]], list[tuple[int, float]], tuple[str, ...]]:
         """(score, points per group, bonus per near rule, requirements not met); the same sums
-        in the same order as `score`."""
+        in the same order as `_scores`."""
         score = 0.0
         group_points: list[tuple[int, float]] = []
         last = _SATURATION_TABLE - 1
@@ -533,14 +540,26 @@ class Matcher:
 
     def score(self, title: str, text: str) -> list[TopicScore]:
         """One `TopicScore` per topic, in configuration order."""
-        results = []
+        results = self._empty.copy()
+        for t_index, score in self._scores(self._collect(title, text)):
+            results[t_index] = score
+        return results
+
+    def matched(self, title: str, text: str) -> list[TopicScore]:
+        """The `TopicScore`s of the topics the story has hits for, in configuration order (the
+        others score 0 and cannot pass): for callers with many topics."""
+        return [score for _, score in self._scores(self._collect(title, text))]
+
+    def passed(self, title: str, text: str) -> list[str]:
+        """Names of the topics the story passes."""
+        return [s.topic for s in self.matched(title, text) if s.passed]
+
+    def _scores(self, collected: list[_Found]) -> Iterator[tuple[int, TopicScore]]:
+        """(topic index, score) for each topic found; the same sums in the same order as
+        `_score_topic`."""
         last = _SATURATION_TABLE - 1
-        for topic, found, terms, empty, rules in zip(
-            self._topics, *self._collect(title, text), self._empty, self._near
-        ):
-            if not found:
-                results.append(empty)
-                continue
+        for t_index, found, terms in collected:
+            topic = self._topics[t_index]
             title_points, text_points = topic.title_points, topic.text_points
             score = 0.0
             for g_index, (in_title, in_text) in found.items():
@@ -549,7 +568,7 @@ class Matcher:
                     count = len(in_text)
                     points += text_points[g_index][count if count < last else last]
                 score += points
-            for first_group, second_group, within, bonus in rules:
+            for first_group, second_group, within, bonus in self._near[t_index]:
                 if first_group in found and second_group in found:
                     first, second = found[first_group], found[second_group]
                     if (first[0] and second[0]) or _close(first[1], second[1], within):
@@ -558,24 +577,21 @@ class Matcher:
             for groups, name in topic.require:
                 if found.keys().isdisjoint(groups):
                     missing += (name,)
-            results.append(
-                TopicScore(topic.name, round(score, 4), topic.threshold, tuple(terms), missing)
+            yield (
+                t_index,
+                TopicScore(topic.name, round(score, 4), topic.threshold, tuple(terms), missing),
             )
-        return results
 
     @staticmethod
     def _missing(topic: _Topic, found: dict[int, Any]) -> tuple[str, ...]:
         """The requirements of `topic` that no group found meets."""
         return tuple(name for groups, name in topic.require if found.keys().isdisjoint(groups))
 
-    def passed(self, title: str, text: str) -> list[str]:
-        """Names of the topics the story passes."""
-        return [s.topic for s in self.score(title, text) if s.passed]
-
     def hits(self, title: str, text: str) -> list[tuple[str, TermHit]]:
         """Every counted hit as (topic, TermHit), in configuration order."""
         out = []
-        for topic, found in zip(self._topics, self._collect(title, text)[0], strict=True):
+        for t_index, found, _ in self._collect(title, text):
+            topic = self._topics[t_index]
             for g_index, slots in found.items():
                 for where, spans in enumerate(slots):
                     for _, _, label in spans:
@@ -593,7 +609,9 @@ class Matcher:
             "missing": [requirement, ...]}}}
         """
         out: dict[str, Any] = {"title": title, "topics": {}}
-        for topic, found in zip(self._topics, self._collect(title, text)[0], strict=True):
+        by_topic = {t_index: found for t_index, found, _ in self._collect(title, text)}
+        for t_index, topic in enumerate(self._topics):
+            found = by_topic.get(t_index, {})
             score, group_points, near_points, missing = self._score_topic(topic, found)
             contributions = []
             for g_index, slots in found.items():

@@ -213,7 +213,7 @@ class WatchMatcher:
         self._matcher = Matcher({w.topic: parse_rule(w.rule).topic() for w in watches})
 
     def score(self, title: str, text: str) -> list[tuple[Watch, TopicScore]]:
-        return [(self.watches[s.topic], s) for s in self._matcher.score(title, text) if s.passed]
+        return [(self.watches[s.topic], s) for s in self._matcher.matched(title, text) if s.passed]
 
 
 class Watches:

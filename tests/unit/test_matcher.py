@@ -685,3 +685,18 @@ def test_lone_surrogates_and_emoji_are_read_not_fatal() -> None:
     assert one(matcher, "북한 \ud800 발표").passed
     assert one(matcher, "", "North Korea \udcff 😀 says").passed
     assert normalize("a\ud800b😀") == "a\ufffdb\ufffd"
+
+
+def test_matched_is_score_without_the_topics_that_have_no_hits(shipped: Matcher) -> None:
+    stories = [(SEED_TITLE, SEED_TEXT), ("Weather", "Sunny in Seoul"), ("", "")]
+    stories += [(case[0], case[1]) for case in SHIPPED_CASES]
+    for title, text in stories:
+        full = shipped.score(title, text)
+        hit = {name for name, _ in shipped.hits(title, text)}
+        assert shipped.matched(title, text) == [s for s in full if s.topic in hit], title
+        assert shipped.passed(title, text) == [s.topic for s in full if s.passed]
+    many = Matcher(
+        {f"w{i}": topic(groups={"g": {"weight": 5, "terms": [f"word{i}"]}}) for i in range(300)}
+    )
+    assert [s.topic for s in many.matched("", "word250 and word7, word250")] == ["w7", "w250"]
+    assert [s.topic for s in many.score("", "word250")][:2] == ["w0", "w1"]
