@@ -56,11 +56,6 @@ _TOPIC_INDEX = itemgetter(0)
 
 _EVERY = object()  # the groups an ignored term covers: all of them
 
-_CJK_CHAR = re.compile(
-    "[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]"
-)
-
 
 @dataclass(frozen=True)
 class TermHit:
@@ -214,11 +209,6 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
         return max(best, run, key=len)
 
     return longest(items) or None
-
-
-def _blocks(char: str) -> bool:
-    """True for a character that makes an English term next to it part of a longer word."""
-    return char.isalnum() and char < "\u1100"
 
 
 # What a view holds for a space, for any other character that is not a letter or digit (and
@@ -377,7 +367,13 @@ class Matcher:
             return
         chars = {c for p in viewable for c in p if c.isalnum()}
         self._view_table = bytes(
-            _SPACE[0] if c == " " else b if c in chars else _FILLER[0] if _blocks(c) else _MARK[0]
+            _SPACE[0]
+            if c == " "
+            else b
+            if c in chars
+            else _FILLER[0]
+            if _glued(c, LATIN)
+            else _MARK[0]
             for b, c in enumerate(map(chr, range(256)))
         )
         keys: dict[bytes, dict[tuple[int, int, str | None, int, int], list[_Target]]] = {}
@@ -411,8 +407,6 @@ class Matcher:
         longest first among hits that start together). `text` is a title and a text joined
         at `separator`; no hit may span it."""
         hits: list[_Hit] = []
-        if not text:
-            return hits
         add = hits.append
         ascii_text = text.isascii()
         if self._view is not None:
@@ -573,10 +567,7 @@ class Matcher:
                     first, second = found[first_group], found[second_group]
                     if (first[0] and second[0]) or _close(first[1], second[1], within):
                         score += bonus
-            missing: tuple[str, ...] = ()
-            for groups, name in topic.require:
-                if found.keys().isdisjoint(groups):
-                    missing += (name,)
+            missing = self._missing(topic, found)
             yield (
                 t_index,
                 TopicScore(topic.name, round(score, 4), topic.threshold, tuple(terms), missing),

@@ -23,6 +23,7 @@ def main(args) -> int:
         make_stories,
         rate,
         real_stories,
+        repeated,
     )
 
     try:
@@ -47,7 +48,7 @@ def main(args) -> int:
         real_rows = [
             [label, f"{len(stories):,}",
              f"{sum(len(t) + len(x) for t, x in stories) / len(stories):,.0f}",
-             f"{rate(matcher.score, stories * max(1, 1000 // len(stories)), args.rounds):,.0f}"]
+             f"{rate(matcher.score, repeated(stories), args.rounds):,.0f}"]
             for label, stories in real
         ]
         text += ("\n### Matcher: real stories from ../shared, shipped topics\n\n"

@@ -151,6 +151,11 @@ def real_stories() -> list[tuple[str, list[tuple[str, str]]]]:
     return sets
 
 
+def repeated(stories: list[tuple[str, str]], at_least: int = 1000) -> list[tuple[str, str]]:
+    """`stories` repeated until there are `at_least`: a small set timed over enough work."""
+    return stories * max(1, at_least // len(stories))
+
+
 def rate(fn: Callable[[str, str], object], stories: list[tuple[str, str]], rounds: int) -> float:
     """Stories per CPU second, the best of `rounds` passes (the least disturbed by other work)."""
     fn(*stories[0])
@@ -182,7 +187,7 @@ def compare(path: Path, shipped: dict[str, TopicConfig], args: argparse.Namespac
     print(f"shipped topics, one core, best of {args.rounds}; other: {path}")
     print(f"{'stories':<15}{'other/s':>10}{'this/s':>10}{'ratio':>8}")
     for label, stories in sets:
-        stories = stories * max(1, 1000 // len(stories))
+        stories = repeated(stories)
         best = dict.fromkeys(contenders, 0.0)
         for _ in range(args.rounds):
             for name, matcher in contenders.items():
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         matcher, baseline = Matcher(shipped), RegexBaseline(shipped)
         for label, stories in real:
             chars = sum(len(t) + len(x) for t, x in stories) / len(stories)
-            fast = rate(matcher.score, stories * max(1, 1000 // len(stories)), args.rounds)
+            fast = rate(matcher.score, repeated(stories), args.rounds)
             slow = rate(baseline.score, stories[: args.baseline_stories], 1)
             print(f"{label:<15}{len(stories):>7}{chars:>13,.0f}{fast:>11,.0f}{slow:>14,.0f}")
 
