@@ -30,7 +30,16 @@ from typing import Any, NamedTuple
 
 import ahocorasick_rs
 
-from alerts.topics import LATIN, Term, TopicConfig, normalize, parse_term, script
+from alerts.topics import (
+    LATIN,
+    Term,
+    TopicConfig,
+    fold_text,
+    normalize,
+    parse_term,
+    script,
+    unify_characters,
+)
 
 __all__ = ["Matcher", "TermHit", "TopicScore"]
 
@@ -138,9 +147,10 @@ def _saturated(count: int, decay: float) -> float:
 
 
 def _text_normalizer() -> Any:
-    """`normalize`, with a shortcut for ASCII text that gives the same result in a fraction of
-    the time; the shortcut is checked against `normalize` on every ASCII character and left
-    out if the two ever disagree."""
+    """`normalize`, with a shortcut for ASCII text (often English once its curly quotes and
+    dashes are read as ASCII) that gives the same result in a fraction of the time; the
+    shortcut is checked against `normalize` on every ASCII character and left out if the two
+    ever disagree."""
     table = bytearray(range(256))
     for code in range(ord("A"), ord("Z") + 1):
         table[code] = code + 32
@@ -151,16 +161,19 @@ def _text_normalizer() -> Any:
 
     def normalized(text: str) -> str:
         if not text.isascii():
-            return normalize(text)
+            text = unify_characters(text)
+            if not text.isascii():
+                return fold_text(text)
         folded = text.encode("ascii").translate(fold)
         if b"\x00" in folded:  # control characters: the general rules apply
-            return normalize(text)
+            return fold_text(text)
         while b"  " in folded:
             folded = folded.replace(b"  ", b" ")
         return folded.strip(b" ").decode("ascii")
 
     probes = [chr(code) for code in range(128)]
     probes += [f" A{c}b-{c}\t-C{c}{c} " for c in probes] + ["", " ", "  - -\r\n", "A  B"]
+    probes += ["Kim’s “Summit” — Trump–Kim", "Ｋim  Jong‐un\t", "북한 — “제재”"]
     if all(normalized(probe) == normalize(probe) for probe in probes):
         return normalized
     return normalize
@@ -226,6 +239,8 @@ _NEVER_IN_VIEW = (b"\x02\x02", b"\x03\x03", b"\x04\x04")
 # and end, the pattern itself when the text must hold exactly it there (else None), the script
 # the character before and after must not glue to (0: any), and what it counts for.
 _Entry = tuple[int, int, str | None, int, int, _Targets]
+# A key's hits that need no check: (shift_start, shift_end, targets).
+_Plain = tuple[int, int, _Targets]
 
 
 def _automaton(keys: list[Any], kind: Any = ahocorasick_rs.BytesAhoCorasick) -> Any:
@@ -331,6 +346,7 @@ class Matcher:
             _entries({(0, 0, None, left, right): targets for (left, right), targets in s.items()})
             for s in text_keys.values()
         ]
+        self._text_unchecked = _plain_ways(self._text_entries, with_boundaries=False)
         # An ASCII text holds no hit of that automaton when each of its keys has a character
         # beyond ASCII.
         self._text_ascii = any(p.isascii() for p in text_keys)
@@ -362,7 +378,8 @@ class Matcher:
         """The view automaton, its keys' entries and the table that makes a text's view."""
         self._view: ahocorasick_rs.BytesAhoCorasick | None = None
         self._view_entries: list[tuple[_Entry, ...]] = []
-        self._view_plain: list[tuple[int, int, _Targets] | None] = []
+        self._view_plain: list[_Plain | None] = []
+        self._view_unchecked: list[_Plain | None] = []
         if not viewable:
             return
         chars = {c for p in viewable for c in p if c.isalnum()}
@@ -395,12 +412,10 @@ class Matcher:
         # no view holds (control characters are marks there) turn it off; they never match.
         self._view = _automaton([*keys, *_NEVER_IN_VIEW])
         self._view_entries = [_entries(entries) for entries in keys.values()]
-        # (shift_start, shift_end, targets) of keys that count one way only, with no text
-        # to compare: in an ASCII text, all there is to do for their hits.
-        self._view_plain = [
-            (ways[0][0], ways[0][1], ways[0][5]) if len(ways) == 1 and ways[0][2] is None else None
-            for ways in self._view_entries
-        ]
+        # In an ASCII text, all there is to do for most keys' hits: the view checked their
+        # boundaries.
+        self._view_plain = _plain_ways(self._view_entries, with_boundaries=True)
+        self._view_unchecked = _plain_ways(self._view_entries, with_boundaries=False)
 
     def _scan(self, text: str, separator: int) -> list[_Hit]:
         """Every hit in normalised `text` that passes its boundary checks, in text order (the
@@ -429,11 +444,15 @@ class Matcher:
                         if exact is None or text[start:end] == exact:
                             add((start, -end, targets))
             else:
-                _check_hits(text, found, self._view_entries, add, in_view=True)
+                _check_hits(
+                    text, found, self._view_entries, self._view_unchecked, add, in_view=True
+                )
         if self._text is not None and (self._text_ascii or not ascii_text):
             found = self._text.find_matches_as_indexes(text, overlapping=True)
             if found:
-                _check_hits(text, found, self._text_entries, add, in_view=False)
+                _check_hits(
+                    text, found, self._text_entries, self._text_unchecked, add, in_view=False
+                )
         for targets, regex, required in self._regexes:
             if required is None or required in text:
                 for match in regex.finditer(text):
@@ -651,10 +670,25 @@ def _entries(
     )
 
 
+def _plain_ways(
+    entries: list[tuple[_Entry, ...]], with_boundaries: bool
+) -> list[_Plain | None]:
+    """Per key, (shift_start, shift_end, targets) when its hits need no check: the key counts
+    one way only, with no text to compare and (unless `with_boundaries`) no boundary to check;
+    else None."""
+    return [
+        (way[0][0], way[0][1], way[0][5])
+        if len(way) == 1 and way[0][2] is None and (with_boundaries or way[0][3:5] == (0, 0))
+        else None
+        for way in entries
+    ]
+
+
 def _check_hits(
     text: str,
     found: list[tuple[int, int, int]],
     entries: list[tuple[_Entry, ...]],
+    unchecked: list[_Plain | None],
     add: Any,
     in_view: bool,
 ) -> None:
@@ -662,6 +696,10 @@ def _check_hits(
     character beyond Latin-1 (a `?` there) needs the check."""
     size = len(text)
     for key, found_start, found_end in found:
+        way = unchecked[key]
+        if way is not None:  # a substring term: nothing to check
+            add((found_start + way[0], way[1] - found_end, way[2]))
+            continue
         for shift_start, shift_end, exact, left, right, targets in entries[key]:
             start, end = found_start + shift_start, found_end - shift_end
             if exact is not None and text[start:end] != exact:

@@ -32,9 +32,11 @@ occurs in it.
 Writing terms
   - Matching ignores case and Unicode width (NFKC): "DPRK", "dprk" and "ＤＰＲＫ" are one term.
   - English (and other Latin-script) terms match whole words: `summit` does not match
-    "summitry", `Kim` does not match "Kimchi". Several words form a phrase. A hyphen reads as
-    a space, in terms and in stories: `Kim Jong Un` covers "Kim Jong-un", `ship-to-ship`
-    covers "ship to ship".
+    "summitry", `Kim` does not match "Kimchi". Several words form a phrase. A hyphen (or a
+    dash) reads as a space, in terms and in stories: `Kim Jong Un` covers "Kim Jong-un",
+    `ship-to-ship` covers "ship to ship", `Trump-Kim` covers "Trump–Kim". Curly quotes read as
+    straight ones: `Workers' Party` covers "Workers’ Party". Soft hyphens and zero-width
+    spaces inside words are ignored.
   - A trailing `*` matches any ending: `sanction*` covers sanction, sanctions, sanctioned.
     A leading `*` matches any beginning, both match anywhere: `*Kim Jong Il*` also finds the
     name in text whose spaces were lost ("ChairmanKim Jong Ilvisited").
@@ -92,10 +94,12 @@ __all__ = [
     "TermGroup",
     "TopicConfig",
     "expand_optional",
+    "fold_text",
     "is_cjk",
     "normalize",
     "parse_term",
     "script",
+    "unify_characters",
 ]
 
 _CJK_RANGES = (
@@ -140,23 +144,41 @@ def script(char: str) -> int:
 
 _ASTRAL_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
+# Typographic dashes and quotes, read as the ASCII characters writers and feeds use for them
+# just as often: "Trump–Kim" is "Trump-Kim", "Workers’ Party" is "Workers' Party". Invisible
+# characters that pages leave inside words (a soft hyphen in "Pyong\xadyang", a zero-width
+# space, a byte-order mark) are dropped.
+_TYPOGRAPHIC = {
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u02bc", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),
+    **dict.fromkeys("\u00ad\u200b\u2060\ufeff", ""),
+}
 
-def normalize(text: str) -> str:
-    """The form both terms and stories are matched in: NFKC, lower case, a hyphen read as a
-    space, single spaces. Characters beyond the Basic Multilingual Plane (emoji) and lone
-    surrogates become U+FFFD, so that every character is one UTF-16 unit and the text can be
-    encoded."""
-    if not text:
-        return ""
-    if not text.isascii():
-        if not unicodedata.is_normalized("NFKC", text):
-            text = unicodedata.normalize("NFKC", text)
-        try:
-            wide = len(text.encode("utf-16-le")) != 2 * len(text)
-        except UnicodeEncodeError:  # a lone surrogate, from bytes decoded with an escape
-            wide = True
-        if wide:
-            text = _ASTRAL_OR_SURROGATE.sub("\ufffd", text)
+
+def unify_characters(text: str) -> str:
+    """The first half of `normalize`, for text that is not ASCII: NFKC, typographic dashes and
+    quotes as ASCII, invisible characters dropped, and characters beyond the Basic Multilingual
+    Plane (emoji) and lone surrogates as U+FFFD, so that every character is one UTF-16 unit and
+    the text can be encoded. Often gives ASCII text (English with curly quotes)."""
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    for char, plain in _TYPOGRAPHIC.items():
+        if char in text:
+            text = text.replace(char, plain)
+    if text.isascii():
+        return text
+    try:
+        wide = len(text.encode("utf-16-le")) != 2 * len(text)
+    except UnicodeEncodeError:  # a lone surrogate, from bytes decoded with an escape
+        wide = True
+    if wide:
+        text = _ASTRAL_OR_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def fold_text(text: str) -> str:
+    """The second half of `normalize`: lower case, a hyphen read as a space, single spaces."""
     text = text.lower().replace("-", " ")
     if not text.isprintable():
         text = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
@@ -165,6 +187,17 @@ def normalize(text: str) -> str:
     while "  " in text:
         text = text.replace("  ", " ")
     return text.strip(" ")
+
+
+def normalize(text: str) -> str:
+    """The form both terms and stories are matched in: NFKC, typographic dashes and quotes as
+    ASCII, no invisible characters, lower case, a hyphen read as a space, single spaces; emoji and lone surrogates as
+    U+FFFD (see `unify_characters`)."""
+    if not text:
+        return ""
+    if not text.isascii():
+        text = unify_characters(text)
+    return fold_text(text)
 
 
 _OPTIONAL = re.compile(r"\(([^()]*)\)")

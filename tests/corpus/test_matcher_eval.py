@@ -38,8 +38,8 @@ if not DEV.is_file():
     pytest.skip(f"{SHARED} is not there", allow_module_level=True)
 
 # Floors just under what the shipped topics reach (F1).
-FLOORS_ALL = {"summit": 0.93, "sanctions": 0.93, "north-korea": 0.98}
-FLOORS_HELD_OUT = {"summit": 0.93, "sanctions": 0.95, "north-korea": 0.96}
+FLOORS_ALL = {"summit": 0.93, "sanctions": 0.92, "north-korea": 0.98}
+FLOORS_HELD_OUT = {"summit": 0.93, "sanctions": 0.92, "north-korea": 0.96}
 
 
 def shipped_matcher() -> Matcher:

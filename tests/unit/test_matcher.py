@@ -402,7 +402,7 @@ def test_proximity_counts_characters_in_korean_text() -> None:
     assert close == pytest.approx(far + 3)
 
 
-def test_ascii_shortcut_normalizes_like_normalize() -> None:
+def test_text_shortcut_normalizes_like_normalize() -> None:
     import random
 
     from alerts.matcher import _normalized
@@ -412,7 +412,23 @@ def test_ascii_shortcut_normalizes_like_normalize() -> None:
     for _ in range(3000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
         assert _normalized(text) == normalize(text), repr(text)
+    alphabet += [*"–—‐’‘“”ʼ−\xad\ufeff", "북한", "Ｋ", "É", "ß", "😀", "\ud800", "\u200b", "\xa0", "ﬁ"]
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        assert _normalized(text) == normalize(text), repr(text)
     assert _normalized("  Ｋim  Jong-un\t") == normalize("  Ｋim  Jong-un\t")
+
+
+def test_typographic_dashes_and_quotes_read_as_ascii() -> None:
+    """Outlets write "Trump–Kim", "Kim Jong‐un" and "Workers’ Party"; editors type ASCII."""
+    assert normalize("“Kim’s” Trump–Kim — Kim Jong‐un") == '"kim\'s" trump kim kim jong un'
+    groups = {"g": {"weight": 5, "terms": ["Trump-Kim", "Workers' Party", "Kim Jong Un"]}}
+    matcher = Matcher({"t": topic(groups=groups)})
+    for title in ["Trump–Kim talks", "Trump—Kim talks", "the Workers’ Party", "Kim Jong‐un"]:
+        assert one(matcher, title).passed, title
+    assert not one(matcher, "Trump’s Kim").passed
+    assert one(matcher, "\ufeffTrump\u00ad–Kim").passed  # a byte-order mark, a soft hyphen
+    assert one(matcher, "Work\u200bers’ Party").passed
 
 
 @pytest.mark.parametrize(
