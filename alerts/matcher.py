@@ -274,7 +274,7 @@ class Matcher:
         self._topics: list[_Topic] = []
         # pattern -> (left, right) boundaries -> the (topic, group, label) it counts for
         table: dict[str, dict[tuple[int, int], list[_Target]]] = {}
-        regexes: list[tuple[_Target, Term]] = []
+        regexes: list[tuple[_Target, re.Pattern[str]]] = []
 
         def add(pattern: str, left: int, right: int, target: _Target) -> None:
             targets = table.setdefault(pattern, {}).setdefault((left, right), [])
@@ -293,16 +293,16 @@ class Matcher:
                         term.label,
                         display_term(term.label) if named else None,
                     )
-                    if term.kind == "regex":
-                        regexes.append((target, term))
+                    if term.regex is not None:
+                        regexes.append((target, term.regex))
                         continue
                     for pattern in term.patterns:
                         add(pattern, *_boundaries(term, pattern), target)
             for phrase in config.ignore:
                 term = parse_term(phrase)
                 target = (t_index, _MASK, phrase, None)
-                if term.kind == "regex":
-                    regexes.append((target, term))
+                if term.regex is not None:
+                    regexes.append((target, term.regex))
                     continue
                 for pattern in term.patterns:
                     add(pattern, *_boundaries(term, pattern), target)
@@ -339,7 +339,8 @@ class Matcher:
             )
 
         viewable = {p for p, sides in table.items() if _viewable(p, list(sides))}
-        self._build_view(viewable, table)
+        required = [(target, regex, _required_text(regex)) for target, regex in regexes]
+        gates = self._build_view(viewable, table, {piece for _, _, piece in required})
         text_keys = {p: sides for p, sides in table.items() if p not in viewable}
         self._text = _automaton(list(text_keys), ahocorasick_rs.AhoCorasick) if text_keys else None
         self._text_entries = [
@@ -350,10 +351,9 @@ class Matcher:
         # An ASCII text holds no hit of that automaton when each of its keys has a character
         # beyond ASCII.
         self._text_ascii = any(p.isascii() for p in text_keys)
+        # (targets, regex, a piece of text every match holds, the view key that finds it)
         self._regexes = [
-            ((target,), term.regex, _required_text(term.regex))
-            for target, term in regexes
-            if term.regex is not None
+            ((target,), regex, piece, gates.get(piece)) for target, regex, piece in required
         ]
         self._near = [
             tuple((rule.first, rule.second, rule.within, rule.bonus) for rule in t.near)
@@ -374,14 +374,18 @@ class Matcher:
         self,
         viewable: set[str],
         table: dict[str, dict[tuple[int, int], list[_Target]]],
-    ) -> None:
-        """The view automaton, its keys' entries and the table that makes a text's view."""
+        pieces: set[str | None],
+    ) -> dict[str | None, int]:
+        """The view automaton, its keys' entries and the table that makes a text's view. Also
+        a key for each piece of text that a regular expression's matches hold (where a view
+        can show it): the expression is searched only when the automaton finds its piece.
+        Returns the pieces' keys."""
         self._view: ahocorasick_rs.BytesAhoCorasick | None = None
         self._view_entries: list[tuple[_Entry, ...]] = []
         self._view_plain: list[_Plain | None] = []
         self._view_unchecked: list[_Plain | None] = []
         if not viewable:
-            return
+            return {}
         chars = {c for p in viewable for c in p if c.isalnum()}
         self._view_table = bytes(
             _SPACE[0]
@@ -406,6 +410,14 @@ class Matcher:
                         shifts = (len(before) - 1, len(after) + 1, exact, left, right)
                         key = before + body + after
                         keys.setdefault(key, {}).setdefault(shifts, []).extend(targets)
+        # A piece's key has no entries, so that its hits add nothing. Where a view cannot show
+        # the piece, or a term has the same key, the text is searched for the piece instead.
+        gates: dict[str | None, int] = {}
+        for piece in sorted(p for p in pieces if p and max(p) < "\u0100" and "?" not in p):
+            key = piece.encode("latin-1").translate(self._view_table)
+            if key not in keys:
+                gates[piece] = len(keys)
+                keys[key] = {}
         # When its keys start with at most three different bytes, the automaton first looks
         # for those with memchr; in a view they are the space and the mark, the commonest
         # bytes, and that search made every scan 1.6 times slower. Keys that start with bytes
@@ -416,6 +428,7 @@ class Matcher:
         # boundaries.
         self._view_plain = _plain_ways(self._view_entries, with_boundaries=True)
         self._view_unchecked = _plain_ways(self._view_entries, with_boundaries=False)
+        return gates
 
     def _scan(self, text: str, separator: int) -> list[_Hit]:
         """Every hit in normalised `text` that passes its boundary checks, in text order (the
@@ -423,6 +436,7 @@ class Matcher:
         at `separator`; no hit may span it."""
         hits: list[_Hit] = []
         add = hits.append
+        gated: list[int] = []  # the keys of regular expressions' pieces found
         ascii_text = text.isascii()
         if self._view is not None:
             if ascii_text:
@@ -439,26 +453,33 @@ class Matcher:
                         shift_start, shift_end, targets = way
                         add((found_start + shift_start, shift_end - found_end, targets))
                         continue
-                    for shift_start, shift_end, exact, _, _, targets in entries[key]:
+                    ways = entries[key]
+                    if not ways:
+                        gated.append(key)
+                    for shift_start, shift_end, exact, _, _, targets in ways:
                         start, end = found_start + shift_start, found_end - shift_end
                         if exact is None or text[start:end] == exact:
                             add((start, -end, targets))
             else:
                 _check_hits(
-                    text, found, self._view_entries, self._view_unchecked, add, in_view=True
+                    text, found, self._view_entries, self._view_unchecked, add, gated, True
                 )
         if self._text is not None and (self._text_ascii or not ascii_text):
             found = self._text.find_matches_as_indexes(text, overlapping=True)
             if found:
                 _check_hits(
-                    text, found, self._text_entries, self._text_unchecked, add, in_view=False
+                    text, found, self._text_entries, self._text_unchecked, add, gated, False
                 )
-        for targets, regex, required in self._regexes:
-            if required is None or required in text:
-                for match in regex.finditer(text):
-                    start, end = match.span()
-                    if end > start and not start <= separator < end:
-                        add((start, -end, targets))
+        for targets, regex, piece, gate in self._regexes:
+            if gate is not None:
+                if gate not in gated:
+                    continue
+            elif piece is not None and piece not in text:
+                continue
+            for match in regex.finditer(text):
+                start, end = match.span()
+                if end > start and not start <= separator < end:
+                    add((start, -end, targets))
         hits.sort()
         return hits
 
@@ -690,17 +711,22 @@ def _check_hits(
     entries: list[tuple[_Entry, ...]],
     unchecked: list[_Plain | None],
     add: Any,
+    gated: list[int],
     in_view: bool,
 ) -> None:
     """Add the hits whose neighbours in `text` do not glue to them. In a view, only a
-    character beyond Latin-1 (a `?` there) needs the check."""
+    character beyond Latin-1 (a `?` there) needs the check. Keys without entries (pieces of
+    regular expressions) go to `gated`."""
     size = len(text)
     for key, found_start, found_end in found:
         way = unchecked[key]
         if way is not None:  # a substring term: nothing to check
             add((found_start + way[0], way[1] - found_end, way[2]))
             continue
-        for shift_start, shift_end, exact, left, right, targets in entries[key]:
+        ways = entries[key]
+        if not ways:
+            gated.append(key)
+        for shift_start, shift_end, exact, left, right, targets in ways:
             start, end = found_start + shift_start, found_end - shift_end
             if exact is not None and text[start:end] != exact:
                 continue

@@ -454,6 +454,30 @@ def test_regex_terms_are_searched_only_where_they_can_match(
     assert _required_text(regex) == required
 
 
+def test_regex_terms_are_searched_where_the_automaton_finds_their_piece() -> None:
+    """A regular expression is run only where the view automaton finds a piece of text its
+    matches hold; a piece it cannot show, or that a term's key already is, is searched for."""
+    dateline = r"re:pyongyang, \w+ \d+ \(kcna\)"
+    matcher = Matcher(
+        {
+            "d": topic(groups={"g": {"weight": 5, "terms": [dateline]}}),
+            "a": topic(groups={"g": {"weight": 5, "terms": ["*kcna*"]},
+                               "h": {"weight": 5, "terms": [r"re:\bkcna\b"]}}),
+            "k": topic(groups={"g": {"weight": 5, "terms": ["re:조선중앙(통신|tv)"]}}),
+        }
+    )
+    agency = {("a", "*kcna*"), ("a", r"re:\bkcna\b")}
+    for text, expected in [
+        ("Pyongyang, Jan 5 (KCNA) -- said", {("d", dateline), *agency}),
+        ("평양 Pyongyang, Jan 5 (KCNA) 발", {("d", dateline), *agency}),
+        ("Pyongyang; Jan 5 (KCNA)", agency),
+        ("Pyongyang, Jan 5 (kcnaX)", {("a", "*kcna*")}),
+        ("조선중앙통신 보도, 조선중앙TV", {("k", "re:조선중앙(통신|tv)")}),
+        ("", set()),
+    ]:
+        assert {(t, hit.term) for t, hit in matcher.hits("", text)} == expected, text
+
+
 def test_regex_term_matches_dotless_i() -> None:
     matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": ["re:this is"]}})})
     assert one(matcher, "THIS IS it").passed
