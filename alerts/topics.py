@@ -191,8 +191,8 @@ def fold_text(text: str) -> str:
 
 def normalize(text: str) -> str:
     """The form both terms and stories are matched in: NFKC, typographic dashes and quotes as
-    ASCII, no invisible characters, lower case, a hyphen read as a space, single spaces; emoji and lone surrogates as
-    U+FFFD (see `unify_characters`)."""
+    ASCII, no invisible characters, lower case, a hyphen read as a space, single spaces; emoji
+    and lone surrogates as U+FFFD (see `unify_characters`)."""
     if not text:
         return ""
     if not text.isascii():

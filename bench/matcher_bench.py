@@ -2,10 +2,18 @@
 
     python -m bench.matcher_bench [--stories 2000] [--config config/newswatch.yaml]
     python -m bench.matcher_bench --against OTHER/alerts/matcher.py   # another revision's
+    python -m bench.matcher_bench --instructions [--against OTHER/alerts/matcher.py]
 
 `--against` loads the matcher module of another revision (for instance from
 `git worktree add /tmp/old REV`) and times it against this one on the same stories and topics,
 alternating the two in one process, best of `--rounds`.
+
+`--instructions` counts the CPU instructions per story instead of timing (valgrind's
+callgrind, which must be installed): the count is the same from run to run whatever else the
+machine does, so a change of a few per cent shows. Each story set is written to a file and
+scored by a child process, under callgrind, that imports the revision's own `alerts` package
+(this one, or the one `--against` names); the shipped config of this revision is used for
+both. Slow: about a minute per set and revision.
 
 Both contenders see the same generated 2,000-character stories (English and Korean, with
 topic terms sprinkled in) and the same terms: the shipped topics, then the shipped topics plus
@@ -198,6 +206,83 @@ def compare(path: Path, shipped: dict[str, TopicConfig], args: argparse.Namespac
         )
 
 
+_SCORE_SET = """
+import json, sys, yaml
+sys.path.insert(0, sys.argv[1])
+from alerts.matcher import Matcher
+from alerts.topics import TopicConfig
+raw = yaml.safe_load(open(sys.argv[2], encoding="utf-8"))["topics"]
+matcher = Matcher({name: TopicConfig.model_validate(body) for name, body in raw.items()})
+stories = json.load(open(sys.argv[3], encoding="utf-8"))
+matcher.score(*stories[0])
+for _ in range(int(sys.argv[4])):
+    for title, text in stories:
+        matcher.score(title, text)
+"""
+
+
+def count_instructions(root: Path, config: Path, stories: Path, passes: int) -> int:
+    """Instructions callgrind counts for a child that builds the matcher of the revision at
+    `root` and scores `stories` `passes` times."""
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, "-c", _SCORE_SET, str(root), str(config), str(stories), str(passes),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict and set orders every run
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count: {proc.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instructions(args: argparse.Namespace) -> None:
+    """Instructions per story: build and score once, minus build only, per pass and story."""
+    import json
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian and Ubuntu: apt install valgrind)")
+
+    sets = [
+        ("English", make_stories(100, 0.0)),
+        ("Korean", make_stories(100, 1.0)),
+        ("mixed 80/20", make_stories(100, 0.2)),
+        *((label, stories[:300]) for label, stories in real_stories()),
+    ]
+    roots = {"this": ROOT}
+    if args.against:
+        roots["other"] = args.against.resolve().parents[1]
+    passes = 3
+    print(f"instructions per story (callgrind), shipped topics of {args.config}")
+    ratio = "    this/other" if args.against else ""
+    print(f"{'stories':<15}" + "".join(f"{name:>14}" for name in roots) + ratio)
+    with tempfile.TemporaryDirectory() as folder:
+        for label, stories in sets:
+            path = Path(folder) / "stories.json"
+            path.write_text(json.dumps(stories), encoding="utf-8")
+            counts = {
+                name: (
+                    count_instructions(root, args.config, path, passes)
+                    - count_instructions(root, args.config, path, 0)
+                )
+                / (passes * len(stories))
+                for name, root in roots.items()
+            }
+            line = f"{label:<15}" + "".join(f"{counts[name]:>14,.0f}" for name in roots)
+            if args.against:
+                line += f"{counts['this'] / counts['other']:>13.3f}"
+            print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=2000)
@@ -205,7 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "newswatch.yaml")
     parser.add_argument("--against", type=Path, help="another revision's alerts/matcher.py")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per story (callgrind)"
+    )
     args = parser.parse_args(argv)
+    if args.instructions:
+        instructions(args)
+        return
 
     shipped = load_topics(args.config)
     if args.against:
