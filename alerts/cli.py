@@ -169,18 +169,27 @@ def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
             if stored:
                 return stored.story.title, stored.story.text
         raise SystemExit(f"newswatch explain: {source}: no such file, and no stored story with that URL or id")
-    raw = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        raw = data.decode("utf-8-sig")
+    except OSError as exc:
+        raise SystemExit(f"newswatch explain: {source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"newswatch explain: {source}: not UTF-8 (byte {exc.start + 1})") from None
     title, _, text = raw.strip().partition("\n")
     return title.strip(), text.strip()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from alerts.evaluation import evaluate, format_eval_report, load_labels
+    from alerts.evaluation import LabelFileError, evaluate, format_eval_report, load_labels
     from alerts.matcher import Matcher
 
     config = _config(args)
-    rows = load_labels(args.labels)
-    result = evaluate(Matcher(config.topics), rows)
+    try:
+        result = evaluate(Matcher(config.topics), load_labels(args.labels))
+    except LabelFileError as exc:
+        print(f"newswatch eval: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:

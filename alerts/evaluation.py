@@ -32,30 +32,40 @@ class LabelFileError(ValueError):
 
 
 def load_labels(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON Lines labels file; blank lines are allowed, anything else must be an object."""
+    """Read a JSON Lines labels file (UTF-8, a byte-order mark allowed); blank lines are
+    allowed, anything else must be an object."""
     path = Path(path)
     rows: list[dict[str, Any]] = []
     try:
-        handle = path.open(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise LabelFileError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LabelFileError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise LabelFileError(f"{path}:{number}: expected a JSON object")
-            title = row.get("title")
-            if not isinstance(title, str):
-                raise LabelFileError(f"{path}:{number}: 'title' must be a string")
-            if not isinstance(row.get("text", ""), (str, type(None))):
-                raise LabelFileError(f"{path}:{number}: 'text' must be a string")
-            row.setdefault("_line", number)
-            rows.append(row)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.splitlines(), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LabelFileError(
+                f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LabelFileError(f"{where}: not valid JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise LabelFileError(f"{where}: expected a JSON object")
+        title = row.get("title")
+        if not isinstance(title, str):
+            raise LabelFileError(f"{where}: 'title' must be a string")
+        if not isinstance(row.get("text", ""), (str, type(None))):
+            raise LabelFileError(f"{where}: 'text' must be a string")
+        row.setdefault("_line", number)
+        row.setdefault("_where", where)
+        rows.append(row)
     return rows
 
 
@@ -67,7 +77,7 @@ def _label(row: Mapping[str, Any], topic: str) -> int | None:
         return int(value)
     if value in (0, 1):
         return int(value)
-    where = f"line {row['_line']}" if "_line" in row else f"id {row.get('id', '?')}"
+    where = row.get("_where") or f"id {row.get('id', '?')}"
     raise LabelFileError(f"{where}: {topic!r} must be 0 or 1, got {value!r}")
 
 

@@ -121,6 +121,11 @@ SHIPPED_CASES = [
         True,
         True,
     ),
+    # Headlines as outlets write them: dashes and curly quotes, leaders by name.
+    ("Moon–Kim summit set for April 27 at Panmunjom", "", True, False, True),
+    ("Trump–Kim summit in Hanoi ends without a deal", "", True, False, True),
+    ("President Lee to meet Xi in Beijing next week", "", True, False, False),
+    ("Korean Workers’ Party opens plenary meeting", "", False, False, True),
 ]
 
 
@@ -135,6 +140,10 @@ SHIPPED_IDS = [
     "missile-launch-ja",
     "kim-meets-lavrov-zh",
     "it-workers-crypto",
+    "moon-kim-en-dash",
+    "trump-kim-hanoi-en-dash",
+    "president-lee-xi",
+    "workers-party-curly-quote",
 ]
 
 
@@ -595,13 +604,41 @@ def test_load_labels_reports_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(LabelFileError, match="cannot open"):
         load_labels(tmp_path / "missing.jsonl")
 
+    # A byte-order mark and Windows line ends are read; other encodings and label values are
+    # errors naming the file and line.
+    windows = tmp_path / "windows.jsonl"
+    windows.write_bytes(b'\xef\xbb\xbf{"title": "a", "t": 1}\r\n\r\n{"title": "b", "t": 0}\r\n')
+    assert [r["title"] for r in load_labels(windows)] == ["a", "b"]
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"title": "a"}\n{"title": "caf\xe9"}\n')
+    with pytest.raises(LabelFileError, match=r"latin\.jsonl:2: not UTF-8 \(byte 0xe9 at column 15\)"):
+        load_labels(latin)
 
-def test_bad_label_value_names_the_line(tmp_path: Path) -> None:
+
+def test_eval_and_explain_commands_report_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad_label = tmp_path / "labels.jsonl"
+    bad_label.write_text('{"title": "Kim meets Xi", "summit": 1}\n{"title": "b", "summit": 2}\n', "utf-8")
+    latin_story = tmp_path / "story.txt"
+    latin_story.write_bytes(b"Caf\xe9 summit\n")
+    for args, message in [
+        (["eval", str(bad_label)], f"newswatch eval: {bad_label}:2: 'summit' must be 0 or 1, got 2"),
+        (["explain", str(latin_story)], f"newswatch explain: {latin_story}: not UTF-8 (byte 4)"),
+    ]:
+        proc = subprocess.run([sys.executable, "-m", "alerts.cli", *args, "-c", str(CONFIG)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode in (1, 2), proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bad_label_value_names_the_file_and_line(tmp_path: Path) -> None:
     from alerts.evaluation import LabelFileError, evaluate, load_labels
 
     path = tmp_path / "labels.jsonl"
     path.write_text('{"title": "a", "t": 1}\n{"title": "b", "t": "yes"}\n', "utf-8")
-    with pytest.raises(LabelFileError, match="line 2"):
+    with pytest.raises(LabelFileError, match=r"labels\.jsonl:2: 't' must be 0 or 1, got 'yes'"):
         evaluate(Matcher({"t": topic()}), load_labels(path))
 
 
