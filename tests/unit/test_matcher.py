@@ -633,6 +633,24 @@ def test_eval_and_explain_commands_report_bad_input_without_a_traceback(tmp_path
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
+    """`newswatch eval ... | head -1`: the pipe closes before the report is written."""
+    import subprocess
+    import sys
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"title": "Kim Jong Un meets Xi", "summit": 1}\n' * 50, "utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has written anything: it starts in ~1 s
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
 def test_bad_label_value_names_the_file_and_line(tmp_path: Path) -> None:
     from alerts.evaluation import LabelFileError, evaluate, load_labels
 
