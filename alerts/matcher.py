@@ -6,7 +6,7 @@ Pure: no I/O, no clock, no globals. A `Matcher` is compiled once from the valida
 All literal terms of all topics go into two Aho-Corasick automata (ahocorasick_rs, compiled
 DFAs) that each read a text once, so the cost of a story hardly depends on the number of terms.
 `re:` terms are searched separately, one regular expression each, and only in texts that
-contain a piece of text every match needs.
+contain a piece of text every match needs (the view automaton looks for that piece too).
 
   - Terms in Latin-1 script (English, French, German ...): the automaton reads a one-byte-per-
     character *view* of the text: spaces as they are, letters and digits of the terms as they
@@ -698,10 +698,10 @@ def _plain_ways(
     one way only, with no text to compare and (unless `with_boundaries`) no boundary to check;
     else None."""
     return [
-        (way[0][0], way[0][1], way[0][5])
-        if len(way) == 1 and way[0][2] is None and (with_boundaries or way[0][3:5] == (0, 0))
+        (ways[0][0], ways[0][1], ways[0][5])
+        if len(ways) == 1 and ways[0][2] is None and (with_boundaries or ways[0][3:5] == (0, 0))
         else None
-        for way in entries
+        for ways in entries
     ]
 
 
