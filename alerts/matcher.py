@@ -616,7 +616,11 @@ class Matcher:
     @staticmethod
     def _missing(topic: _Topic, found: dict[int, Any]) -> tuple[str, ...]:
         """The requirements of `topic` that no group found meets."""
-        return tuple(name for groups, name in topic.require if found.keys().isdisjoint(groups))
+        missing: tuple[str, ...] = ()
+        for groups, name in topic.require:
+            if groups.isdisjoint(found):
+                missing += (name,)
+        return missing
 
     def hits(self, title: str, text: str) -> list[tuple[str, TermHit]]:
         """Every counted hit as (topic, TermHit), in configuration order."""
