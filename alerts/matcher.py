@@ -445,25 +445,10 @@ class Matcher:
                 raw = text.encode("latin-1", "replace")  # `?` for other characters
             view = (_SPACE + raw + _SPACE).translate(self._view_table)
             found = self._view.find_matches_as_indexes(view, overlapping=True)
-            if ascii_text:
-                plain, entries = self._view_plain, self._view_entries
-                for key, found_start, found_end in found:
-                    way = plain[key]
-                    if way is not None:  # the common case: one way, no text to compare
-                        shift_start, shift_end, targets = way
-                        add((found_start + shift_start, shift_end - found_end, targets))
-                        continue
-                    ways = entries[key]
-                    if not ways:
-                        gated.append(key)
-                    for shift_start, shift_end, exact, _, _, targets in ways:
-                        start, end = found_start + shift_start, found_end - shift_end
-                        if exact is None or text[start:end] == exact:
-                            add((start, -end, targets))
-            else:
-                _check_hits(
-                    text, found, self._view_entries, self._view_unchecked, add, gated, True
-                )
+            # In an ASCII text the view has checked every boundary already: most keys' hits
+            # need nothing more.
+            unchecked = self._view_plain if ascii_text else self._view_unchecked
+            _check_hits(text, found, self._view_entries, unchecked, add, gated, True)
         if self._text is not None and (self._text_ascii or not ascii_text):
             found = self._text.find_matches_as_indexes(text, overlapping=True)
             if found:
@@ -719,7 +704,8 @@ def _check_hits(
     in_view: bool,
 ) -> None:
     """Add the hits whose neighbours in `text` do not glue to them. In a view, only a
-    character beyond Latin-1 (a `?` there) needs the check. Keys without entries (pieces of
+    character beyond Latin-1 (a `?` there) needs the check. `unchecked` holds, per key, the
+    hit's shifts and targets when there is nothing to check. Keys without entries (pieces of
     regular expressions) go to `gated`."""
     size = len(text)
     for key, found_start, found_end in found:
