@@ -6,7 +6,8 @@
 
 `--against` loads the matcher module of another revision (for instance from
 `git worktree add /tmp/old REV`) and times it against this one on the same stories and topics,
-alternating the two in one process, best of `--rounds`.
+alternating the two in one process, best of `--rounds`. That module imports this revision's
+`alerts.topics` (normalisation and term syntax); `--instructions` runs each revision whole.
 
 `--instructions` counts the CPU instructions per story instead of timing (valgrind's
 callgrind, which must be installed): the count is the same from run to run whatever else the
