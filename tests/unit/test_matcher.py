@@ -126,6 +126,43 @@ SHIPPED_CASES = [
     ("Trump–Kim summit in Hanoi ends without a deal", "", True, False, True),
     ("President Lee to meet Xi in Beijing next week", "", True, False, False),
     ("Korean Workers’ Party opens plenary meeting", "", False, False, True),
+    # Portuguese and Spanish, as Latin American and Iberian outlets write them.
+    (
+        "Trump e Kim Jong-un terão nova cimeira em Hanói",
+        "O presidente norte-americano e o líder da Coreia do Norte vão reunir-se no Vietname.",
+        True,
+        False,
+        True,
+    ),
+    (
+        "EUA impõem novas sanções à Coreia do Norte",
+        "O Tesouro anunciou sanções contra empresas acusadas de ajudar Pyongyang a contornar as "
+        "restrições da ONU.",
+        False,
+        True,
+        True,
+    ),
+    (
+        "Kim Jong-un y Putin celebran una cumbre en Vladivostok",
+        "El líder norcoreano llegó en tren blindado para reunirse con el presidente ruso.",
+        True,
+        False,
+        True,
+    ),
+    (
+        "Cumbre del G20 en Río de Janeiro",
+        "Los líderes de las mayores economías se reunieron en Brasil para hablar de comercio.",
+        False,
+        False,
+        False,
+    ),
+    (
+        "La UE aprueba nuevas sanciones contra Rusia",
+        "Los ministros acordaron un nuevo paquete de sanciones contra Moscú.",
+        False,
+        False,
+        False,
+    ),
 ]
 
 
@@ -144,6 +181,11 @@ SHIPPED_IDS = [
     "trump-kim-hanoi-en-dash",
     "president-lee-xi",
     "workers-party-curly-quote",
+    "trump-kim-summit-pt",
+    "nk-sanctions-pt",
+    "kim-putin-summit-es",
+    "g20-summit-es",
+    "sanctions-on-russia-es",
 ]
 
 
