@@ -229,6 +229,9 @@ def _required_text(regex: re.Pattern[str]) -> str | None:
 # term holds. The automaton's search looks for rare bytes of its keys first, and must not take
 # the commonest bytes of a view for such.
 _SPACE, _MARK, _FILLER = b" ", b".", b"\x01"
+# A view is made as a bytearray: `bytearray.translate` does a third less work per byte than
+# `bytes.translate` (which also tracks whether anything changed).
+_VIEW_START = bytearray(_SPACE)
 # Above this many keys the view automaton is a compact NFA (about 1.5 times slower) instead of
 # a DFA: a DFA takes about 1.25 KB per key (25 MB for 20,000), the NFA a fifth of that. The
 # shipped topics make about 1,500 keys.
@@ -443,7 +446,7 @@ class Matcher:
                 raw = text.encode("ascii")
             else:
                 raw = text.encode("latin-1", "replace")  # `?` for other characters
-            view = (_SPACE + raw + _SPACE).translate(self._view_table)
+            view = (_VIEW_START + raw + _SPACE).translate(self._view_table)
             found = self._view.find_matches_as_indexes(view, overlapping=True)
             # In an ASCII text the view has checked every boundary already: most keys' hits
             # need nothing more.
