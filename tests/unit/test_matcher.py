@@ -347,6 +347,48 @@ def test_proximity_bonus() -> None:
     assert both_in_title == pytest.approx(2 * 2 + 1 * 2 + 3)
 
 
+def test_proximity_check_agrees_with_comparing_every_pair() -> None:
+    """On spans as a topic counts them (text order, ends increasing), the proximity check
+    gives what comparing every pair gives."""
+    import random
+
+    from alerts.matcher import _close
+
+    rnd = random.Random(7)
+
+    def spans() -> list[tuple[int, int, str]]:
+        out: list[tuple[int, int, str]] = []
+        start, end = -1, 0
+        for _ in range(rnd.randint(0, 6)):
+            start += rnd.randint(1, 40)
+            end = max(start + rnd.randint(1, 15), end + 1)
+            out.append((start, end, "term"))
+        return out
+
+    for _ in range(5000):
+        first, second, within = spans(), spans(), rnd.randint(0, 60)
+        every_pair = any(
+            max(a[0], b[0]) - min(a[1], b[1]) <= within for a in first for b in second
+        )
+        assert _close(first, second, within) is every_pair, (first, second, within)
+
+
+def test_scores_are_rounded_to_four_decimals() -> None:
+    import random
+
+    from alerts.matcher import _rounded
+
+    rnd = random.Random(3)
+    weights = [0.5, 1.5, 2.5, 3, -2, 0.1, 0.3, 1 / 3, 0.0625, 0.03125, 1.96875, 1e-5]
+    for _ in range(5000):
+        parts = [rnd.choice(weights) * rnd.randint(-3, 3) for _ in range(rnd.randint(0, 6))]
+        score = sum(parts, 0.0)
+        assert _rounded(score) == round(score, 4), score
+    groups = {"a": {"weight": 0.1, "terms": ["alpha"]}, "b": {"weight": 0.2, "terms": ["beta"]}}
+    scored = one(Matcher({"t": topic(groups=groups, threshold=0.3)}), "", "alpha beta")
+    assert isinstance(scored, TopicScore) and scored.score == 0.3 and scored.passed
+
+
 def test_negative_terms_lower_the_score() -> None:
     groups = {
         "summit": {"weight": 3, "terms": ["summit"]},
