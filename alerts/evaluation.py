@@ -63,7 +63,6 @@ def load_labels(path: str | Path) -> list[dict[str, Any]]:
             raise LabelFileError(f"{where}: 'title' must be a string")
         if not isinstance(row.get("text", ""), (str, type(None))):
             raise LabelFileError(f"{where}: 'text' must be a string")
-        row.setdefault("_line", number)
         row.setdefault("_where", where)
         rows.append(row)
     return rows
