@@ -16,15 +16,19 @@ contain a piece of text every match needs (the view automaton looks for that pie
     automaton reports in an ASCII text is on word boundaries already. A term holding
     punctuation ("u.s.") is compared with the text itself; in other texts, a neighbour beyond
     Latin-1 (a letter of another script may glue to the term) is checked in the text.
-  - Other terms (Korean, Chinese, Japanese, other scripts): the automaton reads the text itself,
-    and each hit's neighbours are checked against the term's script (`word:` terms).
+    ASCII text that normalising would change only in case and in reading hyphens, tabs and
+    line breaks as spaces (most English stories) is not normalised at all: its view is made
+    from the text as it is, which gives the same view.
+  - Other terms (Korean, Chinese, Japanese, other scripts): the automaton reads the text itself
+    (in UTF-16), and each hit's neighbours are checked against the term's script (`word:`
+    terms).
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -137,6 +141,7 @@ def _boundaries(term: Term, pattern: str) -> tuple[int, int]:
 
 
 _SATURATION_TABLE = 64
+_UTF16 = "utf-16-le"
 
 
 def _saturated(count: int, decay: float) -> float:
@@ -148,11 +153,19 @@ def _saturated(count: int, decay: float) -> float:
     return (1.0 - decay**count) / (1.0 - decay)
 
 
-def _text_normalizer() -> Any:
-    """`normalize`, with a shortcut for ASCII text (often English once its curly quotes and
-    dashes are read as ASCII) that gives the same result in a fraction of the time; the
-    shortcut is checked against `normalize` on every ASCII character and left out if the two
-    ever disagree."""
+# Finds every two spaces in a row (three spaces are two pairs). With one key the automaton
+# looks for it with SIMD instructions, in a tenth of the time `b"  " in text` takes in text
+# full of single spaces.
+_RUN_OF_SPACES = ahocorasick_rs.BytesAhoCorasick([b"  "])
+
+
+def _ascii_folding() -> tuple[Any, bytes | None]:
+    """`fold_text` for ASCII text (often English once `unify_characters` has read its curly
+    quotes and dashes as ASCII), with the table it translates bytes by, giving the same result
+    in a fraction of the time. The shortcut is checked against `normalize` on every ASCII
+    character and left out (`fold_text` itself, and no table) if the two ever disagree. In the
+    table, a control character that is not a space is a zero byte: such text takes the general
+    rules."""
     table = bytearray(range(256))
     for code in range(ord("A"), ord("Z") + 1):
         table[code] = code + 32
@@ -161,27 +174,41 @@ def _text_normalizer() -> Any:
         table[code] = ord(" ") if chr(code) in "\t\n\r" else 0
     fold = bytes(table)
 
-    def normalized(text: str) -> str:
-        if not text.isascii():
-            text = unify_characters(text)
-            if not text.isascii():
-                return fold_text(text)
+    def folded(text: str) -> str:
         folded = text.encode("ascii").translate(fold)
         if b"\x00" in folded:  # control characters: the general rules apply
             return fold_text(text)
-        while b"  " in folded:
-            folded = folded.replace(b"  ", b" ")
+        runs = _RUN_OF_SPACES.find_matches_as_indexes(folded, overlapping=True)
+        if runs:  # drop the first space of every pair: single spaces are left
+            pieces, kept = [], 0
+            for _, start, _ in runs:
+                pieces.append(folded[kept:start])
+                kept = start + 1
+            pieces.append(folded[kept:])
+            folded = b"".join(pieces)
         return folded.strip(b" ").decode("ascii")
 
     probes = [chr(code) for code in range(128)]
     probes += [f" A{c}b-{c}\t-C{c}{c} " for c in probes] + ["", " ", "  - -\r\n", "A  B"]
-    probes += ["Kim’s “Summit” — Trump–Kim", "Ｋim  Jong‐un\t", "북한 — “제재”"]
-    if all(normalized(probe) == normalize(probe) for probe in probes):
-        return normalized
-    return normalize
+    probes += ["Kim's Summit - Trump-Kim", "Kim  Jong-un\t"]
+    if all(folded(probe) == normalize(probe) for probe in probes):
+        return folded, fold
+    return fold_text, None
 
 
-_normalized = _text_normalizer()
+_fold_ascii, _ASCII_FOLD = _ascii_folding()
+
+
+def _folded(text: str) -> str:
+    """`fold_text`: the second half of `normalize`, for text `unify_characters` has read."""
+    return _fold_ascii(text) if text.isascii() else fold_text(text)
+
+
+def _normalized(text: str) -> str:
+    """`normalize`, with the shortcut for text that is or becomes ASCII."""
+    if not text.isascii():
+        text = unify_characters(text)
+    return _folded(text)
 
 
 def _glued(char: str, need: int) -> bool:
@@ -239,6 +266,9 @@ _VIEW_START = bytearray(_SPACE)
 # shipped topics make about 1,500 keys.
 _DFA_KEYS = 8_000
 _NEVER_IN_VIEW = (b"\x02\x02", b"\x03\x03", b"\x04\x04")
+# A view made from ASCII text as it is (see `Matcher._scan_ascii`) holds this byte for a
+# control character: such text must be normalised first.
+_CONTROL = b"\x05"
 
 # One way a key counts: what to add to where the automaton found it to get the term's start
 # and end, the pattern itself when the text must hold exactly it there (else None), the script
@@ -248,14 +278,14 @@ _Entry = tuple[int, int, str | None, int, int, _Targets]
 _Plain = tuple[int, int, _Targets]
 
 
-def _automaton(keys: list[Any], kind: Any = ahocorasick_rs.BytesAhoCorasick) -> Any:
-    """A DFA of `keys` (bytes, or str for `ahocorasick_rs.AhoCorasick`), or a compact NFA
-    when there are too many for a DFA (the library's own choice is an NFA, twice as slow)."""
+def _automaton(keys: list[bytes]) -> ahocorasick_rs.BytesAhoCorasick:
+    """A DFA of `keys`, or a compact NFA when there are too many for a DFA (the library's own
+    choice is an NFA, twice as slow)."""
     if len(keys) <= _DFA_KEYS:
         implementation = ahocorasick_rs.Implementation.DFA
     else:
         implementation = ahocorasick_rs.Implementation.ContiguousNFA
-    return kind(keys, implementation=implementation)
+    return ahocorasick_rs.BytesAhoCorasick(keys, implementation=implementation)
 
 
 def _viewable(pattern: str, sides: list[tuple[int, int]]) -> bool:
@@ -347,7 +377,10 @@ class Matcher:
         required = [(target, regex, _required_text(regex)) for target, regex in regexes]
         gates = self._build_view(viewable, table, {piece for _, _, piece in required})
         text_keys = {p: sides for p, sides in table.items() if p not in viewable}
-        self._text = _automaton(list(text_keys), ahocorasick_rs.AhoCorasick) if text_keys else None
+        # It reads the text in UTF-16, where every character of a normalised text is one unit
+        # (two bytes): the string automaton reads UTF-8 and maps every byte back to a
+        # character, which takes half as long again for Korean text.
+        self._text = _automaton([p.encode(_UTF16) for p in text_keys]) if text_keys else None
         self._text_entries = [
             _entries({(0, 0, None, left, right): targets for (left, right), targets in s.items()})
             for s in text_keys.values()
@@ -356,10 +389,14 @@ class Matcher:
         # An ASCII text holds no hit of that automaton when each of its keys has a character
         # beyond ASCII.
         self._text_ascii = any(p.isascii() for p in text_keys)
+        if self._text_ascii:  # ASCII text must be read by that automaton too, normalised
+            self._ascii_view_table = None
         # (targets, regex, a piece of text every match holds, the view key that finds it)
         self._regexes = [
             ((target,), regex, piece, gates.get(piece)) for target, regex, piece in required
         ]
+        # Expressions searched whatever the view automaton finds.
+        self._ungated = any(gate is None for *_, gate in self._regexes)
         # Per topic, the near rules by their first group: (rule index, second group, within,
         # bonus), so that only the rules of groups found are looked at.
         self._near_from: list[dict[int, list[tuple[int, int, int, float]]]] = []
@@ -395,6 +432,7 @@ class Matcher:
         self._view_entries: list[tuple[_Entry, ...]] = []
         self._view_plain: list[_Plain | None] = []
         self._view_unchecked: list[_Plain | None] = []
+        self._ascii_view_table: bytes | None = None
         if not viewable:
             return {}
         chars = {c for p in viewable for c in p if c.isalnum()}
@@ -421,6 +459,12 @@ class Matcher:
                         shifts = (len(before) - 1, len(after) + 1, exact, left, right)
                         key = before + body + after
                         keys.setdefault(key, {}).setdefault(shifts, []).extend(targets)
+        # The table that makes the view of ASCII text as it is: lower case, hyphens, tabs and
+        # line breaks are read as `normalize` reads them.
+        if _ASCII_FOLD is not None:
+            self._ascii_view_table = bytes(
+                _CONTROL[0] if folded == 0 else self._view_table[folded] for folded in _ASCII_FOLD
+            )
         # A piece's key has no entries, so that its hits add nothing. Where a view cannot show
         # the piece, or a term has the same key, the text is searched for the piece instead.
         gates: dict[str | None, int] = {}
@@ -458,14 +502,68 @@ class Matcher:
             found = self._view.find_matches_as_indexes(view, overlapping=True)
             # In an ASCII text the view has checked every boundary already: most keys' hits
             # need nothing more.
-            unchecked = self._view_plain if ascii_text else self._view_unchecked
-            _check_hits(text, found, self._view_entries, unchecked, add, gated, True)
+            if ascii_text:
+                _check_hits(text, found, self._view_entries, self._view_plain, add, gated, _NONE)
+            else:
+                unchecked = self._view_unchecked
+                _check_hits(text, found, self._view_entries, unchecked, add, gated, _BEYOND)
         if self._text is not None and (self._text_ascii or not ascii_text):
-            found = self._text.find_matches_as_indexes(text, overlapping=True)
-            if found:
+            found = self._text.find_matches_as_indexes(text.encode(_UTF16), overlapping=True)
+            if found:  # byte offsets; a hit that starts inside a character is none
+                found = [(key, start >> 1, end >> 1) for key, start, end in found if not start & 1]
                 _check_hits(
-                    text, found, self._text_entries, self._text_unchecked, add, gated, False
+                    text, found, self._text_entries, self._text_unchecked, add, gated, _ALL
                 )
+        self._search_regexes(text, separator, gated, add)
+        hits.sort()
+        return hits
+
+    def _scan_ascii(self, title: str, text: str) -> list[_Hit] | None:
+        """`_scan` of an ASCII title and text that normalising would only lower in case, with
+        hyphens, tabs and line breaks read as spaces: no control characters, no runs of
+        spaces, nothing to strip (else None). The view is made from the text as it is, with
+        the same positions as normalised text; that text is made only if a hit or a regular
+        expression needs it."""
+        table = self._ascii_view_table
+        if table is None:
+            return None
+        separator = len(title)
+        raw = (title + _SEPARATOR + text).encode("ascii")
+        view = (_VIEW_START + raw + _SPACE).translate(table)
+        view[separator + 1] = _MARK[0]  # between title and text, as in a normalised text's view
+        space = _SPACE[0]
+        if (
+            (title and view[separator] == space)
+            or (text and view[separator + 2] == space)
+            or _CONTROL[0] in view
+            or _RUN_OF_SPACES.find_matches_as_indexes(view)  # also a space to strip at either end
+        ):
+            return None
+        found = self._view.find_matches_as_indexes(view, overlapping=True)  # type: ignore[union-attr]
+        hits: list[_Hit] = []
+        gated: list[int] = []
+        normalized: str | None = None
+
+        def normalized_text() -> str:
+            nonlocal normalized
+            if normalized is None:
+                folded = raw.translate(_ASCII_FOLD).decode("ascii")  # type: ignore[arg-type]
+                normalized = folded[:separator] + _SEPARATOR + folded[separator + 1 :]
+            return normalized
+
+        _check_hits(
+            normalized_text, found, self._view_entries, self._view_plain, hits.append, gated, _NONE
+        )
+        if gated or self._ungated:
+            self._search_regexes(normalized_text(), separator, gated, hits.append)
+        hits.sort()
+        return hits
+
+    def _search_regexes(
+        self, text: str, separator: int, gated: list[int], add: Any
+    ) -> None:
+        """Add the hits of the `re:` terms in `text`: of those whose piece the view automaton
+        found (`gated`), and of the others whose piece `text` holds."""
         for targets, regex, piece, gate in self._regexes:
             if gate is not None:
                 if gate not in gated:
@@ -476,8 +574,6 @@ class Matcher:
                 start, end = match.span()
                 if end > start and not start <= separator < end:
                     add((start, -end, targets))
-        hits.sort()
-        return hits
 
     def _collect(self, title: str, text: str) -> list[_Found]:
         """What counts, for each topic with a counted hit, in configuration order. A hit
@@ -489,9 +585,17 @@ class Matcher:
         collected: list[_Found] = []
         # Title and text are read as one, with a line break (which normalised text never
         # holds, and which no term matches) between them.
-        title = _normalized(title)
+        if not title.isascii():
+            title = unify_characters(title)
+        if not text.isascii():
+            text = unify_characters(text)
+        hits = None
+        if title.isascii() and text.isascii():
+            hits = self._scan_ascii(title, text)
+        if hits is None:
+            title = _folded(title)
+            hits = self._scan(title + _SEPARATOR + _folded(text), len(title))
         separator = len(title)
-        hits = self._scan(title + _SEPARATOR + _normalized(text), separator)
         if hits:
             # Per topic: the span of the last counted hit or ignored term, and the group
             # counted there (a list of them when several count for the same words; _EVERY for
@@ -709,20 +813,24 @@ def _plain_ways(
     ]
 
 
+# Which neighbours of a hit `_check_hits` looks at: none (a view of ASCII text has checked
+# them all), those beyond Latin-1 (a `?` in a view), or all (hits of the text automaton).
+_NONE, _BEYOND, _ALL = 0, 1, 2
+
+
 def _check_hits(
-    text: str,
+    text: str | Callable[[], str],
     found: list[tuple[int, int, int]],
     entries: list[tuple[_Entry, ...]],
     unchecked: list[_Plain | None],
     add: Any,
     gated: list[int],
-    in_view: bool,
+    sides: int,
 ) -> None:
-    """Add the hits whose neighbours in `text` do not glue to them. In a view, only a
-    character beyond Latin-1 (a `?` there) needs the check. `unchecked` holds, per key, the
-    hit's shifts and targets when there is nothing to check. Keys without entries (pieces of
-    regular expressions) go to `gated`."""
-    size = len(text)
+    """Add the hits whose neighbours in `text` (or the text a callable makes, when a hit first
+    needs it) do not glue to them; `sides` says which neighbours to look at. `unchecked`
+    holds, per key, the hit's shifts and targets when there is nothing to check. Keys without
+    entries (pieces of regular expressions) go to `gated`."""
     for key, found_start, found_end in found:
         way = unchecked[key]
         if way is not None:  # a substring term: nothing to check
@@ -731,18 +839,22 @@ def _check_hits(
         ways = entries[key]
         if not ways:
             gated.append(key)
+            continue
+        if not isinstance(text, str):
+            text = text()
         for shift_start, shift_end, exact, left, right, targets in ways:
             start, end = found_start + shift_start, found_end - shift_end
             if exact is not None and text[start:end] != exact:
                 continue
-            if left and start > 0:
-                before = text[start - 1]
-                if (not in_view or before >= "\u0100") and _glued(before, left):
-                    continue
-            if right and end < size:
-                after = text[end]
-                if (not in_view or after >= "\u0100") and _glued(after, right):
-                    continue
+            if sides:
+                if left and start > 0:
+                    before = text[start - 1]
+                    if (sides == _ALL or before >= "\u0100") and _glued(before, left):
+                        continue
+                if right and end < len(text):
+                    after = text[end]
+                    if (sides == _ALL or after >= "\u0100") and _glued(after, right):
+                        continue
             add((start, -end, targets))
 
 

@@ -483,6 +483,14 @@ def test_mixed_scripts(terms: list[str], title: str, hit: bool) -> None:
     assert one(matcher, "", f"앞 {title} 뒤").passed is hit
 
 
+def test_a_hit_must_start_on_a_character() -> None:
+    """Non-Latin terms are looked for in the text's UTF-16 bytes, where "a¬" (61 00 AC 00)
+    holds the bytes of 가 (00 AC) across two characters."""
+    matcher = Matcher({"t": topic(groups={"g": {"weight": 5, "terms": ["가", "word:가나"]}})})
+    assert matcher.hits("a¬", "") == []
+    assert [hit.term for _, hit in matcher.hits("a¬ 가", "가나")] == ["가", "word:가나"]
+
+
 def test_proximity_counts_characters_in_korean_text() -> None:
     groups = {
         "sanction": {"weight": 2, "terms": ["제재"]},
@@ -510,6 +518,36 @@ def test_text_shortcut_normalizes_like_normalize() -> None:
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
         assert _normalized(text) == normalize(text), repr(text)
     assert _normalized("  Ｋim  Jong-un\t") == normalize("  Ｋim  Jong-un\t")
+
+
+def test_ascii_view_finds_what_the_normalised_text_holds(shipped: Matcher) -> None:
+    """An ASCII story is read from a view of the text as it is, unless normalising it would
+    move a character; the hits must be those of its normalised text, position for position."""
+    import random
+
+    rnd = random.Random(7)
+    words = ["North Korea", "n. korea", "U.S.", "summit", "Kim Jong-un", "Pyongyang, Jan 9",
+             "(KCNA)", "president kim il sung", "sanctions", "ship-to-ship", "the", "a"]
+    glue = [" ", " ", " ", "-", " - ", "  ", "\t", "\n", "\x07", ".", ", ", "'s "]
+    taken = 0
+    for _ in range(3000):
+        parts = [rnd.choice(words) + rnd.choice(glue) for _ in range(rnd.randint(0, 8))]
+        story = "".join(parts)
+        if rnd.random() < 0.5:
+            story = story.strip(" -\t\n")
+        cut = rnd.randint(0, len(story))
+        title, text = story[:cut], story[cut:]
+        fast = shipped._scan_ascii(title, text)
+        title_n = normalize(title)
+        slow = shipped._scan(title_n + "\n" + normalize(text), len(title_n))
+        if fast is not None:
+            taken += 1
+            assert fast == slow, (title, text)
+    assert taken > 200  # the view of the text as it is was used, not only the general path
+    assert shipped._scan_ascii("Kim Jong-un, U.S. talks", "Pyongyang, Jan 9 (KCNA)\nsummit")
+    for title, text in [(" Kim", "talks"), ("Kim", "talks -"), ("Kim-", "x"), ("Kim", "\nx"),
+                        ("Kim - US", "x"), ("Kim", "a\x07b")]:
+        assert shipped._scan_ascii(title, text) is None, (title, text)
 
 
 def test_typographic_dashes_and_quotes_read_as_ascii() -> None:
