@@ -19,16 +19,15 @@ contain a piece of text every match needs (the view automaton looks for that pie
     ASCII text that normalising would change only in case and in reading hyphens, tabs and
     line breaks as spaces (most English stories) is not normalised at all: its view is made
     from the text as it is, which gives the same view.
-  - Other terms (Korean, Chinese, Japanese, other scripts): the automaton reads the text itself
-    (in UTF-16), and each hit's neighbours are checked against the term's script (`word:`
-    terms).
+  - Other terms (Korean, Chinese, Japanese, other scripts): the automaton reads the text itself,
+    and each hit's neighbours are checked against the term's script (`word:` terms).
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -141,7 +140,6 @@ def _boundaries(term: Term, pattern: str) -> tuple[int, int]:
 
 
 _SATURATION_TABLE = 64
-_UTF16 = "utf-16-le"
 
 
 def _saturated(count: int, decay: float) -> float:
@@ -202,13 +200,6 @@ _fold_ascii, _ASCII_FOLD = _ascii_folding()
 def _folded(text: str) -> str:
     """`fold_text`: the second half of `normalize`, for text `unify_characters` has read."""
     return _fold_ascii(text) if text.isascii() else fold_text(text)
-
-
-def _normalized(text: str) -> str:
-    """`normalize`, with the shortcut for text that is or becomes ASCII."""
-    if not text.isascii():
-        text = unify_characters(text)
-    return _folded(text)
 
 
 def _glued(char: str, need: int) -> bool:
@@ -278,14 +269,14 @@ _Entry = tuple[int, int, str | None, int, int, _Targets]
 _Plain = tuple[int, int, _Targets]
 
 
-def _automaton(keys: list[bytes]) -> ahocorasick_rs.BytesAhoCorasick:
-    """A DFA of `keys`, or a compact NFA when there are too many for a DFA (the library's own
-    choice is an NFA, twice as slow)."""
+def _automaton(keys: list[Any], kind: Any = ahocorasick_rs.BytesAhoCorasick) -> Any:
+    """A DFA of `keys` (bytes, or str for `ahocorasick_rs.AhoCorasick`), or a compact NFA
+    when there are too many for a DFA (the library's own choice is an NFA, twice as slow)."""
     if len(keys) <= _DFA_KEYS:
         implementation = ahocorasick_rs.Implementation.DFA
     else:
         implementation = ahocorasick_rs.Implementation.ContiguousNFA
-    return ahocorasick_rs.BytesAhoCorasick(keys, implementation=implementation)
+    return kind(keys, implementation=implementation)
 
 
 def _viewable(pattern: str, sides: list[tuple[int, int]]) -> bool:
@@ -377,10 +368,7 @@ class Matcher:
         required = [(target, regex, _required_text(regex)) for target, regex in regexes]
         gates = self._build_view(viewable, table, {piece for _, _, piece in required})
         text_keys = {p: sides for p, sides in table.items() if p not in viewable}
-        # It reads the text in UTF-16, where every character of a normalised text is one unit
-        # (two bytes): the string automaton reads UTF-8 and maps every byte back to a
-        # character, which takes half as long again for Korean text.
-        self._text = _automaton([p.encode(_UTF16) for p in text_keys]) if text_keys else None
+        self._text = _automaton(list(text_keys), ahocorasick_rs.AhoCorasick) if text_keys else None
         self._text_entries = [
             _entries({(0, 0, None, left, right): targets for (left, right), targets in s.items()})
             for s in text_keys.values()
@@ -502,17 +490,13 @@ class Matcher:
             found = self._view.find_matches_as_indexes(view, overlapping=True)
             # In an ASCII text the view has checked every boundary already: most keys' hits
             # need nothing more.
-            if ascii_text:
-                _check_hits(text, found, self._view_entries, self._view_plain, add, gated, _NONE)
-            else:
-                unchecked = self._view_unchecked
-                _check_hits(text, found, self._view_entries, unchecked, add, gated, _BEYOND)
+            unchecked = self._view_plain if ascii_text else self._view_unchecked
+            _check_hits(text, found, self._view_entries, unchecked, add, gated, True)
         if self._text is not None and (self._text_ascii or not ascii_text):
-            found = self._text.find_matches_as_indexes(text.encode(_UTF16), overlapping=True)
-            if found:  # byte offsets; a hit that starts inside a character is none
-                found = [(key, start >> 1, end >> 1) for key, start, end in found if not start & 1]
+            found = self._text.find_matches_as_indexes(text, overlapping=True)
+            if found:
                 _check_hits(
-                    text, found, self._text_entries, self._text_unchecked, add, gated, _ALL
+                    text, found, self._text_entries, self._text_unchecked, add, gated, False
                 )
         self._search_regexes(text, separator, gated, add)
         hits.sort()
@@ -524,8 +508,8 @@ class Matcher:
         spaces, nothing to strip (else None). The view is made from the text as it is, with
         the same positions as normalised text; that text is made only if a hit or a regular
         expression needs it."""
-        table = self._ascii_view_table
-        if table is None:
+        table, automaton = self._ascii_view_table, self._view
+        if table is None or automaton is None:
             return None
         separator = len(title)
         raw = (title + _SEPARATOR + text).encode("ascii")
@@ -539,29 +523,21 @@ class Matcher:
             or _RUN_OF_SPACES.find_matches_as_indexes(view)  # also a space to strip at either end
         ):
             return None
-        found = self._view.find_matches_as_indexes(view, overlapping=True)  # type: ignore[union-attr]
+        found = automaton.find_matches_as_indexes(view, overlapping=True)
         hits: list[_Hit] = []
+        add = hits.append
         gated: list[int] = []
-        normalized: str | None = None
-
-        def normalized_text() -> str:
-            nonlocal normalized
-            if normalized is None:
-                folded = raw.translate(_ASCII_FOLD).decode("ascii")  # type: ignore[arg-type]
-                normalized = folded[:separator] + _SEPARATOR + folded[separator + 1 :]
-            return normalized
-
-        _check_hits(
-            normalized_text, found, self._view_entries, self._view_plain, hits.append, gated, _NONE
-        )
-        if gated or self._ungated:
-            self._search_regexes(normalized_text(), separator, gated, hits.append)
+        entries, plain = self._view_entries, self._view_plain
+        deferred = _check_hits(None, found, entries, plain, add, gated, True)
+        if deferred or gated or self._ungated:  # the normalised text is needed after all
+            folded = raw.translate(_ASCII_FOLD).decode("ascii")
+            normalized = folded[:separator] + _SEPARATOR + folded[separator + 1 :]
+            _check_hits(normalized, deferred, entries, plain, add, gated, True)
+            self._search_regexes(normalized, separator, gated, add)
         hits.sort()
         return hits
 
-    def _search_regexes(
-        self, text: str, separator: int, gated: list[int], add: Any
-    ) -> None:
+    def _search_regexes(self, text: str, separator: int, gated: list[int], add: Any) -> None:
         """Add the hits of the `re:` terms in `text`: of those whose piece the view automaton
         found (`gated`), and of the others whose piece `text` holds."""
         for targets, regex, piece, gate in self._regexes:
@@ -813,24 +789,22 @@ def _plain_ways(
     ]
 
 
-# Which neighbours of a hit `_check_hits` looks at: none (a view of ASCII text has checked
-# them all), those beyond Latin-1 (a `?` in a view), or all (hits of the text automaton).
-_NONE, _BEYOND, _ALL = 0, 1, 2
-
-
 def _check_hits(
-    text: str | Callable[[], str],
+    text: str | None,
     found: list[tuple[int, int, int]],
     entries: list[tuple[_Entry, ...]],
     unchecked: list[_Plain | None],
     add: Any,
     gated: list[int],
-    sides: int,
-) -> None:
-    """Add the hits whose neighbours in `text` (or the text a callable makes, when a hit first
-    needs it) do not glue to them; `sides` says which neighbours to look at. `unchecked`
-    holds, per key, the hit's shifts and targets when there is nothing to check. Keys without
-    entries (pieces of regular expressions) go to `gated`."""
+    in_view: bool,
+) -> list[tuple[int, int, int]]:
+    """Add the hits whose neighbours in `text` do not glue to them. In a view, only a
+    character beyond Latin-1 (a `?` there) needs the check. `unchecked` holds, per key, the
+    hit's shifts and targets when there is nothing to check. Keys without entries (pieces of
+    regular expressions) go to `gated`. Without `text`, the hits that need it are returned,
+    for a second call with the text."""
+    size = len(text) if text is not None else 0
+    deferred = []
     for key, found_start, found_end in found:
         way = unchecked[key]
         if way is not None:  # a substring term: nothing to check
@@ -840,22 +814,23 @@ def _check_hits(
         if not ways:
             gated.append(key)
             continue
-        if not isinstance(text, str):
-            text = text()
+        if text is None:
+            deferred.append((key, found_start, found_end))
+            continue
         for shift_start, shift_end, exact, left, right, targets in ways:
             start, end = found_start + shift_start, found_end - shift_end
             if exact is not None and text[start:end] != exact:
                 continue
-            if sides:
-                if left and start > 0:
-                    before = text[start - 1]
-                    if (sides == _ALL or before >= "\u0100") and _glued(before, left):
-                        continue
-                if right and end < len(text):
-                    after = text[end]
-                    if (sides == _ALL or after >= "\u0100") and _glued(after, right):
-                        continue
+            if left and start > 0:
+                before = text[start - 1]
+                if (not in_view or before >= "\u0100") and _glued(before, left):
+                    continue
+            if right and end < size:
+                after = text[end]
+                if (not in_view or after >= "\u0100") and _glued(after, right):
+                    continue
             add((start, -end, targets))
+    return deferred
 
 
 def _rounded(score: float) -> float:
