@@ -47,7 +47,8 @@ Writing terms
   - `word:` makes a Korean, Chinese or Japanese term a whole word of its script:
     `word:北` matches 北 standing alone, as Korean headlines write North Korea, but not inside
     北京 or 東北 (nor in 20北, a digit is part of the word too); `word:북` matches
-    "북, 미사일 발사" but not 강북.
+    "북, 미사일 발사" but not 강북. With a `*` at one end, only the other end must stand
+    alone: `word:이 대통령*` (President Lee) matches "이 대통령은" but not "북한이 대통령 …".
   - `re:` starts a regular expression for the rare term the other forms cannot say:
     `re:\\bsix party\\b`. It sees the text as terms do: lower case, hyphens as spaces,
     single spaces. Each regular expression is one more pass over the story; prefer plain terms.
@@ -226,10 +227,10 @@ def expand_optional(text: str) -> list[str]:
 class Term:
     """One term as written, compiled to the literal patterns the automaton looks for.
 
-    kind: "word" (whole words), "prefix" (`term*`: any ending), "suffix" (`*term`: any
-    beginning), "anywhere" (`*term*`), "substr" (CJK, anywhere), "standalone" (a `word:` CJK
-    term: not part of a longer word of its script), "regex" (a `re:` term; `regex` holds the
-    pattern and `patterns` is empty).
+    kind: "word" (whole words), "prefix" (`term*`, or `word:` CJK `term*`: any ending),
+    "suffix" (`*term`: any beginning), "anywhere" (`*term*`), "substr" (CJK, anywhere),
+    "standalone" (a `word:` CJK term: not part of a longer word of its script), "regex" (a
+    `re:` term; `regex` holds the pattern and `patterns` is empty).
     """
 
     label: str
@@ -274,22 +275,21 @@ def parse_term(raw: Any) -> Term:
         raise ValueError(f"term {label!r} can match nothing at all")
     cjk = any(is_cjk(c) for c in normalize(core))
     kind: Literal["word", "prefix", "suffix", "anywhere", "substr", "standalone"]
+    if standalone and not cjk:
+        raise ValueError(f"term {label!r}: English terms are whole words already; drop the 'word:'")
     if open_start or open_end:
-        if standalone:
-            raise ValueError(f"term {label!r}: 'word:' and '*' do not go together")
-        if cjk:
+        if cjk and not standalone:
             raise ValueError(
                 f"term {label!r}: Korean, Chinese and Japanese terms already match inside "
-                "longer words; drop the '*'"
+                "longer words; drop the '*' (or write 'word:' before the term to make its "
+                "other end stand alone)"
             )
-        if any(len(form) < 3 for form in forms):
+        if standalone and open_start and open_end:
+            raise ValueError(f"term {label!r}: with a '*' at both ends, 'word:' has no end to keep")
+        if not cjk and any(len(form) < 3 for form in forms):
             raise ValueError(f"term {label!r}: a '*' term needs at least three letters")
         kind = "anywhere" if open_start and open_end else "prefix" if open_end else "suffix"
     elif standalone:
-        if not cjk:
-            raise ValueError(
-                f"term {label!r}: English terms are whole words already; drop the 'word:'"
-            )
         kind = "standalone"
     else:
         kind = "substr" if cjk else "word"

@@ -163,6 +163,23 @@ SHIPPED_CASES = [
         False,
         False,
     ),
+    # The Korean press names the South's president by surname: a Korean party, not a reason
+    # to alert by itself.
+    ("[속보] 이 대통령, 내달 국빈 방미…트럼프 대통령과 정상회담", "", True, False, False),
+    ("윤 대통령, 내일 동네 파출소 방문", "", False, False, False),
+    ("윤석열 대통령, 광복절 특사 명단 확정", "", False, False, False),  # 특사: a pardon here
+    # A party's or a government's own meetings are not talks.
+    (
+        "Plenary meeting of DPRK cabinet held in Pyongyang",
+        "The enlarged plenary meeting discussed the economy; the premier attended the meeting.",
+        False,
+        False,
+        True,
+    ),
+    ("South Korean national security advisor visits Beijing", "", True, False, False),
+    # "the North" of geography is not North Korea.
+    ("Research ship sets out for the North Pole", "", False, False, False),
+    ("New sanctions hit Russian oil tankers in the North Sea", "", False, False, False),
 ]
 
 
@@ -186,6 +203,13 @@ SHIPPED_IDS = [
     "kim-putin-summit-es",
     "g20-summit-es",
     "sanctions-on-russia-es",
+    "president-lee-by-surname-ko",
+    "president-yoon-domestic-visit-ko",
+    "special-pardon-ko",
+    "cabinet-plenary-meeting",
+    "security-advisor-visit",
+    "north-pole",
+    "north-sea-sanctions",
 ]
 
 
@@ -272,6 +296,11 @@ def test_hyphen_reads_as_space() -> None:
         (["word:북"], "강북 아파트값", False),
         (["word:日"], "日 방위백서", True),
         (["word:日"], "２０日に会談", False),
+        (["word:이 대통령*"], "[속보] 이 대통령, 중국 국빈방문", True),
+        (["word:이 대통령*"], "이 대통령은 시진핑 주석과", True),
+        (["word:이 대통령*"], "북한이 대통령 선거를 비난", False),
+        (["word:*대통령"], "트럼프 대통령", True),
+        (["word:*대통령"], "트럼프 대통령실", False),
         (["*Kim Jong Il*"], "ChairmanKim Jong Ilvisited a farm", True),
         (["*gate"], "Watergate", True),
         (["*gate"], "gateway", False),
@@ -643,6 +672,8 @@ def test_score_agrees_with_explain(shipped: Matcher) -> None:
         ({"groups": {"g": {"terms": ["ok", "re:a*"]}}}, "groups.g.terms.1"),
         ({"groups": {"g": {"terms": ["sanc*tion"]}}}, "groups.g.terms.0"),
         ({"groups": {"g": {"terms": ["제재*"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": ["word:*제재*"]}}}, "groups.g.terms.0"),
+        ({"groups": {"g": {"terms": ["word:summit*"]}}}, "groups.g.terms.0"),
         ({"groups": {"g": {"terms": ["visit(s"]}}}, "groups.g.terms.0"),
         ({"groups": {"g": {"terms": [""]}}}, "groups.g.terms.0"),
         ({"groups": {"g": {"terms": []}}}, "groups.g.terms"),
