@@ -199,4 +199,9 @@ def format_explanation(explanation: Mapping[str, Any]) -> str:
             lines.append(f"    + near {' & '.join(near['groups'])}: {near['bonus']:+.2f}")
         if info.get("missing"):
             lines.append(f"    missing required: {', '.join(info['missing'])}")
+        if 0 < info.get("text_chars", 0) < explanation.get("text_length", 0):
+            lines.append(
+                f"    only the first {info['text_chars']:,} of the text's"
+                f" {explanation['text_length']:,} characters count (text_chars)"
+            )
     return "\n".join(lines)

@@ -111,6 +111,7 @@ class _Topic:
     groups: tuple[_Group, ...]
     require: tuple[tuple[frozenset[int], str], ...]  # (groups, e.g. "summit or talks")
     near: tuple[_Near, ...]
+    text_chars: int  # how much of the text counts (0: all)
     title_points: tuple[float, ...]  # per group: weight × title_weight
     # per group, per number of hits in the text (the last for that many or more):
     # weight × _saturated(n, decay)
@@ -297,6 +298,16 @@ class Matcher:
     def __init__(self, topics: Mapping[str, TopicConfig]) -> None:
         if not topics:
             raise ValueError("at least one topic is needed")
+        # How much of a text counts. Topics that read different lengths are matched by one
+        # matcher per length (each with the topic indexes it stands for); this one only scores.
+        lengths = [config.text_chars for config in topics.values()]
+        self._text_chars = lengths[0]
+        self._parts: list[tuple[Matcher, list[int]]] = []
+        if len(set(lengths)) > 1:
+            names = list(topics)
+            for length in sorted(set(lengths)):
+                indexes = [i for i, n in enumerate(lengths) if n == length]
+                self._parts.append((Matcher({names[i]: topics[names[i]] for i in indexes}), indexes))
         self._topics: list[_Topic] = []
         # pattern -> (left, right) boundaries -> the (topic, group, label) it counts for
         table: dict[str, dict[tuple[int, int], list[_Target]]] = {}
@@ -337,6 +348,7 @@ class Matcher:
                 _Topic(
                     name=name,
                     threshold=config.threshold,
+                    text_chars=config.text_chars,
                     groups=tuple(_Group(g, config.groups[g].weight) for g in group_names),
                     require=tuple(
                         (frozenset(group_names.index(g) for g in req), " or ".join(req))
@@ -364,6 +376,36 @@ class Matcher:
                 )
             )
 
+        if not self._parts:
+            self._build_scanners(table, regexes)
+        # Per topic, the near rules by their first group: (rule index, second group, within,
+        # bonus), so that only the rules of groups found are looked at.
+        self._near_from: list[dict[int, list[tuple[int, int, int, float]]]] = []
+        for t in self._topics:
+            near_from: dict[int, list[tuple[int, int, int, float]]] = {}
+            for r_index, rule in enumerate(t.near):
+                near_from.setdefault(rule.first, []).append(
+                    (r_index, rule.second, rule.within, rule.bonus)
+                )
+            self._near_from.append(near_from)
+        self._empty = [
+            TopicScore(t.name, 0.0, t.threshold, (), tuple(name for _, name in t.require))
+            for t in self._topics
+        ]
+
+    @property
+    def topics(self) -> list[str]:
+        return [t.name for t in self._topics]
+
+    # -- scanning ---------------------------------------------------------------------------
+
+    def _build_scanners(
+        self,
+        table: dict[str, dict[tuple[int, int], list[_Target]]],
+        regexes: list[tuple[_Target, re.Pattern[str]]],
+    ) -> None:
+        """The automata and regular expressions that find the hits of `table`'s patterns
+        ((left, right) boundaries -> targets) and of `regexes`."""
         viewable = {p for p, sides in table.items() if _viewable(p, list(sides))}
         required = [(target, regex, _required_text(regex)) for target, regex in regexes]
         gates = self._build_view(viewable, table, {piece for _, _, piece in required})
@@ -385,26 +427,6 @@ class Matcher:
         ]
         # Expressions searched whatever the view automaton finds.
         self._ungated = any(gate is None for *_, gate in self._regexes)
-        # Per topic, the near rules by their first group: (rule index, second group, within,
-        # bonus), so that only the rules of groups found are looked at.
-        self._near_from: list[dict[int, list[tuple[int, int, int, float]]]] = []
-        for t in self._topics:
-            near_from: dict[int, list[tuple[int, int, int, float]]] = {}
-            for r_index, rule in enumerate(t.near):
-                near_from.setdefault(rule.first, []).append(
-                    (r_index, rule.second, rule.within, rule.bonus)
-                )
-            self._near_from.append(near_from)
-        self._empty = [
-            TopicScore(t.name, 0.0, t.threshold, (), tuple(name for _, name in t.require))
-            for t in self._topics
-        ]
-
-    @property
-    def topics(self) -> list[str]:
-        return [t.name for t in self._topics]
-
-    # -- scanning ---------------------------------------------------------------------------
 
     def _build_view(
         self,
@@ -556,9 +578,18 @@ class Matcher:
         inside a longer hit of its topic, or inside one of the topic's `ignore:` terms, does
         not count; nor does one that covers the same words as a counted hit of its group.
         Topics without hits cost nothing but their share of three lists."""
+        if self._parts:
+            collected: list[_Found] = []
+            for part, indexes in self._parts:
+                for t_index, found, terms in part._collect(title, text):
+                    collected.append((indexes[t_index], found, terms))
+            collected.sort(key=_TOPIC_INDEX)
+            return collected
+        if 0 < self._text_chars < len(text):
+            text = _lead(text, self._text_chars)
         topics = len(self._topics)
         by_topic: list[_Found | None] = [None] * topics
-        collected: list[_Found] = []
+        collected = []
         # Title and text are read as one, with a line break (which normalised text never
         # holds, and which no term matches) between them.
         if not title.isascii():
@@ -718,12 +749,12 @@ class Matcher:
     def explain(self, title: str, text: str) -> dict[str, Any]:
         """Why each topic scored what it did.
 
-        {"title": ..., "topics": {topic: {"score", "threshold", "passed",
-            "contributions": [{"term", "group", "weight", "where", "count"}],
+        {"title": ..., "text_length": characters, "topics": {topic: {"score", "threshold",
+            "passed", "contributions": [{"term", "group", "weight", "where", "count"}],
             "groups": {group: points}, "near": [{"groups": [a, b], "bonus"}],
-            "missing": [requirement, ...]}}}
+            "missing": [requirement, ...], "text_chars": how many count (0: all)}}}
         """
-        out: dict[str, Any] = {"title": title, "topics": {}}
+        out: dict[str, Any] = {"title": title, "text_length": len(text), "topics": {}}
         by_topic = {t_index: found for t_index, found, _ in self._collect(title, text)}
         for t_index, topic in enumerate(self._topics):
             found = by_topic.get(t_index, {})
@@ -762,6 +793,7 @@ class Matcher:
                     for r, bonus in near_points
                 ],
                 "missing": list(missing),
+                "text_chars": topic.text_chars,
             }
         return out
 
@@ -831,6 +863,18 @@ def _check_hits(
                     continue
             add((start, -end, targets))
     return deferred
+
+
+# How far back from the limit a text is cut at a space or line break rather than in a word.
+_CUT_WITHIN = 100
+
+
+def _lead(text: str, chars: int) -> str:
+    """The first `chars` characters of `text`, ending before the last space or line break
+    within `_CUT_WITHIN` of the limit, so that no word is cut in two."""
+    start = max(0, chars - _CUT_WITHIN)
+    cut = max(text.rfind(" ", start, chars + 1), text.rfind("\n", start, chars + 1))
+    return text[: cut if cut > 0 else chars]
 
 
 def _rounded(score: float) -> float:

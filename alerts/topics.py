@@ -66,6 +66,10 @@ How a story is scored
   - A `near:` rule adds `bonus` once when hits of its two groups occur within `within`
     characters of each other in the text, or both in the title.
   - Negative weights work the same way and lower the score.
+  - Only the first `text_chars` characters of the text count (default 2000, cut at a space;
+    0 for all of it): a story's lead says what it is about, while the later paragraphs of a
+    long article mention much else. Feeds that carry whole articles and `kind: site` sources
+    would otherwise pass a topic on words scattered over pages.
 
 Every mistake is an error when the configuration loads: an unknown key, a threshold that is
 not above zero, a regular expression that does not compile or matches the empty string, a `*`
@@ -372,6 +376,7 @@ class TopicConfig(BaseModel):
     ignore: list[TermText] = Field(default_factory=list)
     title_weight: float = Field(default=2.0, ge=0, le=10)
     repeat_decay: float = Field(default=0.5, ge=0, lt=1)
+    text_chars: int = Field(default=2000, ge=0, strict=True)  # 0: all of the text
 
     @field_validator("threshold", "title_weight", "repeat_decay", mode="before")
     @classmethod

@@ -326,6 +326,54 @@ def test_ignore_masks_a_longer_phrase() -> None:
     assert one(matcher, "조선 외무성 담화").passed
 
 
+FILLER = "Officials said the economy grew. "  # 33 characters, no term
+
+
+def test_only_the_lead_of_a_long_text_counts() -> None:
+    late = FILLER * 70 + "They will hold a summit."  # the term after 2,310 characters
+    early = "They will hold a summit. " + FILLER * 70
+    matcher = Matcher({"t": topic()})
+    assert not one(matcher, "Economy", late).passed
+    assert one(matcher, "Economy", early).passed
+    assert one(Matcher({"t": topic(text_chars=0)}), "Economy", late).passed
+    assert one(Matcher({"t": topic(text_chars=3000)}), "Economy", late).passed
+
+
+def test_the_lead_is_cut_between_words() -> None:
+    # The 43rd character ends "summit": inside "summitry" in one text, a word in the other.
+    matcher = Matcher({"t": topic(text_chars=43)})
+    assert not one(matcher, "Economy", FILLER + "Our summitry").passed
+    assert one(matcher, "Economy", FILLER + "Our summit talks").passed
+
+
+def test_topics_read_their_own_length_of_text() -> None:
+    text = "A summit. " + FILLER * 3 + "Another summit."
+    topics = {
+        "short": topic(text_chars=20),
+        "all": topic(text_chars=0),
+        "middle": topic(text_chars=60, threshold=4),
+    }
+    matcher = Matcher(topics)
+    scores = matcher.score("Economy", text)
+    assert [s.topic for s in scores] == ["short", "all", "middle"]
+    for name, score in zip(topics, scores, strict=True):
+        assert score == one(Matcher({name: topics[name]}), "Economy", text)
+    assert [s.score for s in scores] == [3.0, 4.5, 3.0]
+    assert [s.passed for s in scores] == [True, True, False]
+    explained = matcher.explain("Economy", text)
+    assert explained["text_length"] == len(text)
+    assert [t["text_chars"] for t in explained["topics"].values()] == [20, 0, 60]
+
+
+def test_explain_says_how_much_of_the_text_counted() -> None:
+    from alerts.evaluation import format_explanation
+
+    matcher = Matcher({"t": topic(text_chars=100)})
+    shown = format_explanation(matcher.explain("Economy", FILLER * 4))
+    assert "only the first 100 of the text's 132 characters count (text_chars)" in shown
+    assert "text_chars" not in format_explanation(matcher.explain("Economy", FILLER))
+
+
 def test_nested_hit_counts_once() -> None:
     groups = {
         "summit": {"weight": 3, "terms": ["정상회담"]},
@@ -684,6 +732,9 @@ def test_score_agrees_with_explain(shipped: Matcher) -> None:
         ({"require": ["nowhere"]}, "require"),
         ({"near": [{"groups": ["main", "nowhere"], "bonus": 1}]}, "near"),
         ({"near": [{"groups": ["main", "main"], "bonus": 0}]}, "near.0.bonus"),
+        ({"text_chars": -1}, "text_chars"),
+        ({"text_chars": True}, "text_chars"),
+        ({"text_chars": "2000"}, "text_chars"),
     ],
 )
 def test_bad_config_is_an_error(overrides: dict[str, object], where: str) -> None:
