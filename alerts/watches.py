@@ -16,7 +16,8 @@ syntax of `alerts.topics` except `re:` regular expressions, which are refused in
 
 A rule of N groups becomes a topic whose N groups are all required, weight 1 each, with a
 threshold of N; excluded terms form a group with a weight low enough that any hit sinks the
-score. `Watches` keeps the rules in SQLite and hands the dispatcher one `Matcher` over every
+score. A watch reads the whole text (`text_chars: 0`), as a search alert does: a rule names
+exactly what to look for, so a mention anywhere in the story counts. `Watches` keeps the rules in SQLite and hands the dispatcher one `Matcher` over every
 watch, rebuilt only when a watch is added or removed (`version`).
 """
 
@@ -80,7 +81,7 @@ class Rule:
             groups["excluded"] = TermGroup(weight=EXCLUDED_WEIGHT, terms=list(self.excluded))
         return TopicConfig(
             description=self.text, threshold=float(len(self.groups)), groups=groups,
-            require=[f"g{i}" for i in range(1, len(self.groups) + 1)],
+            require=[f"g{i}" for i in range(1, len(self.groups) + 1)], text_chars=0,
         )
 
 

@@ -95,6 +95,7 @@ MATCHES = [
     ("개성공단", "", "입주기업들은 개성공단에서 철수했다", True),  # inside a longer Korean word
     ("sanction*", "New sanctions announced", "", True),
     ("HANOI", "hanoi", "", True),
+    ("Sim Hyon Sop", "Treasury names banker", "Officials said. " * 200 + "Sim Hyon Sop", True),  # anywhere
 ]
 
 
