@@ -112,9 +112,12 @@ def load_topics(path: Path) -> dict[str, TopicConfig]:
 
 
 class RegexBaseline:
-    """One regular expression per literal keyword, searched one after the other."""
+    """One regular expression per literal keyword, searched one after the other, in as much
+    of the text as the topics read (`text_chars`)."""
 
     def __init__(self, topics: Mapping[str, TopicConfig]) -> None:
+        lengths = {config.text_chars for config in topics.values()}
+        self.text_chars = 0 if 0 in lengths else max(lengths)
         self.patterns: list[re.Pattern[str]] = []
         for config in topics.values():
             for group in config.groups.values():
@@ -132,6 +135,8 @@ class RegexBaseline:
                         self.patterns.append(re.compile(body))
 
     def score(self, title: str, text: str) -> int:
+        if self.text_chars:
+            text = text[: self.text_chars]
         hits = 0
         for field in (normalize(title), normalize(text)):
             for pattern in self.patterns:
