@@ -577,7 +577,8 @@ class Matcher:
         """What counts, for each topic with a counted hit, in configuration order. A hit
         inside a longer hit of its topic, or inside one of the topic's `ignore:` terms, does
         not count; nor does one that covers the same words as a counted hit of its group.
-        Topics without hits cost nothing but their share of three lists."""
+        Only the first `text_chars` characters of `text` are read (see `_lead`). Topics
+        without hits cost nothing but their share of three lists."""
         if self._parts:
             collected: list[_Found] = []
             for part, indexes in self._parts:

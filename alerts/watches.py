@@ -17,8 +17,9 @@ syntax of `alerts.topics` except `re:` regular expressions, which are refused in
 A rule of N groups becomes a topic whose N groups are all required, weight 1 each, with a
 threshold of N; excluded terms form a group with a weight low enough that any hit sinks the
 score. A watch reads the whole text (`text_chars: 0`), as a search alert does: a rule names
-exactly what to look for, so a mention anywhere in the story counts. `Watches` keeps the rules in SQLite and hands the dispatcher one `Matcher` over every
-watch, rebuilt only when a watch is added or removed (`version`).
+exactly what to look for, so a mention anywhere in the story counts. `Watches` keeps the
+rules in SQLite and hands the dispatcher one `Matcher` over every watch, rebuilt only when a
+watch is added or removed (`version`).
 """
 
 from __future__ import annotations
