@@ -177,6 +177,13 @@ SHIPPED_CASES = [
         True,
     ),
     ("South Korean national security advisor visits Beijing", "", True, False, False),
+    (
+        "Kim Jong Un meets women's football team after World Cup win",
+        "North Korean leader Kim Jong Un met the players and coaches in Pyongyang.",
+        False,
+        False,
+        True,
+    ),
     # "the North" of geography is not North Korea.
     ("Research ship sets out for the North Pole", "", False, False, False),
     ("New sanctions hit Russian oil tankers in the North Sea", "", False, False, False),
@@ -208,6 +215,7 @@ SHIPPED_IDS = [
     "special-pardon-ko",
     "cabinet-plenary-meeting",
     "security-advisor-visit",
+    "kim-meets-football-team",
     "north-pole",
     "north-sea-sanctions",
 ]
