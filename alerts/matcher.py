@@ -419,8 +419,14 @@ class Matcher:
         # An ASCII text holds no hit of that automaton when each of its keys has a character
         # beyond ASCII.
         self._text_ascii = any(p.isascii() for p in text_keys)
-        if self._text_ascii:  # ASCII text must be read by that automaton too, normalised
-            self._ascii_view_table = None
+        # The table that makes the view of ASCII text as it is (see `_scan_ascii`): lower case,
+        # hyphens, tabs and line breaks read as `normalize` reads them. Not when ASCII text
+        # must be read by the text automaton too, which needs it normalised.
+        self._ascii_view_table: bytes | None = None
+        if self._view is not None and _ASCII_FOLD is not None and not self._text_ascii:
+            self._ascii_view_table = bytes(
+                _CONTROL[0] if folded == 0 else self._view_table[folded] for folded in _ASCII_FOLD
+            )
         # (targets, regex, a piece of text every match holds, the view key that finds it)
         self._regexes = [
             ((target,), regex, piece, gates.get(piece)) for target, regex, piece in required
@@ -442,7 +448,6 @@ class Matcher:
         self._view_entries: list[tuple[_Entry, ...]] = []
         self._view_plain: list[_Plain | None] = []
         self._view_unchecked: list[_Plain | None] = []
-        self._ascii_view_table: bytes | None = None
         if not viewable:
             return {}
         chars = {c for p in viewable for c in p if c.isalnum()}
@@ -469,12 +474,6 @@ class Matcher:
                         shifts = (len(before) - 1, len(after) + 1, exact, left, right)
                         key = before + body + after
                         keys.setdefault(key, {}).setdefault(shifts, []).extend(targets)
-        # The table that makes the view of ASCII text as it is: lower case, hyphens, tabs and
-        # line breaks are read as `normalize` reads them.
-        if _ASCII_FOLD is not None:
-            self._ascii_view_table = bytes(
-                _CONTROL[0] if folded == 0 else self._view_table[folded] for folded in _ASCII_FOLD
-            )
         # A piece's key has no entries, so that its hits add nothing. Where a view cannot show
         # the piece, or a term has the same key, the text is searched for the piece instead.
         gates: dict[str | None, int] = {}
