@@ -77,6 +77,7 @@ from alerts.trend import DEFAULT_DAYS, MAX_DAYS, daily_counts, render_png
 from alerts.watches import RuleError, Watches, parse_rule
 from crawler.clock import Clock
 from crawler.sources import SourceConfig
+from crawler.store import HELD_BASELINE, HELD_TOO_OLD
 
 log = logging.getLogger("newswatch.bot")
 
@@ -598,6 +599,7 @@ class BotCommands:
             f"Last fetch: {_ago(last, now, tz_name)}",
             f"Stories stored: {self.history.story_count():,}; matched in the last 24 h: "
             f"{self.history.matched_since(now - timedelta(days=1)):,}",
+            *_held_line(self.history.held_since(now - timedelta(days=1))),
             f"Alert queue: {queue.get('pending', 0):,} waiting, {queue.get('sent', 0):,} sent"
             + (f", {queue.get('failed', 0):,} failed" if queue.get("failed") else ""),
             f"Chats: {self.subscriptions.active_count():,} active; watches: {self.watches.count():,}",
@@ -1002,3 +1004,11 @@ def _digest_text(chat: Chat) -> str:
         at = chat.digest_at.strftime("%H:%M") if chat.digest_at else "08:00"
         return f"Digest: daily at {at} ({escape(chat.timezone)}); alerts are collected and sent together once a day."
     return "Digest: off; alerts arrive as stories break."
+
+
+def _held_line(held: dict[str, int]) -> list[str]:
+    """/status's line on stories stored in the last 24 h that may not alert (none: no line)."""
+    old, baseline = held.get(HELD_TOO_OLD, 0), held.get(HELD_BASELINE, 0)
+    parts = ([f"{old:,} too old (alert_max_age)"] if old else []) + (
+        [f"{baseline:,} undated on a source's first fetch"] if baseline else [])
+    return [f"Stored without alerting in the last 24 h: {', '.join(parts)}"] if parts else []

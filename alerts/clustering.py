@@ -17,10 +17,25 @@ of those pairs at a precision near 0.9, the default finds almost none of them.
 Two signatures belong to the same event when their estimated Jaccard similarity reaches
 `jaccard` (a rewrite, a new version, the same wire copy with another headline), or when most
 of the smaller story's shingles occur in the larger one (`containment`: a feed summary against
-the full article, a story cut short by another outlet). `match_cluster` compares a new story
-with recent candidates inside the time window and returns the best matching cluster.
+the full article, a story cut short by another outlet).
 
-Pure: no I/O, no clock; hashing uses BLAKE2b, so signatures are stable across processes.
+Short and title-only items (an aggregator's "TITLE - Reuters" whose description only links to
+the title, a dateline without a lead) have too few shingles for that rule. Before shingling,
+an outlet's name after the title (" - Reuters", " | Yonhap", "(AP)") is dropped, and a text that
+only repeats the title (with the outlet's name) counts as no text. When either of two stories
+is short (its text adds fewer than `min_shingles` shingles to its title's), they are also
+compared on their titles: the same event when the titles' shingle sets overlap by
+`title_jaccard` or more.
+
+Candidates are found without comparing a story with every recent one: a `Sketch` carries
+locality-sensitive keys (MinHash banding of the body's shingles, and of the title's, plus one
+key for the exact title), and only stories that share a key are compared. The keys are ints
+kept in SQLite (`alerts.story_clusters`), so the look-up costs the same at a thousand or a
+hundred thousand recent stories. `match_cluster` ranks those candidates inside the time window
+and returns the best matching cluster.
+
+Pure: no I/O, no clock; hashing uses BLAKE2b and fixed MinHash permutations, so signatures and
+keys are stable across processes.
 """
 
 from __future__ import annotations
@@ -29,11 +44,14 @@ import hashlib
 import re
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import numpy as np
 
 from alerts.topics import is_cjk, normalize
 
-__all__ = ["StoryClusterer", "shingles"]
+__all__ = ["Sketch", "StoryClusterer", "clean_title", "shingles"]
 
 _TOKEN = re.compile(r"[^\W_]+")
 _STOP_WORDS = frozenset(
@@ -45,18 +63,37 @@ _STOP_WORDS = frozenset(
     where which while who whom why will with would you your""".split()
 )
 _HEADER = struct.Struct(">I")
+MIN_CONTAINMENT_SAMPLES = 8  # fewer shared-range shingles than this tell nothing of containment
 
 
-def shingles(title: str, text: str, *, lead: int = 1000) -> set[str]:
-    """The shingles a signature is built from: the title and the first `lead` characters of
-    the text, where news stories state the event (later paragraphs are background that other
-    stories share). Latin script: content words and pairs of consecutive content words;
-    Korean, Chinese and Japanese: runs of three characters (shorter words whole)."""
-    out: set[str] = set()
+# An outlet's name after a headline: " - Reuters", " | Yonhap News Agency", " — The Korea Herald",
+# " - ロイター", "(AP)". At most five words, and not the whole title.
+_OUTLET_SUFFIX = re.compile(r"(?:\s+[-|–—:]\s+(?:\S+\s+){0,4}\S+|\s*[(（][A-Za-z. ]{2,12}[)）])\s*$")
+_TITLE_CHARS = 400  # a headline longer than this is not one: only its start is read
+_LINK_ONLY_WORDS = 3  # a text adding at most this many words to the title only links to it
+
+
+def clean_title(title: str) -> str:
+    """The headline without an outlet's name after it (as aggregators and syndicators add)."""
+    title = title.strip()[:_TITLE_CHARS]
+    stripped = _OUTLET_SUFFIX.sub("", title)
+    return stripped if len(stripped) >= 12 else title
+
+
+def _own_text(title: str, text: str) -> str:
+    """The text, or "" when it only repeats the title (an aggregator's link-only description,
+    such as "TITLE  Reuters")."""
+    words = _TOKEN.findall(text)
+    if len(words) > len(_TOKEN.findall(title)) + 2 * _LINK_ONLY_WORDS:
+        return text
+    extra = set(words) - set(_TOKEN.findall(title))
+    return "" if len(extra) <= _LINK_ONLY_WORDS else text
+
+
+def _shingles_of(text: str, out: set[str]) -> set[str]:
     previous = ""
-    body = normalize(text)[:lead]
-    for token in _TOKEN.findall(f"{normalize(title)}\n{body}"):
-        if is_cjk(token[0]):
+    for token in _TOKEN.findall(text):
+        if token[0] >= "\u1100" and is_cjk(token[0]):  # no Hangul, Han or Kana before U+1100
             previous = ""
             if len(token) < 3:
                 out.add(token)
@@ -72,10 +109,47 @@ def shingles(title: str, text: str, *, lead: int = 1000) -> set[str]:
     return out
 
 
+def shingles(title: str, text: str, *, lead: int = 1000) -> set[str]:
+    """The shingles a signature is built from: the title (without an outlet's name) and the
+    first `lead` characters of the text, where news stories state the event (later paragraphs
+    are background that other stories share). Latin script: content words and pairs of
+    consecutive content words; Korean, Chinese and Japanese: runs of three characters
+    (shorter words whole). A text that only repeats the title adds nothing."""
+    head = normalize(clean_title(title))
+    body = _own_text(head, normalize(text[: lead * 2])[:lead])
+    return _shingles_of(f"{head}\n{body}", set())
+
+
+def title_shingles(title: str) -> set[str]:
+    """The shingles of the headline alone (without an outlet's name)."""
+    return _shingles_of(normalize(clean_title(title)), set())
+
+
 def _hash(shingle: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big"
     )
+
+
+def _permutations(name: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (a, b) pairs of the hash functions x -> a*x + b (mod 2^64), a odd: the same in
+    every process and release, since the keys they make are stored."""
+    def word(i: int, part: str) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{name}:{part}:{i}".encode(), digest_size=8).digest(), "big")
+
+    a = np.array([word(i, "a") | 1 for i in range(count)], dtype=np.uint64)
+    b = np.array([word(i, "b") for i in range(count)], dtype=np.uint64)
+    return a[:, None], b[:, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Sketch:
+    """What clustering keeps of a story: its signature (title and lead), its title's signature
+    (the title's shingle hashes), and the look-up keys that find candidates."""
+
+    signature: bytes
+    title: bytes
+    keys: tuple[int, ...]
 
 
 class StoryClusterer:
@@ -90,6 +164,10 @@ class StoryClusterer:
         containment: float = 0.7,
         min_shingles: int = 20,
         lead: int = 1000,
+        title_jaccard: float = 0.6,
+        min_title_shingles: int = 4,
+        bands: tuple[int, int] = (32, 3),
+        title_bands: tuple[int, int] = (12, 4),
     ) -> None:
         if window <= timedelta(0):
             raise ValueError("window must be positive")
@@ -103,75 +181,156 @@ class StoryClusterer:
         self.containment = containment
         self.min_shingles = min_shingles
         self.lead = lead
+        self.title_jaccard = title_jaccard
+        self.min_title_shingles = min_title_shingles
+        self.bands = bands
+        self.title_bands = title_bands
+        self._body_perms = _permutations("body", bands[0] * bands[1])
+        self._title_perms = _permutations("title", title_bands[0] * title_bands[1])
+
+    def sketch(self, title: str, text: str) -> Sketch:
+        """The signature, title signature and look-up keys of a story."""
+        body = {_hash(s) for s in shingles(title, text, lead=self.lead)}
+        heading = {_hash(s) for s in title_shingles(title)}
+        keys = [*_band_keys(body, self._body_perms, self.bands, 0),
+                *_band_keys(heading, self._title_perms, self.title_bands, 1)]
+        if heading:  # the exact title: aggregator copies of a headline always meet
+            keys.append(_fold(sum(heading) & _MASK64 ^ 0x5BD1E995))
+        return Sketch(_pack(body, self.k), _pack(heading, 1024), tuple(keys))
+
+    def same_story(self, a: Sketch, b: Sketch) -> bool:
+        """The body rule (`same_event`); and, when either story is short or title-only (its text
+        adds fewer than `min_shingles` shingles to its title's), the title rule: their
+        headlines share `title_jaccard` of their shingles."""
+        if self.same_event(a.signature, b.signature):
+            return True
+        if not (self._thin(a) or self._thin(b)):
+            return False
+        return self.title_similarity(a.title, b.title) >= self.title_jaccard
+
+    def _thin(self, sketch: Sketch) -> bool:
+        """A short or title-only story: its text adds fewer than `min_shingles` to its title's."""
+        count, _ = self._unpack(sketch.signature)
+        title_count, _ = self._unpack(sketch.title)
+        return count - title_count < self.min_shingles
+
+    def title_similarity(self, title_a: bytes, title_b: bytes) -> float:
+        """Jaccard similarity of two titles' shingles (0 when either is too short to tell)."""
+        _, a = self._unpack(title_a)
+        _, b = self._unpack(title_b)
+        if min(len(a), len(b)) < self.min_title_shingles:
+            return 0.0
+        set_a, set_b = set(a), set(b)
+        return len(set_a & set_b) / len(set_a | set_b)
 
     # -- signatures -------------------------------------------------------------------------
 
     def signature(self, title: str, text: str) -> bytes:
         """The sketch of a story: store it as a BLOB; `same_event` compares two of them."""
-        hashes = sorted({_hash(s) for s in shingles(title, text, lead=self.lead)})
-        count = len(hashes)
-        return _HEADER.pack(count) + b"".join(h.to_bytes(8, "big") for h in hashes[: self.k])
+        return _pack({_hash(s) for s in shingles(title, text, lead=self.lead)}, self.k)
 
     @staticmethod
-    def _unpack(signature: bytes) -> tuple[int, list[int]]:
+    def _unpack(signature: bytes) -> tuple[int, tuple[int, ...]]:
         if len(signature) < _HEADER.size or (len(signature) - _HEADER.size) % 8:
             raise ValueError("not a story signature")
         (count,) = _HEADER.unpack_from(signature)
-        body = signature[_HEADER.size :]
-        return count, [int.from_bytes(body[i : i + 8], "big") for i in range(0, len(body), 8)]
+        return count, struct.unpack_from(f">{(len(signature) - _HEADER.size) // 8}Q", signature, _HEADER.size)
 
     def similarity(self, sig_a: bytes, sig_b: bytes) -> tuple[float, float]:
         """Estimated (Jaccard, containment of the smaller story in the larger)."""
+        jaccard, containment, _ = self._compare(sig_a, sig_b)
+        return jaccard, containment
+
+    def _compare(self, sig_a: bytes, sig_b: bytes) -> tuple[float, float, int]:
+        """(Jaccard, containment, samples): `samples` is how many of the smaller story's
+        shingles the containment figure rests on (few when a short story meets a long one
+        whose sketch holds only a small part of its shingles)."""
         count_a, a = self._unpack(sig_a)
         count_b, b = self._unpack(sig_b)
         if not a or not b:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0
         set_a, set_b = set(a), set(b)
         if count_a <= len(a) and count_b <= len(b):
             # both sketches hold every shingle: the figures are exact
             shared = len(set_a & set_b)
             union = len(set_a | set_b)
+            return shared / union, shared / min(count_a, count_b), min(count_a, count_b)
+        # the k smallest hashes of the union are a uniform sample of it
+        sample = sorted(set_a | set_b)[: self.k]
+        estimate = sum(1 for h in sample if h in set_a and h in set_b) / len(sample)
+        union = (count_a + count_b) / (1 + estimate)
+        shared = estimate * union
+        (small_count, small), (_, big) = sorted(((count_a, set_a), (count_b, set_b)), key=lambda p: p[0])
+        # the larger sketch holds every shingle of that story up to its largest hash: the
+        # smaller story's shingles below it say how much of it the larger one contains
+        largest = max(big)
+        below = [h for h in small if h <= largest]
+        if small_count <= len(small):
+            containment = sum(1 for h in below if h in big) / len(below) if below else 0.0
         else:
-            # the k smallest hashes of the union are a uniform sample of it
-            sample = sorted(set_a | set_b)[: self.k]
-            estimate = sum(1 for h in sample if h in set_a and h in set_b) / len(sample)
-            union = (count_a + count_b) / (1 + estimate)
-            shared = estimate * union
-        jaccard = shared / union if union else 0.0
-        smaller = min(count_a, count_b)
-        containment = min(1.0, shared / smaller) if smaller else 0.0
-        return jaccard, containment
+            containment = min(1.0, shared / small_count)
+        return shared / union, containment, len(below)
 
     def same_event(self, sig_a: bytes, sig_b: bytes) -> bool:
         """True when the two stories are copies or versions of one report."""
-        jaccard, containment = self.similarity(sig_a, sig_b)
+        jaccard, containment, samples = self._compare(sig_a, sig_b)
         if jaccard >= self.jaccard:
             return True
         count_a, _ = self._unpack(sig_a)
         count_b, _ = self._unpack(sig_b)
-        return min(count_a, count_b) >= self.min_shingles and containment >= self.containment
+        return (min(count_a, count_b) >= self.min_shingles and samples >= MIN_CONTAINMENT_SAMPLES
+                and containment >= self.containment)
 
     def match_cluster(
         self,
-        signature: bytes,
+        sketch: Sketch,
         published: datetime,
-        candidates: Iterable[tuple[str | int, bytes, datetime]],
+        candidates: Iterable[tuple[str | int, Sketch, datetime]],
     ) -> str | int | None:
         """The cluster of the most similar candidate published within the window, or None.
 
-        "Most similar" ranks by Jaccard plus containment, so an exact copy beats a summary.
-
-        `candidates` are (cluster_id, signature, published) of earlier stories; datetimes must
-        be comparable (all timezone-aware, as `Story.published` is).
+        "Most similar" ranks by Jaccard plus containment (then by the titles' likeness), so an
+        exact copy beats a summary. `candidates` are (cluster_id, sketch, published) of earlier
+        stories; datetimes must be comparable (all timezone-aware, as `Story.published` is).
         """
-        best: tuple[float, str | int] | None = None
+        best: tuple[float, float, str | int] | None = None
         for cluster_id, other, when in candidates:
             if abs(published - when) > self.window:
                 continue
-            if not self.same_event(signature, other):
+            if not self.same_story(sketch, other):
                 continue
-            jaccard, containment = self.similarity(signature, other)
-            strength = jaccard + containment
-            if best is None or strength > best[0]:
-                best = (strength, cluster_id)
-        return None if best is None else best[1]
+            jaccard, containment = self.similarity(sketch.signature, other.signature)
+            rank = (jaccard + containment, self.title_similarity(sketch.title, other.title), cluster_id)
+            if best is None or rank[:2] > best[:2]:
+                best = rank
+        return None if best is None else best[2]
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _pack(hashes: set[int], k: int) -> bytes:
+    ordered = sorted(hashes)
+    return _HEADER.pack(len(ordered)) + b"".join(h.to_bytes(8, "big") for h in ordered[:k])
+
+
+def _fold(value: int) -> int:
+    """A 64-bit value as a signed 63-bit SQLite integer."""
+    return (value & _MASK64) >> 1
+
+
+def _band_keys(hashes: set[int], perms: tuple[np.ndarray, np.ndarray], bands: tuple[int, int], kind: int) -> list[int]:
+    """MinHash banding: one key per band of `rows` minimum values; two sets share a band's key
+    with probability J^rows, so similar sets meet in some band and unrelated ones rarely do."""
+    if not hashes:
+        return []
+    count, rows = bands
+    values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+    a, b = perms
+    with np.errstate(over="ignore"):
+        minimums = (a * values + b).min(axis=1).reshape(count, rows)
+        mixed = minimums[:, 0]
+        for r in range(1, rows):
+            mixed = mixed * np.uint64(0x9E3779B97F4A7C15) + minimums[:, r]
+        mixed = mixed * np.uint64(0xC2B2AE3D27D4EB4F) + np.arange(count, dtype=np.uint64) * np.uint64(2) + np.uint64(kind)
+    return [int(v) >> 1 for v in mixed.tolist()]

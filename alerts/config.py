@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, V
 
 from alerts.service_config import HttpConfig
 from alerts.topics import TopicConfig
-from crawler.sources import CrawlerConfig, SourceConfig, StorageConfig
+from crawler.sources import CrawlerConfig, Duration, SourceConfig, StorageConfig
 
 TOKEN_ENV = "NEWSWATCH_TELEGRAM_TOKEN"
 TOKEN_FILE_ENV = "NEWSWATCH_TELEGRAM_TOKEN_FILE"
@@ -62,6 +62,7 @@ class NewswatchConfig(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=list)
     topics: dict[str, TopicConfig]
     http: HttpConfig | None = None
+    alert_max_age: Duration = 24 * 3600  # stories published longer ago are stored, never alerted
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: str = PrivateAttr(default="")

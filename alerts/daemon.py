@@ -28,7 +28,7 @@ from alerts.dispatch import Dispatcher, DispatchSummary
 from alerts.history import History
 from alerts.matcher import Matcher
 from alerts.metrics import Metrics
-from alerts.notifier import ConsoleSink, DeliverySummary, Notifier
+from alerts.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY, ConsoleSink, DeliverySummary, Notifier
 from alerts.outbox import Outbox
 from alerts.runtime_sources import RuntimeSources
 from alerts.story_clusters import StoryClusters
@@ -36,9 +36,9 @@ from alerts.subscriptions import Subscriptions
 from alerts.watches import Watches
 from crawler.clock import Clock, SystemClock
 from crawler.fetch import Crawler
-from crawler.outcomes import CrawlSummary, OutcomeRecorder
+from crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from crawler.sources import SourceConfig
-from crawler.store import StoryStore, open_database
+from crawler.store import StoryStore, db_time, open_database
 
 log = logging.getLogger("newswatch")
 
@@ -77,22 +77,27 @@ class Daemon:
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
                                      console=token is None, watches=self.watches, clusters=self.clusters)
         self.application = None
+        self.link = None
+        self.commands: BotCommands | None = None
         telegram_sink = None
         if token:
-            from alerts.telegram import TelegramSink, build_application
+            from alerts.telegram import TelegramLink, TelegramSink, build_application
 
             self.application = build_application(token, config.telegram)
-            telegram_sink = TelegramSink(self.application)
+            self.link = TelegramLink(self.application, self.clock, api_url=config.telegram.api_url,
+                                     start=self._start_bot, on_up=self._wake_notifier,
+                                     on_change=self._telegram_changed, rng=self.rng)
+            telegram_sink = TelegramSink(self.application, self.link)
         self.metrics = Metrics()
         self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
                                  ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics,
                                  clusters=self.clusters)
-        self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng)
+        self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng,
+                                        alert_max_age=config.alert_max_age)
         self.recorder.observers.append(self.metrics.fetched)
         self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
         self.metrics.watch(self.outbox, self.notifier)
         self.crawler = Crawler(config.crawler, self.recorder)
-        self.commands: BotCommands | None = None
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
@@ -110,8 +115,8 @@ class Daemon:
 
     # -- one pass (newswatch crawl --once) -------------------------------------------------------
     async def run_once(self) -> CycleReport:
-        if self.application:
-            await self.application.initialize()
+        if self.link is not None:
+            await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
         try:
             crawl = await self.crawler.crawl(self._fetchable(self.sources))
             dispatch = self.dispatcher.run()
@@ -139,13 +144,8 @@ class Daemon:
             from alerts.http_api import start_http
 
             http = await start_http(self.config, self.metrics, store=self.store, outbox=self.outbox,
-                                    notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources)
-        if self.application:
-            await self._start_bot(stop)
-            if stop.is_set():
-                if http:
-                    await http.stop()
-                return
+                                    notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources,
+                                    telegram=self._telegram_state)
         scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
         for source in self.sources:
             self._schedule(source)
@@ -155,6 +155,8 @@ class Daemon:
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._notify_loop(), name="notify"),
         ]
+        if self.link is not None:  # the bot connects beside the rest, never before it
+            tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
         self._dispatch_event.set()  # catch up on anything stored before a restart
         self._notify_event.set()
         stopper = asyncio.create_task(stop.wait())
@@ -192,6 +194,7 @@ class Daemon:
         restart = [name for name in ("storage", "telegram", "crawler", "http")
                    if getattr(new, name) != getattr(self.config, name)]
         self.config = new
+        self.recorder.alert_max_age = new.alert_max_age
         self.matcher = self.dispatcher.matcher = Matcher(new.topics)
         self.runtime_sources.config_sources = list(new.sources)
         self._apply_sources(self.runtime_sources.enabled())
@@ -229,40 +232,46 @@ class Daemon:
                 self._schedule(source)
         log.info("sources changed: %d polled (%s)", len(self.sources), ", ".join(sorted(after)) or "none")
 
-    async def _start_bot(self, stop: asyncio.Event) -> None:
-        assert self.application is not None
-        self.commands = commands = BotCommands(
-            config=self.config, subscriptions=self.subscriptions, watches=self.watches,
-            history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
-            outbox=self.outbox, on_sources_changed=self._apply_sources,
-        )
-        commands.install(self.application)
-        delay = 2.0
-        while not stop.is_set():
-            try:
-                await self.application.initialize()
-                break
-            except Exception as exc:  # Telegram unreachable at start-up: keep trying, say why
-                log.error("cannot reach the Telegram Bot API at %s: %s: %s; retrying in %.0fs",
-                          self.config.telegram.api_url, type(exc).__name__, exc, delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
-                delay = min(delay * 2, 60)
-        if stop.is_set():
-            return
+    async def _start_bot(self) -> None:
+        """Initialise the bot, publish its menu and start polling (`TelegramLink` calls this until it
+        succeeds; every step may be repeated after a failure)."""
+        app = self.application
+        assert app is not None and self.link is not None
+        if self.commands is None:
+            self.commands = BotCommands(
+                config=self.config, subscriptions=self.subscriptions, watches=self.watches,
+                history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
+                outbox=self.outbox, on_sources_changed=self._apply_sources,
+            )
+            self.commands.install(app)
+        await app.initialize()
         try:
-            await commands.publish_menu(self.application)
+            await self.commands.publish_menu(app)
         except Exception as exc:
             log.warning("could not publish the command menu: %s", exc)
-        await self.application.start()
-        await self.application.updater.start_polling(
-            timeout=self.config.telegram.poll_timeout, drop_pending_updates=False,
-            allowed_updates=["message", "edited_message", "channel_post", "callback_query", "my_chat_member"],
-        )
-        me = self.application.bot.username
-        log.info("Telegram bot @%s is listening", me)
+        if not app.running:
+            await app.start()
+        if not app.updater.running:
+            await app.updater.start_polling(
+                timeout=self.config.telegram.poll_timeout, drop_pending_updates=False,
+                allowed_updates=["message", "edited_message", "channel_post", "callback_query", "my_chat_member"],
+                error_callback=self.link.polling_error,
+            )
+        log.info("Telegram bot @%s is listening", app.bot.username)
+
+    def _telegram_state(self) -> str:
+        return self.link.describe() if self.link is not None else "not used (console output)"
+
+    def _telegram_changed(self, since, reason: str) -> None:
+        """Keep the Bot API's state in the database, where `newswatch stats` reads it."""
+        try:
+            self.store.set_meta(TELEGRAM_DOWN_KEY, db_time(since) or "")
+            self.store.set_meta(TELEGRAM_PROBLEM_KEY, reason)
+        except sqlite3.Error as exc:
+            log.warning("could not record the Telegram state in the database: %s", exc)
+
+    def _wake_notifier(self) -> None:
+        self._notify_event.set()
 
     async def _stop_bot(self) -> None:
         app = self.application
@@ -332,9 +341,9 @@ class Daemon:
         except Exception:
             log.exception("crawl of %d sources failed", len(batch))
             return
-        log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen, %.1fs",
+        log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen%s, %.1fs",
                  summary.sources, summary.ok, summary.not_modified, summary.failed,
-                 summary.stories_new, summary.stories_seen, summary.seconds)
+                 summary.stories_new, summary.stories_seen, held_note(summary), summary.seconds)
         self.metrics.crawled(summary)
         self._dispatch_event.set()
         if summary.failures:
@@ -406,7 +415,7 @@ class Daemon:
                 self._notify_event.set()
             except Exception:
                 log.exception("delivering alerts failed; will retry")
-            next_due = self.outbox.next_due()
+            next_due = None if self.notifier.waiting_for_telegram else self.outbox.next_due()
             timeout = None
             if next_due is not None:
                 timeout = max(0.05, (next_due - self.clock.now()).total_seconds())

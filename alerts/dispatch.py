@@ -11,6 +11,10 @@ Each story is also scored against every chat's personal watches (one matcher ove
 them, rebuilt when a watch is added or removed); a watch queues an alert for its own chat
 only, merged with that chat's topic hits into one alert.
 
+A story stored as held (`crawler.store`: published before its source's `alert_max_age`, or
+undated on its source's first fetch) has its matches recorded, so that /latest, stats and
+export show it, but alerts no chat.
+
 A story that would alert is first compared with the recent alerting stories
 (`alerts.clustering`): when it reports the same event as one of them, it alerts only the
 chats that have had nothing from that event, and shows up as "also reported by" instead.
@@ -42,6 +46,7 @@ class DispatchSummary:
     queued: int = 0
     more: bool = False  # a step ended with stories still waiting
     clustered: int = 0  # stories recognised as another outlet's report of an event already alerted
+    held: int = 0  # stories that may not alert (too old, or undated on a source's first fetch)
     topics: dict[str, int] = field(default_factory=dict)  # stories that passed each topic
 
 
@@ -74,10 +79,9 @@ class Dispatcher:
                 return summary
             now = self.clock.now()
             watch_matcher = self.watches.matcher() if self.watches is not None else None
-            # recent alerting stories, read once per batch (match_cluster applies each story's window)
-            recent = (self.clusters.recent(min(i.fetched for i in stored) - self.clusterer.window)
-                      if self.clusters is not None else [])
             with transaction(self.store.conn):
+                if self.clusters is not None:
+                    self.clusters.forget_keys(now - 2 * self.clusterer.window)
                 for item in stored:
                     story = item.story
                     scores = self.matcher.score(story.title, story.text)
@@ -87,9 +91,12 @@ class Dispatcher:
                     for s in passed:
                         self.outbox.record_match(story.id, s.topic, s.score, s.terms, now)
                         summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
+                    if item.held:  # stored and matched (for /latest, stats, export), never alerted
+                        summary.held += 1
+                        continue
                     if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
                         continue
-                    already = self._join_cluster(item.story, item.fetched, recent)
+                    already = self._join_cluster(item.story, item.fetched)
                     if already:
                         summary.clustered += 1
                     queued = self._queue(story.id, scores, watched, now, skip=already)
@@ -99,15 +106,14 @@ class Dispatcher:
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
         return summary
 
-    def _join_cluster(self, story, seen, recent: list) -> set[int]:
-        """Index the story (and add it to `recent`); if it reports an event already alerted,
-        the chats alerted for it."""
+    def _join_cluster(self, story, seen) -> set[int]:
+        """Index the story; if it reports an event already alerted, the chats alerted for it."""
         if self.clusters is None:
             return set()
-        signature = self.clusterer.signature(story.title, story.text)
-        cluster = self.clusterer.match_cluster(signature, seen, recent)
-        self.clusters.add(story.id, cluster or story.id, story.source, signature, seen)
-        recent.append((cluster or story.id, signature, seen))
+        sketch = self.clusterer.sketch(story.title, story.text)
+        candidates = self.clusters.candidates(sketch.keys, seen - self.clusterer.window)
+        cluster = self.clusterer.match_cluster(sketch, seen, candidates)
+        self.clusters.add(story.id, cluster or story.id, story.source, sketch, seen)
         return self.clusters.chats_alerted(cluster) if cluster else set()
 
     def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now,

@@ -157,6 +157,9 @@ class History:
             (since.astimezone(UTC).isoformat(),),
         ).fetchone()[0]
 
+    def held_since(self, since: datetime) -> dict[str, int]:
+        return self.store.held_since(since)
+
     def last_fetch(self) -> datetime | None:
         row = self.conn.execute("SELECT MAX(last_attempt) FROM fetch_state").fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None

@@ -1,7 +1,9 @@
 """The daemon's HTTP endpoint (config `http: {listen: "127.0.0.1:9108"}`), in its own loop.
 
     GET /healthz   200 when the scheduler runs, the database answers and delivery is not
-                   stuck, else 503; a JSON body says which check failed and why
+                   stuck, else 503; a JSON body says which check failed and why, and
+                   whether the Telegram Bot API can be reached ("telegram": "unreachable
+                   since …" does not fail the check: sources are polled and alerts wait)
     GET /metrics   the counters of `alerts.metrics`, in the Prometheus text format
                    (OpenMetrics when the scraper asks for it)
 
@@ -37,8 +39,9 @@ class Health:
 
     def __init__(self, *, store: StoryStore, outbox: Outbox, notifier: Notifier,
                  scheduler: Callable[[], BaseScheduler | None], sources: Callable[[], list[SourceConfig]],
-                 stuck_after: float) -> None:
+                 stuck_after: float, telegram: Callable[[], str] = lambda: "not used") -> None:
         self.store = store
+        self.telegram = telegram
         self.outbox = outbox
         self.notifier = notifier
         self.scheduler = scheduler
@@ -48,7 +51,8 @@ class Health:
     def check(self) -> tuple[bool, dict[str, Any]]:
         checks = {"scheduler": self._scheduler(), "database": self._database(), "notifier": self._notifier()}
         healthy = all(c["ok"] for c in checks.values())
-        body: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+        body: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks,
+                                "telegram": self.telegram()}
         if checks["database"]["ok"]:
             body["sources"] = self._sources()
         return healthy, body
@@ -56,7 +60,7 @@ class Health:
     def _scheduler(self) -> dict[str, Any]:
         scheduler = self.scheduler()
         if scheduler is None:
-            return {"ok": False, "problem": "the scheduler has not started (still connecting to Telegram?)"}
+            return {"ok": False, "problem": "the scheduler has not started"}
         if not scheduler.running:
             return {"ok": False, "problem": "the scheduler is not running"}
         return {"ok": True, "jobs": len(scheduler.get_jobs())}
@@ -142,11 +146,11 @@ class HttpService:
 
 async def start_http(config: NewswatchConfig, metrics: Metrics, *, store: StoryStore, outbox: Outbox,
                      notifier: Notifier, scheduler: Callable[[], BaseScheduler | None],
-                     sources: Callable[[], list[SourceConfig]]) -> HttpService:
+                     sources: Callable[[], list[SourceConfig]], telegram: Callable[[], str]) -> HttpService:
     """Start the endpoint the `http:` section asks for; a port that cannot be had is a config error."""
     assert config.http is not None
     health = Health(store=store, outbox=outbox, notifier=notifier, scheduler=scheduler, sources=sources,
-                    stuck_after=config.http.stuck_after)
+                    stuck_after=config.http.stuck_after, telegram=telegram)
     service = HttpService(config.http, metrics, health)
     try:
         await service.start()

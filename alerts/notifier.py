@@ -9,6 +9,7 @@ decision on the outbox row:
 
     DeliveryError
     ├── RetryLater   429 retry_after, 5xx, network errors: try again at a later time
+    │                (an outage of the Bot API pauses every Telegram send until it answers)
     ├── ChatGone     403 blocked/kicked, chat not found: deactivate the chat, drop its queue
     ├── ChatMoved    group upgraded to a supergroup: move the chat, send again at once
     └── Rejected     Telegram refuses this message for good: mark it failed, go on
@@ -37,6 +38,9 @@ from crawler.store import StoryStore
 log = logging.getLogger("newswatch.notifier")
 
 MAX_BACKOFF = 300.0
+# kept in the database's meta table while the Bot API cannot be reached (read by `newswatch stats`)
+TELEGRAM_DOWN_KEY = "telegram_unreachable_since"
+TELEGRAM_PROBLEM_KEY = "telegram_problem"
 DIGEST_MAX_ITEMS = 50
 
 
@@ -45,11 +49,13 @@ class DeliveryError(Exception):
 
 
 class RetryLater(DeliveryError):
-    def __init__(self, seconds: float | None, reason: str, *, count_attempt: bool = True, flood: bool = False) -> None:
+    def __init__(self, seconds: float | None, reason: str, *, count_attempt: bool = True, flood: bool = False,
+                 outage: bool = False) -> None:
         super().__init__(reason)
         self.seconds = seconds
         self.count_attempt = count_attempt
         self.flood = flood  # Telegram's flood control (429): the service works, we are too fast
+        self.outage = outage  # the Bot API cannot be reached: the sink holds sends until it answers
 
 
 class ChatGone(DeliveryError):
@@ -67,6 +73,8 @@ class Rejected(DeliveryError):
 
 
 class Sink(Protocol):
+    available: bool  # False while the sink cannot send at all (the Bot API unreachable)
+
     async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None: ...
 
     async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
@@ -75,6 +83,8 @@ class Sink(Protocol):
 
 class ConsoleSink:
     """Prints alerts as plain text blocks (the mode without a bot token)."""
+
+    available = True
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
@@ -129,7 +139,8 @@ class Notifier:
 
     def stuck(self, after: float) -> str:
         """Why delivery is stuck ("" when it is not): a send has been in flight, or sends have
-        kept failing (Telegram unreachable, token refused), for more than `after` seconds."""
+        kept failing (Telegram answering with errors), for more than `after` seconds. An outage
+        of the Bot API is not "stuck": alerts wait in the outbox and health reports it apart."""
         now = self.clock.now()
         if self.in_flight:
             age = (now - min(self.in_flight.values())).total_seconds()
@@ -140,6 +151,14 @@ class Notifier:
             if age > after:
                 return f"sends have been failing for {age:.0f}s"
         return ""
+
+    def _sink(self, chat_id: int) -> Sink:
+        return self.console if chat_id == CONSOLE_CHAT or self.telegram is None else self.telegram
+
+    @property
+    def waiting_for_telegram(self) -> bool:
+        """True while Telegram alerts cannot be sent (the Bot API is unreachable)."""
+        return self.telegram is not None and not self.telegram.available
 
     def _tell(self, outcome: str, chat_id: int, count: int = 1) -> None:
         if self.observer is not None and count:
@@ -152,14 +171,14 @@ class Notifier:
 
         async def drain(chat_id: int) -> None:
             # Strictly in order within a chat; chats proceed independently of each other.
-            while True:
+            while self._sink(chat_id).available:
                 async with semaphore:
                     item = self.outbox.head(chat_id, self.clock.now())
                     if item is None:
                         return
                     await self._deliver(item)
 
-        while heads := self.outbox.due_heads(self.clock.now()):
+        while heads := [h for h in self.outbox.due_heads(self.clock.now()) if self._sink(h.chat_id).available]:
             await asyncio.gather(*(drain(item.chat_id) for item in heads))
         return DeliverySummary(*(getattr(self.summary, f) - getattr(before, f) for f in vars(before)))
 
@@ -185,7 +204,7 @@ class Notifier:
                 return
             if decision.action == "digest":
                 items = self.outbox.pending_for_chat(item.chat_id, now, limit=DIGEST_MAX_ITEMS)
-        sink = self.console if item.chat_id == CONSOLE_CHAT or self.telegram is None else self.telegram
+        sink = self._sink(item.chat_id)
         views = [v for v in (self._view(i) for i in items) if v is not None]
         if not views:
             return
@@ -199,14 +218,15 @@ class Notifier:
             else:
                 message_id = await sink.send_digest(item.chat_id, thread_id, views, tz, _digest_title(chat, len(views)))
         except RetryLater as exc:
-            if not exc.flood and self.failing_since is None:
+            if not exc.flood and not exc.outage and self.failing_since is None:
                 self.failing_since = started
             self._tell("flood" if exc.flood else "retried", item.chat_id)
             delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
             self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
                                    count_attempt=exc.count_attempt)
             self.summary.retried += 1
-            log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
+            if not exc.outage:  # an outage is logged once, by the sink's link
+                log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
         except ChatMoved as exc:
             log.info("chat %s: moved to %s", item.chat_id, exc.new_chat_id)
             self._tell("moved", item.chat_id)

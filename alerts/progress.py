@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crawler.outcomes import FetchOutcome
+from crawler.outcomes import FetchOutcome, held_note
 from crawler.story import Story
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def render_report(report: CycleReport, console: Console) -> None:
     c = report.crawl
     if not console.is_terminal:
         print(f"sources: {c.sources}  ok: {c.ok}  unchanged (304): {c.not_modified}  failed: {c.failed}", file=console.file)
-        print(f"stories: {c.stories_seen} seen, {c.stories_new} new; matched: {report.dispatch.matched};"
+        print(f"stories: {c.stories_seen} seen, {c.stories_new} new{held_note(c)}; matched: {report.dispatch.matched};"
               f" alerts queued: {report.dispatch.queued}, sent: {report.delivery.sent}", file=console.file)
         for name, error in sorted(report.failures.items()):
             print(f"  failed  {name}: {error}", file=console.file)
@@ -127,6 +127,8 @@ def render_report(report: CycleReport, console: Console) -> None:
                   str(c.stories_seen), str(c.stories_new), str(report.dispatch.matched), str(report.dispatch.queued),
                   str(report.delivery.sent))
     console.print(table)
+    if c.too_old or c.baseline:
+        console.print(f"Stored without alerting: {held_note(c)[2:]}", markup=False, highlight=False)
     if report.failures:
         failures = Table(title="Failed sources", title_justify="left")
         failures.add_column("source")

@@ -22,8 +22,9 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from alerts.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY
 from crawler.sources import SourceConfig, parse_duration
-from crawler.store import FetchState, StoryStore
+from crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore
 
 STALE_AFTER_INTERVALS = 3
 STALE_AFTER_MIN = 3600
@@ -59,6 +60,9 @@ class Stats:
     oldest_pending: datetime | None
     chats_active: int
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
+    held_per_day: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> day -> stored, not alerted
+    telegram_unreachable_since: datetime | None = None  # the daemon could not reach the Bot API since then
+    telegram_problem: str = ""
 
     def as_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -116,6 +120,13 @@ def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now
     ):
         if day in stories_per_day:
             stories_per_day[day] = count
+    held_per_day: dict[str, dict[str, int]] = {}
+    if "held" in {row[1] for row in conn.execute("PRAGMA table_info(stories)")}:  # not before the daemon upgraded it
+        for reason, day, count in conn.execute(
+            "SELECT held, substr(fetched, 1, 10), COUNT(*) FROM stories WHERE held != '' AND fetched >= ? GROUP BY 1, 2",
+            (since,),
+        ):
+            held_per_day.setdefault(reason, {d.isoformat(): 0 for d in day_list})[day] = count
     topics_per_day: dict[str, dict[str, int]] = {}
     if _has_table(conn, "matches"):
         for topic, day, count in conn.execute(
@@ -142,7 +153,11 @@ def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now
         ):
             failures.append({"chat": row[0], "state": row[1], "error": row[2], "created": row[3]})
     chats = conn.execute("SELECT COUNT(*) FROM chats WHERE active = 1").fetchone()[0] if _has_table(conn, "chats") else 0
+    down = store.get_meta(TELEGRAM_DOWN_KEY)
     return Stats(
+        held_per_day=held_per_day,
+        telegram_unreachable_since=datetime.fromisoformat(down) if down else None,
+        telegram_problem=store.get_meta(TELEGRAM_PROBLEM_KEY) if down else "",
         database=database, now=now, sources=health, days=day_list, stories_per_day=stories_per_day,
         topics_per_day=topics_per_day, outbox=outbox, outbox_due=due, outbox_held=held,
         oldest_pending=oldest, chats_active=chats, recent_failures=failures,
@@ -198,6 +213,10 @@ def render_stats(stats: Stats, console: Console) -> None:
     table.add_column("total", justify="right")
     table.add_row("stored", *(str(stats.stories_per_day.get(d, 0)) for d in days),
                   str(sum(stats.stories_per_day.values())), style="bold")
+    for reason, label in ((HELD_TOO_OLD, "too old to alert"), (HELD_BASELINE, "undated, first fetch")):
+        if reason in stats.held_per_day:
+            per_day = stats.held_per_day[reason]
+            table.add_row(f"  {label}", *(str(per_day.get(d, 0)) for d in days), str(sum(per_day.values())))
     for topic, per_day in sorted(stats.topics_per_day.items()):
         table.add_row(topic, *(str(per_day.get(d, 0)) for d in days), str(sum(per_day.values())))
     if not stats.topics_per_day:
@@ -214,6 +233,10 @@ def render_stats(stats: Stats, console: Console) -> None:
         table.add_row(state, str(stats.outbox.get(state, 0)))
     table.add_row("active chats", str(stats.chats_active))
     console.print(table)
+    if stats.telegram_unreachable_since is not None:
+        console.print(f"Telegram: the Bot API cannot be reached since {stats.telegram_unreachable_since:%Y-%m-%d %H:%M} UTC"
+                      f" ({ago(stats.telegram_unreachable_since, now)}): {stats.telegram_problem}; alerts wait in the outbox",
+                      markup=False, highlight=False)
     if stats.recent_failures:
         console.print("Recent delivery problems:")
         for f in stats.recent_failures:

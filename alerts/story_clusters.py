@@ -1,17 +1,23 @@
-"""Which alerting stories report the same event: signatures and cluster membership in SQLite.
+"""Which alerting stories report the same event: sketches and cluster membership in SQLite.
 
-Only stories that alert (or could alert a chat) are indexed, so the candidates a new story
-is compared with stay few: those seen within the clusterer's window. A story that joins an
-existing cluster alerts only the chats that have not had an alert from that cluster, and
-the cluster's other outlets are shown as "also reported by" on alerts not yet sent.
+Only stories that alert (or could alert a chat) are indexed. Each indexed story's look-up
+keys (`alerts.clustering.Sketch.keys`) go into `cluster_keys`, so the candidates of a new story
+are found by an index look-up of its keys, whatever the number of recent stories; keys older
+than twice the clusterer's window are purged. A story that joins an existing cluster alerts
+only the chats that have not had an alert from that cluster, and the cluster's other outlets
+are shown as "also reported by" on alerts not yet sent.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime
 
+from alerts.clustering import Sketch
 from crawler.store import db_time
+
+MAX_CANDIDATES = 16  # clusters compared with a new story: those whose stories share most keys with it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS story_clusters (
@@ -23,26 +29,62 @@ CREATE TABLE IF NOT EXISTS story_clusters (
 );
 CREATE INDEX IF NOT EXISTS story_clusters_seen ON story_clusters(seen);
 CREATE INDEX IF NOT EXISTS story_clusters_cluster ON story_clusters(cluster_id);
+CREATE TABLE IF NOT EXISTS cluster_keys (
+    key        INTEGER NOT NULL,
+    story      INTEGER NOT NULL,  -- story_clusters.rowid
+    PRIMARY KEY (key, story)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cluster_keys_story ON cluster_keys(story);
 """
 
 
 class StoryClusters:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._forgotten_until: str | None = None
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(story_clusters)")}
+        if "title" not in columns:  # a database of an earlier release
+            conn.execute("ALTER TABLE story_clusters ADD COLUMN title BLOB NOT NULL DEFAULT x'00000000'")
 
-    def recent(self, since: datetime) -> list[tuple[str, bytes, datetime]]:
-        """(cluster_id, signature, seen) of the stories indexed since `since`."""
+    def candidates(self, keys: Iterable[int], since: datetime) -> list[tuple[str, Sketch, datetime]]:
+        """(cluster_id, sketch, seen) of the clusters with a story seen since `since` that shares
+        a look-up key with `keys`: for each, its story sharing most keys, those sharing most
+        first (at most `MAX_CANDIDATES`)."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        # per cluster, its story sharing most keys (SQLite takes the bare columns from the MAX row)
         rows = self.conn.execute(
-            "SELECT cluster_id, signature, seen FROM story_clusters WHERE seen >= ?", (db_time(since),)
+            "SELECT c.cluster_id, c.signature, c.title, c.seen, MAX(k.shared) AS best FROM story_clusters c JOIN"
+            f" (SELECT story, COUNT(*) AS shared FROM cluster_keys WHERE key IN ({marks}) GROUP BY story) k"
+            " ON c.rowid = k.story WHERE c.seen >= ? GROUP BY c.cluster_id ORDER BY best DESC LIMIT ?",
+            (*keys, db_time(since), MAX_CANDIDATES),
         )
-        return [(r[0], bytes(r[1]), datetime.fromisoformat(r[2])) for r in rows]
+        return [(r[0], Sketch(bytes(r[1]), bytes(r[2]), ()), datetime.fromisoformat(r[3])) for r in rows]
 
-    def add(self, story_id: str, cluster_id: str, source: str, signature: bytes, seen: datetime) -> None:
-        self.conn.execute(
-            "INSERT OR IGNORE INTO story_clusters (story_id, cluster_id, source, signature, seen) VALUES (?,?,?,?,?)",
-            (story_id, cluster_id, source, signature, db_time(seen)),
+    def add(self, story_id: str, cluster_id: str, source: str, sketch: Sketch, seen: datetime) -> None:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO story_clusters (story_id, cluster_id, source, signature, title, seen)"
+            " VALUES (?,?,?,?,?,?)",
+            (story_id, cluster_id, source, sketch.signature, sketch.title, db_time(seen)),
         )
+        if cur.rowcount:
+            self.conn.executemany("INSERT OR IGNORE INTO cluster_keys (key, story) VALUES (?, ?)",
+                                  [(key, cur.lastrowid) for key in sketch.keys])
+
+    def forget_keys(self, before: datetime) -> int:
+        """Drop the look-up keys of stories seen before `before` (they are past any window)."""
+        after = self._forgotten_until or ""
+        if after >= db_time(before):
+            return 0
+        count = self.conn.execute(
+            "DELETE FROM cluster_keys WHERE story IN"
+            " (SELECT rowid FROM story_clusters WHERE seen >= ? AND seen < ?)", (after, db_time(before)),
+        ).rowcount
+        self._forgotten_until = db_time(before)
+        return count
 
     def chats_alerted(self, cluster_id: str) -> set[int]:
         """Chats that already have an alert (sent or waiting) for a story of this cluster."""

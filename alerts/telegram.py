@@ -3,16 +3,20 @@
 `build_application()` points PTB at `telegram.api_url` (Telegram, or a local Bot API
 server) with PTB's `AIORateLimiter` keeping under Telegram's limits; retries are not left to
 the limiter but decided durably by the notifier. `TelegramSink` sends one alert and maps
-PTB's exceptions onto the notifier's delivery errors. The token is never logged.
+PTB's exceptions onto the notifier's delivery errors. `TelegramLink` connects the bot beside
+everything else and says whether the Bot API can be reached. The token is never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
+import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # retry_after as a timedelta, without deprecation noise
@@ -25,6 +29,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from alerts.config import TelegramConfig
 from alerts.format import AlertView, render_alert, render_alert_plain, render_digest
 from alerts.notifier import ChatGone, ChatMoved, Rejected, RetryLater
+from crawler.clock import Clock
 
 log = logging.getLogger("newswatch.telegram")
 # The limiter logs every 429 as an error with a traceback; the notifier reschedules those
@@ -53,11 +58,133 @@ def build_application(token: str, config: TelegramConfig) -> Application:
     )
 
 
+class TelegramLink:
+    """Whether the Bot API can be reached, and the task that connects the bot to it.
+
+    Collecting never waits for Telegram: the daemon starts the scheduler, the crawler and the
+    outbox at once and runs `connect_forever()` beside them. It initialises the Application,
+    publishes the command menu and starts polling as soon as the Bot API answers, retrying with
+    backoff (2 s doubling to 60 s, with jitter). A send or a poll that cannot reach the Bot API
+    calls `lost()`: sends pause (alerts wait in the outbox, in order) and the task probes with
+    getMe until the Bot API answers again, then `on_up` wakes delivery. An outage is logged once
+    when it starts and once when it ends, and `on_change(since, reason)` records it (the
+    daemon keeps it in the database, where `newswatch stats` reads it).
+    """
+
+    FIRST_DELAY = 2.0
+    MAX_DELAY = 60.0
+
+    def __init__(self, application: Application, clock: Clock, *, api_url: str,
+                 start: Callable[[], Awaitable[None]], on_up: Callable[[], None] = lambda: None,
+                 on_change: Callable[[datetime | None, str], None] = lambda since, reason: None,
+                 rng: random.Random | None = None) -> None:
+        self.application = application
+        self.clock = clock
+        self.api_url = api_url
+        self._start = start  # initialise, publish the menu, start polling: once the Bot API answers
+        self.on_up = on_up
+        self.on_change = on_change
+        self.rng = rng or random.Random()
+        self.up = False
+        self.started = False
+        self.down_since: datetime | None = None
+        self.reason = ""
+        self._lost = asyncio.Event()
+
+    @property
+    def available(self) -> bool:
+        return self.up
+
+    def describe(self) -> str:
+        """"reachable", "unreachable since <time>: <reason>", or "connecting"."""
+        if self.up:
+            return "reachable"
+        if self.down_since is not None:
+            return f"unreachable since {self.down_since.isoformat(timespec='seconds')}: {self.reason}"
+        return "connecting"
+
+    def lost(self, reason: str) -> None:
+        """The Bot API could not be reached (a send, a poll or a probe failed on the network)."""
+        first = self.down_since is None
+        self.up = False
+        self.reason = reason
+        if first:
+            self.down_since = self.clock.now()
+            log.warning("the Telegram Bot API at %s cannot be reached (%s); sources are still polled and "
+                        "alerts wait in the outbox until it answers (retrying every %.0fs at most)",
+                        self.api_url, reason, self.MAX_DELAY)
+            self.on_change(self.down_since, reason)
+        self._lost.set()
+
+    def _reached(self) -> None:
+        if self.down_since is not None:
+            seconds = (self.clock.now() - self.down_since).total_seconds()
+            log.warning("the Telegram Bot API answers again after %.0fs; delivering the alerts that waited", seconds)
+            self.on_change(None, "")
+        self.up = True
+        self.down_since = None
+        self.reason = ""
+        self.on_up()
+
+    def polling_error(self, error: TelegramError) -> None:
+        """PTB's `error_callback` for getUpdates: a network failure is an outage (PTB retries the poll)."""
+        if isinstance(error, NetworkError):
+            self.lost(f"{type(error).__name__}: {error.message}")
+        else:
+            log.warning("polling Telegram for updates: %s: %s", type(error).__name__, error.message)
+
+    async def check_once(self) -> bool:
+        """Initialise the Application once (for a single pass): True when the Bot API answered."""
+        try:
+            await self.application.initialize()
+        except Exception as exc:
+            self.lost(f"{type(exc).__name__}: {exc}")
+            return False
+        self._reached()
+        return True
+
+    async def connect_forever(self) -> None:
+        """Connect, then wait for an outage and reconnect; runs until cancelled."""
+        delay = self.FIRST_DELAY
+        while True:
+            if self.up:
+                await self._lost.wait()
+                self._lost.clear()
+                delay = self.FIRST_DELAY
+                continue
+            try:
+                if self.started:
+                    await self.application.bot.get_me()
+                else:
+                    await self._start()
+                    self.started = True
+            except asyncio.CancelledError:
+                raise
+            except InvalidToken:
+                self.lost("Telegram refused the bot token (check NEWSWATCH_TELEGRAM_TOKEN)")
+            except Exception as exc:  # unreachable, DNS, TLS, 5xx: the same wait and retry
+                self.lost(f"{type(exc).__name__}: {exc}")
+                log.debug("Telegram still unreachable: %s: %s; next try in %.0fs", type(exc).__name__, exc, delay)
+            else:
+                self._reached()
+                self._lost.clear()
+                continue
+            self._lost.clear()
+            await asyncio.sleep(delay * self.rng.uniform(0.75, 1.25))
+            delay = min(delay * 2, self.MAX_DELAY)
+
+
 class TelegramSink:
     """Sends alerts with the Application's bot; HTML first, plain text if the markup is refused."""
 
-    def __init__(self, application: Application) -> None:
+    def __init__(self, application: Application, link: TelegramLink | None = None) -> None:
         self.bot = application.bot
+        self.link = link
+
+    @property
+    def available(self) -> bool:
+        """False while the Bot API cannot be reached: the notifier then holds Telegram alerts."""
+        return self.link is None or self.link.available
 
     async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None:
         return await self._send(chat_id, thread_id, render_alert(view, tz=tz), lambda: render_alert_plain(view, tz=tz))
@@ -102,7 +229,11 @@ class TelegramSink:
         except InvalidToken:
             raise RetryLater(None, "Telegram refused the bot token (check NEWSWATCH_TELEGRAM_TOKEN)") from None
         except (TimedOut, NetworkError) as exc:
-            raise RetryLater(None, f"Telegram unreachable: {type(exc).__name__}: {exc.message}") from None
+            reason = f"Telegram unreachable: {type(exc).__name__}: {exc.message}"
+            if self.link is None:
+                raise RetryLater(None, reason) from None
+            self.link.lost(f"{type(exc).__name__}: {exc.message}")  # sends pause until the link is back
+            raise RetryLater(0, reason, count_attempt=False, outage=True) from None
         except TelegramError as exc:
             raise RetryLater(None, f"Telegram error: {exc.message}") from None
         return message.message_id

@@ -5,6 +5,7 @@
     python -m bench matcher                             stories/s on one core
     python -m bench store   --stories 100000,1000000    inserts and dedup look-ups vs store size
     python -m bench soak                                1 h of simulated time: RSS, fds, tasks
+    python -m bench syndication                         clustering vs recent stories; cold poll of copies
     python -m bench all                                 cycle, latency, matcher and store
 
 Everything runs on 127.0.0.1: a feed farm process, the test suite's fake Bot API, and the
@@ -94,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=10, help="the daemon's request timeout, s (10)")
     p.add_argument("--concurrency", type=int, default=32)
 
+    p = sub.add_parser("syndication", help="clustering rate vs recent stories; cold poll of syndicated real stories")
+    _common(p)
+    p.add_argument("--sizes", type=_sizes, default=_sizes("1000,10000,100000"), help="recent stories (1000,10000,100000)")
+    p.add_argument("--probe", type=int, default=2000, help="new stories clustered at each size (2000)")
+    p.add_argument("--linear-up-to", type=int, default=10000,
+                   help="also compare with every recent story up to this size (10000)")
+    p.add_argument("--feeds", type=int, default=1000, help="feeds in the cold poll; 0 skips it (1000)")
+    p.add_argument("--per-feed", type=int, default=20, help="items per feed (20)")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--profile", action="store_true", help="also profile the cold poll with cProfile")
+    p.add_argument("--profile-top", type=int, default=25)
+
     p = sub.add_parser("all", help="cycle, latency, matcher and store with their defaults")
     _common(p)
     cycle_options(p, "1000,5000,10000")
@@ -134,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import soak
 
         return soak.main(args)
+    if args.mode == "syndication":
+        from bench import syndication
+
+        return syndication.main(args)
     if args.mode == "all":
         from bench import cycle, latency, matcher, storage
 

@@ -47,7 +47,7 @@ import trafilatura
 from parsel import Selector
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom
 
-from crawler.story import Story, story_id
+from crawler.story import FUTURE_TOLERANCE, Story, settle_date, story_id
 from crawler.urls import canonical_url
 
 MAX_PAGE_BYTES = 4_000_000
@@ -57,7 +57,6 @@ MAX_TEXT_CHARS = 100_000
 SHORT_TEXT = 200
 DETECTION_SAMPLE = 64 * 1024
 LEGACY_ENCODINGS = ("cp949", "gb18030", "big5", "cp932", "euc_jp", "cp1251", "cp1252")
-FUTURE_TOLERANCE = timedelta(days=1)
 
 UTC = timezone.utc
 
@@ -561,11 +560,9 @@ def article_story(
     heading = _clean(title) or article.title
     if not heading and not article.text:
         return None
-    when = published or article.published or modified or now
-    if when > now + FUTURE_TOLERANCE:
-        when = now
+    when = next((d for d in (settle_date(m, now) for m in (published, article.published, modified)) if d), None)
     return Story(
         id=story_id(source, link, guid or link), source=source, url=link, title=heading or article.text[:120],
-        text=article.text or article.description, published=when, guid=guid or link,
-        language=article.language, author=article.author,
+        text=article.text or article.description, published=when or now, guid=guid or link,
+        language=article.language, author=article.author, dated=when is not None,
     )

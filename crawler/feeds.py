@@ -40,11 +40,10 @@ from urllib.parse import urljoin
 import charset_normalizer
 import feedparser
 
-from crawler.story import Story, story_id
+from crawler.story import Story, settle_date, story_id
 from crawler.urls import canonical_url
 
 MAX_BYTES = 10 * 1024 * 1024
-FUTURE_TOLERANCE = timedelta(days=1)
 ENTITY_VALUE_LIMIT = 256
 ENTITY_EXPANSION_LIMIT = 64 * 1024
 DETECTION_SAMPLE = 256 * 1024
@@ -618,16 +617,18 @@ def _story(
     guid = item.guid.strip() or absolute
     language = (item.language or feed_language).strip().lower()
     texts = [_plain_text(text) for text in item.texts if text]
+    published = _published(item.dates, language, now)
     return Story(
         id=story_id(source, url, guid or title),
         source=source,
         url=url,
         title=title,
         text=max(texts, key=len, default=""),
-        published=_published(item.dates, language, now),
+        published=published or now,
         guid=guid,
         language=language,
         author=_inline_text(item.author),
+        dated=published is not None,
     )
 
 
@@ -688,13 +689,13 @@ _TRAILING_ZONE = re.compile(r"(?:[+-]\d{2}:?\d{2}|[A-Za-z]\)?)$")
 _LOCAL_FORMATS = ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
 
 
-def _published(dates: tuple[tuple[str, Any], ...], language: str, now: datetime) -> datetime:
-    """The first readable date of the entry in UTC, else `now`; never more than a day ahead."""
+def _published(dates: tuple[tuple[str, Any], ...], language: str, now: datetime) -> datetime | None:
+    """The first readable date of the entry in UTC (`settle_date`d), else None."""
     for raw, parsed in dates:
-        moment = _read_date(raw, parsed, language)
+        moment = settle_date(_read_date(raw, parsed, language), now)
         if moment is not None:
-            return now if moment > now + FUTURE_TOLERANCE else moment
-    return now
+            return moment
+    return None
 
 
 def _read_date(raw: str, parsed: Any, language: str) -> datetime | None:

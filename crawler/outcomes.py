@@ -2,7 +2,9 @@
 
 Owns `FetchOutcome` (one request to one source), `CrawlSummary` (one pass over a batch of
 sources), `OutcomeRecorder` (persisting outcomes: new stories and validators on success,
-failure counts and backoff otherwise) and `describe_error`, which turns any download
+failure counts and backoff otherwise), `hold_reason` (which new stories may never alert:
+those published longer ago than the source's `alert_max_age`, and undated items of a source's
+first successful fetch, which are a baseline, not news) and `describe_error`, which turns any download
 exception, whichever HTTP client raised it, into one short, precise line. Both fetch paths,
 the feed reader (`crawler.feed_reader`) and the Scrapy spiders (`crawler.fetch`,
 `crawler.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
@@ -22,7 +24,7 @@ from crawler.clock import Clock
 from crawler.feeds import ParsedFeed
 from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
 from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.store import StoryStore
+from crawler.store import HELD_BASELINE, HELD_TOO_OLD, StoryStore
 from crawler.story import Story
 
 log = logging.getLogger("newswatch.crawler")
@@ -70,12 +72,37 @@ class CrawlSummary:
     seconds: float = 0.0
     new: list[Story] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    too_old: int = 0  # new stories stored without alerting: published before alert_max_age
+    baseline: int = 0  # new undated stories of a source's first fetch, stored without alerting
+    first_fetch: set[str] = field(default_factory=set)  # sources fetched successfully for the first time
 
-    def add_new(self, stories: list[Story]) -> None:
+    def add_new(self, stories: list[Story], held: dict[str, str]) -> None:
         self.stories_new += len(stories)
+        for story in stories:
+            reason = held.get(story.id)
+            self.too_old += reason == HELD_TOO_OLD
+            self.baseline += reason == HELD_BASELINE
         room = NEW_STORIES_KEPT - len(self.new)
         if room > 0:
             self.new.extend(stories[:room])
+
+
+def held_note(summary: CrawlSummary) -> str:
+    """", 12 too old to alert, 3 undated on a first fetch" (or "") for a pass's summary line."""
+    parts = []
+    if summary.too_old:
+        parts.append(f"{summary.too_old} too old to alert")
+    if summary.baseline:
+        parts.append(f"{summary.baseline} undated on a first fetch (not alerted)")
+    return "".join(f", {p}" for p in parts)
+
+
+def hold_reason(story: Story, fetched: Any, max_age: int, first_fetch: bool) -> str:
+    """Why a new story may not alert ('' when it may): published more than `max_age` seconds
+    before it was fetched, or undated on its source's first successful fetch."""
+    if not story.dated:
+        return HELD_BASELINE if first_fetch else ""
+    return HELD_TOO_OLD if (fetched - story.published).total_seconds() > max_age else ""
 
 
 def answered_outcome(
@@ -117,8 +144,9 @@ class OutcomeRecorder:
     def __init__(
         self, store: StoryStore, clock: Clock, config: CrawlerConfig,
         on_new_stories: Callable[[str, list[Story]], None] | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, alert_max_age: int = 24 * 3600,
     ) -> None:
+        self.alert_max_age = alert_max_age  # for sources that do not set their own
         self.store = store
         self.clock = clock
         self.config = config
@@ -154,18 +182,19 @@ class OutcomeRecorder:
         if outcome.article:
             return self._record_page(outcome, summary)
         if outcome.ok:
+            held = self._held(outcome, summary, now)
             new = self.store.record_success(
                 source.name, at=now, status=outcome.status or 0, etag=outcome.etag,
                 last_modified=outcome.last_modified, stories=outcome.stories,
                 not_before=not_before(now, outcome.fresh_for if outcome.fresh_for > source.interval else 0),
-                note=outcome.note,
+                note=outcome.note, held=held,
             )
             if outcome.status == 304:
                 summary.not_modified += 1
             else:
                 summary.ok += 1
             summary.stories_seen += len(outcome.stories)
-            summary.add_new(new)
+            summary.add_new(new, held)
             if outcome.note:
                 log.warning("source %s: %s", source.name, outcome.note)
             if new and self.on_new_stories:
@@ -197,12 +226,27 @@ class OutcomeRecorder:
             log.info("source %s: %s", source.name, outcome.note)
         if not outcome.stories:
             return []
-        new = self.store.add_stories(outcome.stories, self.clock.now())
+        now = self.clock.now()
+        held = self._held(outcome, summary, now)
+        new = self.store.add_stories(outcome.stories, now, held)
         summary.stories_seen += len(outcome.stories)
-        summary.add_new(new)
+        summary.add_new(new, held)
         if new and self.on_new_stories:
             self.on_new_stories(source.name, new)
         return new
+
+
+    def _held(self, outcome: FetchOutcome, summary: CrawlSummary, now: Any) -> dict[str, str]:
+        """The stories of an outcome that may not alert, with the reason (`hold_reason`).
+        A source's first fetch is one whose source had no successful fetch before this pass."""
+        source = outcome.source
+        if source.name not in summary.first_fetch and self.store.fetch_state(source.name).last_success is None:
+            summary.first_fetch.add(source.name)
+        if not outcome.stories:
+            return {}
+        first = source.name in summary.first_fetch
+        max_age = source.alert_max_age or self.alert_max_age
+        return {s.id: reason for s in outcome.stories if (reason := hold_reason(s, now, max_age, first))}
 
 
 def describe_error(exc: BaseException) -> str:

@@ -134,6 +134,7 @@ class SourceConfig(BaseModel):
     depth: int = Field(default=1, ge=1, le=20)
     selectors: SelectorsConfig | None = None
     max_articles: int = Field(default=50, ge=1, le=1000)
+    alert_max_age: Duration | None = None  # stories published longer ago never alert; None: the top-level value
 
     @property
     def urls(self) -> tuple[str, ...]:

@@ -3,14 +3,16 @@
 `open_database()` opens (and creates) the file in WAL mode; every other module that keeps
 state in the same file (subscriptions, outbox) takes that connection in its constructor.
 `StoryStore` deduplicates stories by id, canonical URL and per-source GUID, so a story that
-is re-published, re-dated or re-linked with tracking parameters is stored once.
+is re-published, re-dated or re-linked with tracking parameters is stored once. A story
+stored with a `held` reason (too old, or an undated item of a source's first fetch) is kept,
+searchable and counted, but never alerts.
 All methods run on the daemon's event-loop thread; each write is one short transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 from crawler.story import Story
 
 MAX_TEXT_CHARS = 50_000
+HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
+HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -31,7 +35,8 @@ CREATE TABLE IF NOT EXISTS stories (
     published  TEXT NOT NULL,
     fetched    TEXT NOT NULL,
     language   TEXT NOT NULL DEFAULT '',
-    author     TEXT NOT NULL DEFAULT ''
+    author     TEXT NOT NULL DEFAULT '',
+    held       TEXT NOT NULL DEFAULT ''  -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS stories_url ON stories(url) WHERE url != '';
 CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
@@ -65,7 +70,16 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.executescript(_SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Columns added since the first release, for a database written by an earlier one."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
+    if "held" not in columns:
+        conn.execute("ALTER TABLE stories ADD COLUMN held TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
 
 
 class transaction:
@@ -122,6 +136,7 @@ class StoredStory:
     seq: int
     story: Story
     fetched: datetime
+    held: str = ""  # why it may not alert ('' when it may)
 
 
 class StoryStore:
@@ -131,10 +146,11 @@ class StoryStore:
         self.conn = conn
 
     # -- stories ---------------------------------------------------------------------------
-    def add_stories(self, stories: Iterable[Story], fetched: datetime) -> list[Story]:
-        """Insert the stories not seen before (in one transaction); return the new ones."""
+    def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}) -> list[Story]:
+        """Insert the stories not seen before (in one transaction); return the new ones.
+        `held` maps a story id to the reason it may not alert."""
         with transaction(self.conn) as conn:
-            return _insert_new(conn, stories, fetched)
+            return _insert_new(conn, stories, fetched, held)
 
     def known_urls(self, urls: Iterable[str]) -> set[str]:
         """Those of `urls` already stored (to skip fetching articles we have)."""
@@ -166,6 +182,13 @@ class StoryStore:
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
 
+    def held_since(self, since: datetime) -> dict[str, int]:
+        """Stories stored since `since` that may not alert, counted by reason."""
+        rows = self.conn.execute(
+            "SELECT held, COUNT(*) FROM stories WHERE held != '' AND fetched >= ? GROUP BY held", (db_time(since),)
+        )
+        return {r[0]: r[1] for r in rows}
+
     # -- fetch state -------------------------------------------------------------------------
     def fetch_state(self, source: str) -> FetchState:
         row = self.conn.execute("SELECT * FROM fetch_state WHERE source = ?", (source,)).fetchone()
@@ -186,10 +209,11 @@ class StoryStore:
     def record_success(
         self, source: str, *, at: datetime, status: int, etag: str | None, last_modified: str | None,
         stories: Iterable[Story], not_before: datetime | None = None, note: str = "",
+        held: Mapping[str, str] = {},
     ) -> list[Story]:
         """Store a successful fetch's stories and its validators in one transaction."""
         with transaction(self.conn) as conn:
-            new = _insert_new(conn, stories, at)
+            new = _insert_new(conn, stories, at, held)
             conn.execute(
                 "INSERT INTO fetch_state (source, etag, last_modified, last_attempt, last_success,"
                 " last_status, last_error, failures, not_before, stories_total)"
@@ -235,7 +259,7 @@ def _row_story(row: sqlite3.Row) -> StoredStory:
         published=datetime.fromisoformat(row["published"]), guid=row["guid"],
         language=row["language"], author=row["author"],
     )
-    return StoredStory(seq=row["seq"], story=story, fetched=datetime.fromisoformat(row["fetched"]))
+    return StoredStory(seq=row["seq"], story=story, fetched=datetime.fromisoformat(row["fetched"]), held=row["held"])
 
 
 def _row_state(row: sqlite3.Row) -> FetchState:
@@ -247,16 +271,17 @@ def _row_state(row: sqlite3.Row) -> FetchState:
     )
 
 
-def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime) -> list[Story]:
+def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime,
+                held: Mapping[str, str]) -> list[Story]:
     new: list[Story] = []
     for story in stories:
         cur = conn.execute(
             "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
-            " fetched, language, author) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " fetched, language, author, held) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 story.id, story.source, story.guid, story.url, story.title,
                 story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
-                story.language, story.author,
+                story.language, story.author, held.get(story.id, ""),
             ),
         )
         if cur.rowcount:

@@ -3,13 +3,20 @@
 A story is immutable and carries timezone-aware datetimes. Its `id` is stable across polls,
 GUID rewrites and tracking parameters: it derives from the canonical URL when the item has a
 link, and from the source name and GUID otherwise.
+
+`published` is when the source says the story was published, read by `settle_date`: a date
+before 1970 or more than a day ahead of the fetch is no date at all (`dated` is then False and
+`published` is the fetch time), and a date less than a day ahead (clock skew) is the fetch time.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +30,7 @@ class Story:
     guid: str = ""
     language: str = ""
     author: str = ""
+    dated: bool = True  # False: the source gave no usable date, and `published` is the fetch time
 
     def __post_init__(self) -> None:
         if self.published.tzinfo is None:
@@ -33,3 +41,11 @@ def story_id(source: str, canonical_url: str, guid: str) -> str:
     """The stable id: the canonical URL when there is one, else the source-scoped GUID."""
     key = canonical_url if canonical_url else f"{source}\x00{guid}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
+
+
+def settle_date(moment: datetime | None, now: datetime) -> datetime | None:
+    """A publication date as stories carry it: None when there is none or it cannot be one
+    (before 1970, or more than a day after `now`); `now` when it is ahead of `now` by less."""
+    if moment is None or moment < EARLIEST_DATE or moment > now + FUTURE_TOLERANCE:
+        return None
+    return min(moment, now)

@@ -183,7 +183,7 @@ def test_http_port_in_use_is_a_config_error(tmp_path) -> None:
 
         async def start() -> None:
             await start_http(config, Metrics(), store=store, outbox=outbox, notifier=notifier,
-                             scheduler=lambda: None, sources=lambda: [])
+                             scheduler=lambda: None, sources=lambda: [], telegram=lambda: "not used")
 
         with pytest.raises(ConfigError, match=rf"http.listen: cannot listen on 127.0.0.1:{port}: "):
             asyncio.run(start())
@@ -250,7 +250,7 @@ def test_crawl_once_progress_on_a_terminal_plain_lines_otherwise_then_export(tmp
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 1 and records[0]["title"] == SEED.title
     assert {"summit"} <= {t["topic"] for t in records[0]["topics"]}
-    assert records[0]["published"] == "2019-01-08T03:00:00+00:00"
+    assert records[0]["published"] == SEED.published.isoformat(timespec="seconds")
     assert "Kim Jong Un arrived in Beijing by train" in records[0]["text"]
     assert _cli("export", "--since", "2100-01-01", "-c", str(config)).stdout == ""
 

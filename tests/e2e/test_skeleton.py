@@ -26,7 +26,7 @@ SEED = FeedItem(
         "Trump. Analysts expect Kim to seek Beijing's backing for an easing of sanctions in return "
         "for steps toward denuclearisation."
     ),
-    published=datetime(2019, 1, 8, 3, 0, tzinfo=UTC),
+    published=datetime.now(UTC) - timedelta(hours=2),
 )
 
 G20 = FeedItem(
@@ -38,7 +38,7 @@ G20 = FeedItem(
         "Monday, where host Brazil launched a global alliance against hunger and poverty and pressed "
         "for a tax on the super-rich."
     ),
-    published=datetime(2024, 11, 18, 15, 0, tzinfo=UTC),
+    published=datetime.now(UTC) - timedelta(hours=3),
 )
 
 

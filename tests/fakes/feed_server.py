@@ -28,6 +28,7 @@ class FeedItem:
     guid: str = ""
     published: datetime = field(default_factory=lambda: datetime.now(UTC))
     pub_date_text: str = ""  # raw <pubDate> when a test needs an exact string (e.g. "... KST")
+    undated: bool = False  # no <pubDate> at all
 
 
 def rss(items: list[FeedItem], *, title: str = "Test feed", link: str = "http://example.invalid/", language: str = "en") -> bytes:
@@ -43,7 +44,8 @@ def rss(items: list[FeedItem], *, title: str = "Test feed", link: str = "http://
         parts.append(
             f"<item><title>{escape(item.title)}</title><link>{escape(item.link)}</link>"
             f"<description>{escape(item.description)}</description>"
-            f'<guid isPermaLink="false">{escape(guid)}</guid><pubDate>{escape(date)}</pubDate></item>'
+            f'<guid isPermaLink="false">{escape(guid)}</guid>'
+            + ("" if item.undated else f"<pubDate>{escape(date)}</pubDate>") + "</item>"
         )
     parts.append("</channel></rss>")
     return "".join(parts).encode("utf-8")

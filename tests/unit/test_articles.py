@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gzip
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -158,9 +160,14 @@ def test_article_story_prefers_sitemap_title_and_date_and_clamps_the_future() ->
     assert story is not None
     assert (story.title, story.url, story.published) == ("Sitemap title", "https://news.example.com/a/1",
                                                          datetime(2024, 12, 31, tzinfo=UTC))
-    future = article_story(article, source="s", url="https://e.com/2", now=now,
-                           published=now + timedelta(days=3))
-    assert future is not None and future.published == now
+    skewed = article_story(article, source="s", url="https://e.com/2", now=now, published=now + timedelta(hours=3))
+    assert skewed is not None and (skewed.published, skewed.dated) == (now, True)
+    # more than a day ahead is no date: the page's own date is used instead
+    future = article_story(article, source="s", url="https://e.com/2", now=now, published=now + timedelta(days=3))
+    assert future is not None and future.published == article.published and future.dated
+    undated = article_story(replace(article, published=None), source="s", url="https://e.com/4", now=now,
+                            published=datetime(1, 1, 1, tzinfo=UTC))
+    assert undated is not None and (undated.published, undated.dated) == (now, False)
     empty = extract_article(b"<html><body></body></html>", "https://e.com/3")
     assert article_story(empty, source="s", url="https://e.com/3", now=now) is None
 

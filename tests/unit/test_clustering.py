@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.clustering import StoryClusterer, shingles
+from alerts.clustering import StoryClusterer, clean_title, shingles
 
 T0 = datetime(2019, 1, 8, 9, 0, tzinfo=UTC)
 
@@ -131,10 +131,10 @@ def test_short_texts_need_jaccard_not_containment(clusterer: StoryClusterer) -> 
 
 
 def test_match_cluster_picks_best_candidate_in_window(clusterer: StoryClusterer) -> None:
-    story = clusterer.signature(KIM_XI_TITLE, KIM_XI)
-    copy = clusterer.signature(KIM_XI_TITLE, KIM_XI)
-    version = clusterer.signature(KIM_XI_TITLE, KIM_XI[:300])
-    other = clusterer.signature(SANCTIONS_TITLE, SANCTIONS)
+    story = clusterer.sketch(KIM_XI_TITLE, KIM_XI)
+    copy = clusterer.sketch(KIM_XI_TITLE, KIM_XI)
+    version = clusterer.sketch(KIM_XI_TITLE, KIM_XI[:300])
+    other = clusterer.sketch(SANCTIONS_TITLE, SANCTIONS)
     candidates = [
         ("other", other, T0),
         ("old-copy", copy, T0 - timedelta(days=3)),
@@ -148,7 +148,7 @@ def test_match_cluster_picks_best_candidate_in_window(clusterer: StoryClusterer)
 
 def test_window_is_configurable() -> None:
     clusterer = StoryClusterer(window=timedelta(hours=1))
-    sig = clusterer.signature(KIM_XI_TITLE, KIM_XI)
+    sig = clusterer.sketch(KIM_XI_TITLE, KIM_XI)
     assert clusterer.match_cluster(sig, T0, [(7, sig, T0 - timedelta(minutes=30))]) == 7
     assert clusterer.match_cluster(sig, T0, [(7, sig, T0 - timedelta(hours=2))]) is None
 
@@ -175,3 +175,66 @@ def test_bad_settings(kwargs: dict[str, object]) -> None:
 def test_bad_signature(clusterer: StoryClusterer) -> None:
     with pytest.raises(ValueError):
         clusterer.similarity(b"xyz", clusterer.signature("a b c", ""))
+
+
+# -- short and title-only items ---------------------------------------------------------------
+
+AGGREGATOR_COPIES = [
+    # (an outlet's full story, its aggregator copy as fetched: title with the outlet, link-only text)
+    ((KIM_XI_TITLE, KIM_XI), (f"{KIM_XI_TITLE} - Reuters", f"{KIM_XI_TITLE}\xa0\xa0Reuters")),
+    ((KIM_XI_TITLE, KIM_XI), (f"{KIM_XI_TITLE} | Yonhap News Agency", "")),
+    ((KIM_XI_TITLE, KIM_XI), (f"{KIM_XI_TITLE} (AP)", "")),
+    ((SUMMIT_KO_TITLE, SUMMIT_KO), (f"{SUMMIT_KO_TITLE} - 연합뉴스", f"{SUMMIT_KO_TITLE}  연합뉴스")),
+    ((SANCTIONS_TITLE, SANCTIONS), (f"{SANCTIONS_TITLE} — The Korea Herald", "[Seoul, Jan 8 (Reuters)] -")),
+]
+
+
+@pytest.mark.parametrize(("full", "copy"), AGGREGATOR_COPIES)
+def test_title_only_copies_join_the_full_story_in_either_order(
+    clusterer: StoryClusterer, full: tuple[str, str], copy: tuple[str, str]
+) -> None:
+    a, b = clusterer.sketch(*full), clusterer.sketch(*copy)
+    assert set(a.keys) & set(b.keys), "the copy would never be compared with the story"
+    assert clusterer.same_story(a, b) and clusterer.same_story(b, a)
+    assert clusterer.match_cluster(b, T0, [("full", a, T0)]) == "full"
+    assert clusterer.match_cluster(a, T0, [("copy", b, T0)]) == "copy"
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    # distinct stories, one of them title-only: their headlines differ
+    ((KIM_XI_TITLE, KIM_XI), ("Kim Jong Un inspects new destroyer at Nampo shipyard - KCNA", "")),
+    ((SANCTIONS_TITLE, SANCTIONS), ("UN panel says Iran oil shipments to China continue - Reuters", "")),
+    (("North Korea fires ballistic missile - Reuters", ""), ("North Korea fires artillery near border - AP", "")),
+    ((SUMMIT_KO_TITLE, ""), (REGULATOR_KO_TITLE, "")),
+    # too short a headline to tell anything
+    (("Breaking - Reuters", ""), ("Breaking - AP", "")),
+])
+def test_distinct_title_only_items_stay_apart(clusterer: StoryClusterer, a: tuple[str, str], b: tuple[str, str]) -> None:
+    assert not clusterer.same_story(clusterer.sketch(*a), clusterer.sketch(*b))
+
+
+@pytest.mark.parametrize(("title", "clean"), [
+    ("Kim Jong Un arrives in Beijing - Reuters", "Kim Jong Un arrives in Beijing"),
+    ("Kim Jong Un arrives in Beijing | Yonhap News Agency", "Kim Jong Un arrives in Beijing"),
+    ("Kim Jong Un arrives in Beijing (AP)", "Kim Jong Un arrives in Beijing"),
+    ("台湾輸出受注、7月予想上回る62％増 米中が伸び拡大 - ロイター", "台湾輸出受注、7月予想上回る62％増 米中が伸び拡大"),
+    ("Kim arrives - Reuters", "Kim arrives - Reuters"),  # what is left would be no headline
+    ("Trump-Kim summit ends without a deal", "Trump-Kim summit ends without a deal"),
+])
+def test_clean_title_drops_an_outlet_name(title: str, clean: str) -> None:
+    assert clean_title(title) == clean
+
+
+def test_clean_title_is_linear_on_a_hostile_headline() -> None:
+    hostile = "Kim - " + "x" * 200_000 + " y"
+    assert clean_title(hostile).startswith("Kim - xxx")
+
+
+def test_sketch_keys_are_stable_across_processes() -> None:
+    import subprocess
+    import sys
+
+    code = ("from alerts.clustering import StoryClusterer; "
+            f"print(StoryClusterer().sketch({KIM_XI_TITLE!r}, {KIM_XI!r}).keys)")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert other.strip() == str(StoryClusterer().sketch(KIM_XI_TITLE, KIM_XI).keys)

@@ -301,12 +301,17 @@ DATES = [
     ("2019.01.07 10:00", "ko", "2019-01-07T01:00:00"),
     ("Mon, 07 Jan 2019 10:00:00", "ko", "2019-01-07T01:00:00"),
     ("  Mon,  07 Jan 2019\n 10:00:00 GMT ", "", "2019-01-07T10:00:00"),
-    ("Wed, 01 May 2024 14:00:00 GMT", "", "2024-05-01T14:00:00"),
+    # ahead of the fetch by less than a day (clock skew): the fetch time; more, or before 1970: no date
+    ("Wed, 01 May 2024 14:00:00 GMT", "", NOW.replace(tzinfo=None).isoformat()),
     ("Fri, 03 May 2024 12:00:00 GMT", "", NOW.replace(tzinfo=None).isoformat()),
     ("Mon, 07 Jan 2099 10:00:00 GMT", "", NOW.replace(tzinfo=None).isoformat()),
+    ("0001-01-01T00:00:00Z", "", NOW.replace(tzinfo=None).isoformat()),
+    ("Thu, 01 Jan 1920 00:00:00 GMT", "", NOW.replace(tzinfo=None).isoformat()),
     ("yesterday", "", NOW.replace(tzinfo=None).isoformat()),
     ("", "", NOW.replace(tzinfo=None).isoformat()),
 ]
+UNDATED = {"Fri, 03 May 2024 12:00:00 GMT", "Mon, 07 Jan 2099 10:00:00 GMT", "0001-01-01T00:00:00Z",
+           "Thu, 01 Jan 1920 00:00:00 GMT", "yesterday", ""}
 
 
 @pytest.mark.parametrize(("raw", "language", "expected"), DATES)
@@ -317,6 +322,7 @@ def test_dates(raw: str, language: str, expected: str) -> None:
     assert story.published.tzinfo is not None
     assert story.published.utcoffset() == timedelta(0)
     assert story.published == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+    assert story.dated == (raw not in UNDATED)
 
 
 def test_kst_is_nine_hours_ahead_of_utc() -> None:

@@ -122,6 +122,8 @@ def test_fetch_outcomes_are_counted_per_source_and_status() -> None:
 class Hanging:
     """A sink whose sends wait until released, or fail as told."""
 
+    available = True
+
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.fail: Exception | None = None
