@@ -751,8 +751,8 @@ class BotCommands:
         self._sources_changed()
         log.info("source %s added from chat %s: %s every %ss", source.name, chat_id, redact_url(source.url),
                  source.interval)
-        await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(redact_url(source.url))}, polled every "
-                              f"{_every(source.interval)}, starting now. It is kept across restarts; "
+        await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(redact_url(source.url))}, "
+                              f"polled every {_every(source.interval)}, starting now. It is kept across restarts; "
                               f"/disablesource {escape(source.name)} stops it.")
 
     async def disable_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -123,7 +123,8 @@ class GuardedDownloadHandler(AiohttpDownloadHandler):
                                      resolver=getattr(crawler.spider, "resolver", None))
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
-            response_class=_ClientResponse, skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+            response_class=_ClientResponse,
+            skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
         )
 
     async def download_request(self, request: scrapy.Request) -> Any:

@@ -54,8 +54,8 @@ def public():
 
 def _config(tmp_path: Path, sources: list[dict], *, telegram: dict | None = None, crawler: dict | None = None,
             **extra) -> Path:
-    data: dict = {"storage": {"path": "newswatch.db"}, "telegram": telegram or {}, "crawler": {**FAST, **(crawler or {})},
-                  "sources": sources, "topics": shipped_topics(), **extra}
+    data: dict = {"storage": {"path": "newswatch.db"}, "telegram": telegram or {},
+                  "crawler": {**FAST, **(crawler or {})}, "sources": sources, "topics": shipped_topics(), **extra}
     path = tmp_path / "newswatch.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
     return path
