@@ -78,6 +78,7 @@ from alerts.watches import RuleError, Watches, parse_rule
 from crawler.clock import Clock
 from crawler.sources import SourceConfig
 from crawler.store import HELD_BASELINE, HELD_TOO_OLD
+from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch.bot")
 
@@ -723,7 +724,7 @@ class BotCommands:
                 mark, detail = "⏸", "disabled"
             elif state.failures:
                 mark = "⚠️"
-                detail = f"failing {state.failures}× in a row: {escape(state.last_error[:120] or 'error')}"
+                detail = f"failing {state.failures}× in a row: {escape(redact_url(state.last_error)[:120] or 'error')}"
             elif state.last_attempt is None:
                 mark, detail = "⏳", "not fetched yet"
             else:
@@ -750,9 +751,10 @@ class BotCommands:
             await _reply(message, f"Source not added: {escape(str(exc))}")
             return
         self._sources_changed()
-        log.info("source %s added from chat %s: %s every %ss", source.name, chat_id, source.url, source.interval)
-        await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(source.url)}, polled every "
-                              f"{_every(source.interval)}, starting now. It is kept across restarts; "
+        log.info("source %s added from chat %s: %s every %ss", source.name, chat_id, redact_url(source.url),
+                 source.interval)
+        await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(redact_url(source.url))}, "
+                              f"polled every {_every(source.interval)}, starting now. It is kept across restarts; "
                               f"/disablesource {escape(source.name)} stops it.")
 
     async def disable_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -1,7 +1,8 @@
 """The `newswatch` command: run, crawl --once, check-config, explain, eval, stats, export, doctor.
 
 Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
-json), Scrapy's and httpx's chatter kept out, and the bot token masked in every record.
+json), Scrapy's and httpx's chatter kept out, and the bot token and the credentials of any URL
+masked in every record.
 Alerts in console mode go to stdout.
 """
 
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
+from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch")
 
@@ -33,23 +35,25 @@ EXAMPLES = """examples:
 
 
 class _TokenMask(logging.Filter):
+    """Hides the bot token, and the user name and password of every URL, in each record."""
+
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                if secret in message:
-                    message = message.replace(secret, "<token>")
-                    record.msg, record.args = message, None
-            if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                for secret in self.secrets:
-                    text = text.replace(secret, "<token>")
-                record.exc_text = text
+        message = record.getMessage()
+        masked = self._mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<token>")
+        return redact_url(text) if "@" in text else text
 
 
 class _JsonFormatter(logging.Formatter):

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, V
 
 from alerts.service_config import HttpConfig
 from alerts.topics import TopicConfig
+from crawler.addresses import AddressPolicy
 from crawler.sources import CrawlerConfig, Duration, SourceConfig, StorageConfig
+from crawler.urls import redact_url
 
 TOKEN_ENV = "NEWSWATCH_TELEGRAM_TOKEN"
 TOKEN_FILE_ENV = "NEWSWATCH_TELEGRAM_TOKEN_FILE"
@@ -381,9 +383,19 @@ def telegram_token(environ: os._Environ[str] | dict[str, str] | None = None) -> 
     return None
 
 
+def address_policy(config: NewswatchConfig) -> AddressPolicy:
+    """The address policy the config asks for (see `crawler.addresses`)."""
+    return AddressPolicy(allowed_networks=tuple(config.telegram.allow_private_source_networks),
+                         restrict_config_sources=config.crawler.restrict_private_addresses)
+
+
 def redacted(config: NewswatchConfig, token: str | None) -> str:
-    """The effective config as YAML, with secrets hidden (for `check-config`)."""
+    """The effective config as YAML, with secrets hidden (for `check-config`): the token, and
+    the user names and passwords of source URLs."""
     data = config.model_dump(mode="json")
     data["telegram"]["token"] = "<set, hidden>" if token else "<not set: console mode>"
     data["storage"]["resolved_path"] = str(config.database_path)
+    for source in data["sources"]:
+        url = source["url"]
+        source["url"] = [redact_url(u) for u in url] if isinstance(url, list) else redact_url(url)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

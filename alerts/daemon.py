@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TextIO
 
+from aiohttp.abc import AbstractResolver
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.bot import BotCommands
-from alerts.config import ConfigError, NewswatchConfig, load_config
+from alerts.config import ConfigError, NewswatchConfig, address_policy, load_config
 from alerts.dispatch import Dispatcher, DispatchSummary
 from alerts.history import History
 from alerts.matcher import Matcher
@@ -34,6 +35,7 @@ from alerts.runtime_sources import RuntimeSources
 from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import Subscriptions
 from alerts.watches import Watches
+from crawler.addresses import AddressPolicy
 from crawler.clock import Clock, SystemClock
 from crawler.fetch import Crawler
 from crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
@@ -59,7 +61,8 @@ class CycleReport:
 
 class Daemon:
     def __init__(self, config: NewswatchConfig, *, token: str | None, clock: Clock | None = None,
-                 console: TextIO | None = None, rng: random.Random | None = None) -> None:
+                 console: TextIO | None = None, rng: random.Random | None = None,
+                 policy: AddressPolicy | None = None, resolver: AbstractResolver | None = None) -> None:
         self.config = config
         self.token = token
         self.clock = clock or SystemClock()
@@ -70,7 +73,8 @@ class Daemon:
         self.outbox = Outbox(self.conn)
         self.matcher = Matcher(config.topics)
         self.watches = Watches(self.conn)
-        self.runtime_sources = RuntimeSources(self.conn, config.sources, config.telegram.allow_private_source_networks)
+        self.policy = policy or address_policy(config)
+        self.runtime_sources = RuntimeSources(self.conn, config.sources, policy=self.policy, resolver=resolver)
         self.sources = self.runtime_sources.enabled()
         self.scheduler: AsyncIOScheduler | None = None
         self.clusters = StoryClusters(self.conn)
@@ -97,7 +101,7 @@ class Daemon:
         self.recorder.observers.append(self.metrics.fetched)
         self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
         self.metrics.watch(self.outbox, self.notifier)
-        self.crawler = Crawler(config.crawler, self.recorder)
+        self.crawler = Crawler(config.crawler, self.recorder, policy=self.policy, resolver=resolver)
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
@@ -118,7 +122,7 @@ class Daemon:
         if self.link is not None:
             await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
         try:
-            crawl = await self.crawler.crawl(self._fetchable(self.sources))
+            crawl = await self.crawler.crawl(self._fetchable(self.sources), self.runtime_sources.added_from_chat())
             dispatch = self.dispatcher.run()
             delivery = await self.notifier.deliver_due()
         finally:
@@ -335,7 +339,7 @@ class Daemon:
 
     async def _crawl(self, batch: list[SourceConfig]) -> None:
         try:
-            summary = await self.crawler.crawl(batch)
+            summary = await self.crawler.crawl(batch, self.runtime_sources.added_from_chat())
         except asyncio.CancelledError:
             raise
         except Exception:

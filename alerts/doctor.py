@@ -4,7 +4,9 @@ Checks, in order: the config file (loaded by the caller), the database (opened r
 never created), every enabled source (one GET each with a timeout; feeds are parsed), the bot
 token (Telegram's `getMe`), and the `http:` endpoint (is a daemon answering, or is the port
 free?). Each check gives `ok`, `warn` (works, but worth knowing) or `FAIL`. The token never
-appears in the output.
+appears in the output, nor the user names and passwords of source URLs. Sources are fetched
+under the daemon's address policy (`crawler.addresses`), the whole body read up to
+`crawler.max_bytes` before it is parsed.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
 from rich.console import Console
 from rich.markup import escape
 
-from alerts.config import NewswatchConfig
+from alerts.config import NewswatchConfig, address_policy
+from crawler.addresses import AddressPolicy, AddressRefused, GuardedConnector, guarded
 from crawler.feeds import parse_feed
 from crawler.sources import SourceConfig
+from crawler.urls import redact_url
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEFAULT_TIMEOUT = 10.0
 PARALLEL = 8
+READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,25 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-async def check_source(session: aiohttp.ClientSession, source: SourceConfig, timeout: float, max_bytes: int) -> list[Finding]:
+async def check_source(session: aiohttp.ClientSession, source: SourceConfig, timeout: float, max_bytes: int,
+                       policy: AddressPolicy | None = None) -> list[Finding]:
     findings = []
-    for url in source.urls:
-        findings.append(await _check_url(session, source, url, timeout, max_bytes))
+    with guarded((policy or AddressPolicy()).guard(source)):
+        for url in source.urls:
+            finding = await _check_url(session, source, url, timeout, max_bytes)
+            findings.append(Finding(finding.level, finding.check, redact_url(finding.message)))
     return findings
+
+
+async def read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body, or its first `max_bytes + 1` bytes when it is larger."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            break
+    return b"".join(chunks)[: max_bytes + 1]
 
 
 async def _check_url(session: aiohttp.ClientSession, source: SourceConfig, url: str, timeout: float,
@@ -91,10 +111,12 @@ async def _check_url(session: aiohttp.ClientSession, source: SourceConfig, url: 
     started = time.perf_counter()
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=True) as response:
-            body = await response.content.read(max_bytes + 1)
+            body = await read_body(response, max_bytes)
             status = response.status
             content_type = response.headers.get("Content-Type", "")
             final_url = str(response.url)
+    except AddressRefused as exc:
+        return Finding(FAIL, check, str(exc))
     except TimeoutError:
         return Finding(FAIL, check, f"{url}: no answer within {timeout:g}s")
     except aiohttp.ClientConnectorDNSError:
@@ -200,16 +222,19 @@ async def check_http(session: aiohttp.ClientSession, config: NewswatchConfig) ->
     return Finding(WARN, "http", f"nothing answers on {where} (the daemon is not running); the port is free")
 
 
-async def run_checks(config: NewswatchConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> list[Finding]:
+async def run_checks(config: NewswatchConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT,
+                     policy: AddressPolicy | None = None, resolver: aiohttp.abc.AbstractResolver | None = None,
+                     ) -> list[Finding]:
     findings = [check_config(config), check_database(config.database_path)]
     sources = [s for s in config.sources if s.enabled]
     headers = {"User-Agent": config.crawler.user_agent,
                "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"}
     limit = asyncio.Semaphore(PARALLEL)
-    async with aiohttp.ClientSession(headers=headers) as session:
+    policy = policy or address_policy(config)
+    async with aiohttp.ClientSession(headers=headers, connector=GuardedConnector(resolver=resolver)) as session:
         async def one(source: SourceConfig) -> list[Finding]:
             async with limit:
-                return await check_source(session, source, timeout, config.crawler.max_bytes)
+                return await check_source(session, source, timeout, config.crawler.max_bytes, policy)
 
         results = await asyncio.gather(*(one(s) for s in sources), check_token(session, config, token, timeout),
                                        check_http(session, config))

@@ -25,6 +25,7 @@ from rich.table import Table
 from alerts.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY
 from crawler.sources import SourceConfig, parse_duration
 from crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore
+from crawler.urls import redact_url
 
 STALE_AFTER_INTERVALS = 3
 STALE_AFTER_MIN = 3600
@@ -108,7 +109,7 @@ def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now
             last_status=state.last_status if state else None,
             failures=state.failures if state else 0,
             stories=state.stories_total if state else 0,
-            problem=state.last_error if state else "",
+            problem=redact_url(state.last_error) if state else "",
             next_try=state.not_before if state and state.not_before and state.not_before > now else None,
         ))
     today = now.astimezone(UTC).date()

@@ -9,22 +9,23 @@ A source added from a chat is validated like one in the config (name, http(s) UR
 interval), and its host must not resolve to a loopback, private, link-local, multicast or
 otherwise reserved address, so that a chat cannot make the daemon probe its own machine or
 network. Networks listed in `telegram.allow_private_source_networks` are exempt (a feed
-server on the intranet, or tests on 127.0.0.1).
+server on the intranet, or tests on 127.0.0.1). This check is the admin's early answer; the
+same policy (`crawler.addresses`) is enforced again on every fetch, when it connects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from aiohttp.abc import AbstractResolver
 from pydantic import ValidationError
 
+from crawler.addresses import IPAddress, IPNetwork, AddressPolicy, forbidden_kind, resolve_addresses
 from crawler.sources import SourceConfig
 
 _SCHEMA = """
@@ -38,8 +39,7 @@ CREATE TABLE IF NOT EXISTS runtime_sources (
 );
 """
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["KnownSource", "RuntimeSources", "SourceRefused", "forbidden_kind"]
 RESOLVE_TIMEOUT = 10.0
 
 
@@ -55,11 +55,17 @@ class KnownSource:
 
 class RuntimeSources:
     def __init__(self, conn: sqlite3.Connection, config_sources: Sequence[SourceConfig],
-                 allowed_networks: Iterable[IPNetwork] = ()) -> None:
+                 allowed_networks: Iterable[IPNetwork] = (), *, policy: AddressPolicy | None = None,
+                 resolver: AbstractResolver | None = None) -> None:
         self.conn = conn
         self.config_sources = list(config_sources)
-        self.allowed_networks = list(allowed_networks)
+        self.policy = policy or AddressPolicy(allowed_networks=tuple(allowed_networks))
+        self.resolver = resolver
         conn.executescript(_SCHEMA)
+
+    def added_from_chat(self) -> set[str]:
+        """The names of the sources added from Telegram."""
+        return {r[0] for r in self.conn.execute("SELECT name FROM runtime_sources WHERE url IS NOT NULL")}
 
     def all(self) -> list[KnownSource]:
         """Every source, config ones first, with the enabled flag in force."""
@@ -135,43 +141,19 @@ class RuntimeSources:
         """Refuse a URL whose host is, or resolves to, an address a chat may not reach."""
         host = urlsplit(url).hostname or ""
         try:
-            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
-        except ValueError:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await asyncio.wait_for(
-                    loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                raise SourceRefused(f"cannot resolve the host {host}: {exc}") from None
-            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+            addresses: list[IPAddress] = await asyncio.wait_for(resolve_addresses(host, self.resolver),
+                                                                RESOLVE_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise SourceRefused(f"cannot resolve the host {host}: {exc}") from None
         for address in addresses:
-            kind = forbidden_kind(address)
-            if kind and not any(address in net for net in self.allowed_networks):
+            kind = self.policy.classify(address)
+            if kind and not self.policy.allowed_network(address):
                 shown = host if str(address) == host else f"{host} ({address})"
                 raise SourceRefused(
                     f"{shown} is a {kind} address. Sources added from Telegram may not point at "
                     "loopback, private or link-local addresses unless the config lists the network "
                     "under telegram.allow_private_source_networks."
                 )
-
-
-def forbidden_kind(address: IPAddress) -> str | None:
-    """What makes an address off limits ("loopback", "private", ...), or None when public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_multicast:
-        return "multicast"
-    if address.is_private:
-        return "private"
-    if address.is_reserved or not address.is_global:
-        return "reserved"
-    return None
 
 
 def _urls(source: SourceConfig) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
     http:
       listen: "127.0.0.1:9108"   # host:port; "0.0.0.0:9108" in a container; [::1]:9108 for IPv6
       stuck_after: 2m            # /healthz fails when delivery made no progress for this long
+      max_connections: 64        # open at once; when full, the one waiting longest for its request is dropped
+      header_timeout: 10s        # a request's line and headers must arrive within this
 
 Without the section the daemon opens no port. The endpoint has no authentication: bind it
 to localhost (or a private network a Prometheus server reaches), never to the internet.
@@ -18,6 +20,8 @@ from crawler.sources import Duration
 
 DEFAULT_PORT = 9108
 DEFAULT_STUCK_AFTER = 120
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_HEADER_TIMEOUT = 10
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -47,6 +51,8 @@ class HttpConfig(BaseModel):
 
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     stuck_after: Duration = Field(default=DEFAULT_STUCK_AFTER)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1, le=10_000)
+    header_timeout: Duration = Field(default=DEFAULT_HEADER_TIMEOUT)
 
     @field_validator("listen")
     @classmethod

@@ -14,6 +14,9 @@ at the cap); at most 5 redirects; 429/503 `Retry-After` honoured; no retries (th
 all, `per_host` at once per host and, within a pass, `delay` seconds between the starts of
 requests to one host. Feeds do not obey robots.txt: they are published to be polled.
 
+Every connection goes through `crawler.addresses.GuardedConnector`, checked against the
+source's `SourceGuard` after DNS resolution and on every redirect.
+
 The body is parsed by the crawler's `ParsePool` (off the event loop) and every outcome,
 success or failure, is recorded by the `OutcomeRecorder`, one transaction per source.
 """
@@ -24,15 +27,18 @@ import asyncio
 import logging
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
+from crawler.addresses import AddressPolicy, GuardedConnector, SourceGuard, guarded
 from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, answered_outcome, describe_error,
                               parsed_outcome)
 from crawler.parse_pool import ParsePool
 from crawler.sources import CrawlerConfig, SourceConfig
+from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch.crawler")
 
@@ -67,10 +73,12 @@ class HostPacer:
 class FeedReader:
     """Fetches, parses and records plain feed sources; reusable across passes."""
 
-    def __init__(self, config: CrawlerConfig, recorder: OutcomeRecorder, parser: ParsePool) -> None:
+    def __init__(self, config: CrawlerConfig, recorder: OutcomeRecorder, parser: ParsePool,
+                 resolver: AbstractResolver | None = None) -> None:
         self.config = config
         self.recorder = recorder
         self.parser = parser
+        self.resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str] = {}
 
@@ -78,8 +86,8 @@ class FeedReader:
         if self._session is None or self._session.closed:
             config = self.config
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=config.per_host,
-                                               ttl_dns_cache=300),
+                connector=GuardedConnector(limit=config.concurrency, limit_per_host=config.per_host,
+                                           ttl_dns_cache=300, resolver=self.resolver),
                 headers={"User-Agent": config.user_agent, "Accept": FEED_ACCEPT},
                 timeout=aiohttp.ClientTimeout(total=config.timeout),
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -101,15 +109,20 @@ class FeedReader:
             await self._session.close()
             self._session = None
 
-    async def read(self, sources: Sequence[SourceConfig], summary: CrawlSummary) -> None:
-        """Poll every source once, `concurrency` at a time, recording each outcome."""
+    async def read(self, sources: Sequence[SourceConfig], summary: CrawlSummary,
+                   guards: Mapping[str, SourceGuard] | None = None) -> None:
+        """Poll every source once, `concurrency` at a time, recording each outcome; each
+        source's requests are checked by its guard (config sources' default: trusted)."""
         queue = list(reversed(sources))
         pacer = HostPacer(self.config.delay)
+        guards = guards or {}
 
         async def worker() -> None:
             while queue:
                 source = queue.pop()
-                outcome = await self._poll(source, pacer)
+                guard = guards.get(source.name) or AddressPolicy().guard(source)
+                with guarded(guard):
+                    outcome = await self._poll(source, pacer)
                 self.recorder.record_safely(outcome, summary)
 
         await asyncio.gather(*(worker() for _ in range(min(len(sources), self.config.concurrency))))
@@ -121,7 +134,7 @@ class FeedReader:
             raise
         except aiohttp.TooManyRedirects as exc:
             return FetchOutcome(source, error=f"too many redirects, or a redirect loop (more than {MAX_REDIRECTS}, "
-                                              f"last to {exc.request_info.real_url})")
+                                              f"last to {redact_url(exc.request_info.real_url)})")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return FetchOutcome(source, error=describe_error(exc))
         except Exception as exc:  # a fault of ours must cost one source, not the pass

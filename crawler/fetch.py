@@ -16,6 +16,10 @@ unchanged and nothing is parsed), a total timeout, a body-size cap applied after
 decompression, no retries (the backoff in `crawler.health` decides when to try again), every
 status handled by our callback so it can be recorded.
 
+Every request, redirects and robots.txt included, is made by `GuardedDownloadHandler`, Scrapy's
+asyncio download handler on `crawler.addresses.GuardedConnector`: the address policy is
+applied where the connection is made, with the guard of the request's source.
+
 Politeness, for every kind: a User-Agent naming the project, at most `per_host` requests at
 once per host, `delay` seconds between them (AutoThrottle raises it for slow hosts when
 crawling pages), robots.txt obeyed for crawled pages (not for feeds, which are published to
@@ -28,12 +32,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+import aiohttp
 import scrapy
+from aiohttp.abc import AbstractResolver
+from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler, _ClientResponse
+from scrapy.core.downloader.handlers._base_streaming import BaseStreamingDownloadHandler
 from scrapy.crawler import AsyncCrawlerRunner
+from scrapy.utils.ssl import _make_ssl_context
 
+from crawler.addresses import AddressPolicy, GuardedConnector, SourceGuard, guarded
 from crawler.feed_reader import FeedReader, is_plain_feed
 from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, answered_outcome, describe_failure,
                               parsed_outcome)
@@ -81,6 +91,8 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
             "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
         },
         "ITEM_PIPELINES": {"crawler.fetch.OutcomePipeline": 100},
+        "DOWNLOAD_HANDLERS": {"http": "crawler.fetch.GuardedDownloadHandler",
+                              "https": "crawler.fetch.GuardedDownloadHandler"},
         "DOWNLOADER_MIDDLEWARES": {
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "crawler.sites.CachedRobotsTxtMiddleware": 100,
@@ -91,6 +103,40 @@ def scrapy_settings(config: CrawlerConfig) -> dict[str, Any]:
             "scrapy.extensions.memusage.MemoryUsage": None,
         },
     }
+
+
+UNKNOWN_SOURCE = AddressPolicy().guard(SourceConfig(name="unknown", url="http://unknown.invalid/"))
+
+
+class GuardedDownloadHandler(AiohttpDownloadHandler):
+    """Scrapy's asyncio HTTP(S) download handler (Scrapy 2.19's `AiohttpDownloadHandler`, whose
+    session it builds the same way) on a `GuardedConnector`: each request is checked when it
+    connects, against the guard the spider keeps for its source (`meta["source"]`); a request
+    of no known source may reach public addresses only. The spider's `resolver`, when set,
+    resolves host names."""
+
+    def __init__(self, crawler: Any) -> None:
+        BaseStreamingDownloadHandler.__init__(self, crawler)
+        self._ssl_context = _make_ssl_context(crawler.settings)
+        connector = GuardedConnector(local_addr=self._bind_address, limit=self._pool_size_total,
+                                     limit_per_host=self._pool_size_per_host,
+                                     resolver=getattr(crawler.spider, "resolver", None))
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            response_class=_ClientResponse,
+            skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+        )
+
+    async def download_request(self, request: scrapy.Request) -> Any:
+        with guarded(self._guard(request)):
+            return await super().download_request(request)
+
+    def _guard(self, request: scrapy.Request) -> SourceGuard:
+        source = request.meta.get("source")
+        guard_for = getattr(self.crawler.spider, "guard_for", None)
+        if source is None or guard_for is None:
+            return UNKNOWN_SOURCE if source is None else AddressPolicy().guard(source)
+        return guard_for(source)
 
 
 class FeedSpider(ArticlePages, scrapy.Spider):
@@ -179,27 +225,33 @@ class Crawler:
     `FeedReader`, full-text feeds, sites and sitemaps through one Scrapy crawl per kind, all
     side by side."""
 
-    def __init__(self, config: CrawlerConfig, recorder: OutcomeRecorder) -> None:
+    def __init__(self, config: CrawlerConfig, recorder: OutcomeRecorder, *, policy: AddressPolicy | None = None,
+                 resolver: AbstractResolver | None = None) -> None:
         self.recorder = recorder
+        self.policy = policy or AddressPolicy(restrict_config_sources=config.restrict_private_addresses)
+        self.resolver = resolver
         self.runner = AsyncCrawlerRunner(scrapy_settings(config))
         self.pages = PageKit.create(config.robots_cache)
         self.parser = ParsePool(workers=config.parse_workers, timeout=config.parse_timeout,
                                 inline_below=config.parse_inline_below)
-        self.feeds = FeedReader(config, recorder, self.parser)
+        self.feeds = FeedReader(config, recorder, self.parser, resolver)
 
     async def close(self) -> None:
         await self.feeds.close()
         self.parser.close()
 
-    async def crawl(self, sources: Sequence[SourceConfig]) -> CrawlSummary:
+    async def crawl(self, sources: Sequence[SourceConfig], from_chat: Collection[str] = ()) -> CrawlSummary:
+        """One pass over `sources`; those named in `from_chat` were added from Telegram and
+        are held to the address policy's stricter rules."""
         summary = CrawlSummary(sources=len(sources))
         if not sources:
             return summary
         started = time.perf_counter()
+        guards = self.policy.guards(sources, from_chat)
         tasks, crawlers = [], []
         feeds = [s for s in sources if is_plain_feed(s)]
         if feeds:
-            tasks.append(asyncio.ensure_future(self.feeds.read(feeds, summary)))
+            tasks.append(asyncio.ensure_future(self.feeds.read(feeds, summary, guards)))
         for kind, spider in SPIDERS.items():
             batch = [s for s in sources if s.kind == kind and not is_plain_feed(s)]
             if batch:
@@ -207,7 +259,7 @@ class Crawler:
                 crawlers.append(crawler)
                 tasks.append(asyncio.ensure_future(self.runner.crawl(
                     crawler, sources=batch, recorder=self.recorder, summary=summary, kit=self.pages,
-                    parser=self.parser,
+                    parser=self.parser, guards=guards, resolver=self.resolver,
                 )))
         try:
             await asyncio.wait(tasks)

@@ -26,6 +26,7 @@ from crawler.health import backoff_delay, freshness_floor, not_before, retry_aft
 from crawler.sources import CrawlerConfig, SourceConfig
 from crawler.store import HELD_BASELINE, HELD_TOO_OLD, StoryStore
 from crawler.story import Story
+from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch.crawler")
 
@@ -50,6 +51,9 @@ class FetchOutcome:
     fresh_for: int = 0
     bytes: int = 0
     article: str = ""
+
+    def __post_init__(self) -> None:  # what is stored, logged and shown never carries credentials
+        self.error, self.note, self.article = redact_url(self.error), redact_url(self.note), redact_url(self.article)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +120,8 @@ def answered_outcome(
     if 200 <= status < 300:
         return None
     wait = retry_after_seconds(retry_after, now) if status in (429, 503) else None
-    return FetchOutcome(source, status=status, error=f"HTTP {status} from {url}", retry_after=wait, bytes=size)
+    return FetchOutcome(source, status=status, error=f"HTTP {status} from {redact_url(url)}", retry_after=wait,
+                        bytes=size)
 
 
 def parsed_outcome(
@@ -210,7 +215,8 @@ class OutcomeRecorder:
         summary.failed += 1
         summary.failures[source.name] = outcome.error
         wait = f"; next try in {delay:.0f}s" if delay else ""
-        log.warning("source %s: %s (failure %d in a row%s) url=%s", source.name, outcome.error, failures, wait, source.url)
+        log.warning("source %s: %s (failure %d in a row%s) url=%s", source.name, outcome.error, failures, wait,
+                    redact_url(" ".join(source.urls)))
         return []
 
     def _record_page(self, outcome: FetchOutcome, summary: CrawlSummary) -> list[Story]:
@@ -250,10 +256,12 @@ class OutcomeRecorder:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A short, precise description of a download failure (no traceback)."""
+    """A short, precise description of a download failure (no traceback, no credentials)."""
     name = type(exc).__name__
-    text = str(exc).strip()
+    text = redact_url(str(exc).strip())
     lowered = text.lower()
+    if text.startswith("refused: "):  # the address policy's own explanation
+        return text
     if "maxsize" in lowered or "max size" in lowered or "exceeds" in lowered or "too large" in lowered:
         return text if lowered.startswith("response too large") else f"response too large ({text})"
     if ("CannotResolveHost" in name or "DNSError" in name or "Name or service not known" in text

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -38,13 +38,19 @@ from typing import Any
 from urllib.parse import urljoin
 
 import scrapy
+from aiohttp.abc import AbstractResolver
 from parsel import Selector
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http.request import NO_CALLBACK
+from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import Deferred
 
+from crawler.addresses import AddressPolicy, SourceGuard
 from crawler.articles import Article, article_story, decode_html, extract_article, select
 from crawler.health import retry_after_seconds
-from crawler.outcomes import ROBOTS_FORBIDDEN, FetchOutcome, describe_failure
+from crawler.outcomes import ROBOTS_FORBIDDEN, FetchOutcome, describe_error, describe_failure
 from crawler.sitemaps import SITEMAP_MAX_BYTES, parse_sitemap
 from crawler.sources import SourceConfig
 from crawler.story import Story
@@ -85,7 +91,10 @@ class RobotsCache:
 
 
 class CachedRobotsTxtMiddleware(RobotsTxtMiddleware):
-    """Scrapy's robots.txt middleware, reading from and filling the spider's `RobotsCache`."""
+    """Scrapy's robots.txt middleware, reading from and filling the spider's `RobotsCache`.
+    The robots.txt request carries the page's source, so the address policy checks it as it
+    checks the page; a robots.txt that cannot be had (refused, failed) allows everything, and
+    the page's own request then meets the same checks."""
 
     async def robot_parser(self, request: scrapy.Request) -> Any:
         kit: PageKit | None = getattr(self.crawler.spider, "kit", None)
@@ -96,10 +105,27 @@ class CachedRobotsTxtMiddleware(RobotsTxtMiddleware):
             if cached is not None:
                 self._parsers[netloc] = cached
                 return cached
-        parser = await super().robot_parser(request)
+        if netloc not in self._parsers:
+            await self._fetch_robots(request, netloc)
+        parser = self._parsers[netloc]
+        if isinstance(parser, Deferred):
+            parser = await maybe_deferred_to_future(parser)
         if cache is not None:
             cache.put(netloc, parser)
         return parser
+
+    async def _fetch_robots(self, request: scrapy.Request, netloc: str) -> None:
+        self._parsers[netloc] = Deferred()
+        robots = scrapy.Request(f"{urlparse_cached(request).scheme}://{netloc}/robots.txt",
+                                priority=self.DOWNLOAD_PRIORITY, callback=NO_CALLBACK,
+                                meta={"dont_obey_robotstxt": True, "source": request.meta.get("source")})
+        try:
+            response = await self.crawler.engine.download_async(robots)  # type: ignore[union-attr]
+            await self._parse_robots(response, netloc, request)
+        except Exception as exc:
+            if not isinstance(exc, IgnoreRequest):
+                log.debug("robots.txt for %s not fetched: %s", netloc, describe_error(exc))
+            self._robots_error(exc, netloc)
 
 
 class FailedPages:
@@ -169,12 +195,22 @@ class ArticlePages:
     halted: set[str]
 
     def __init__(self, sources: Sequence[SourceConfig], recorder: Any, summary: Any,
-                 kit: PageKit | None = None, **kwargs: Any) -> None:
+                 kit: PageKit | None = None, guards: Mapping[str, SourceGuard] | None = None,
+                 resolver: AbstractResolver | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sources = list(sources)
         self.recorder = recorder
         self.summary = summary
+        self.guards = dict(guards or {})
+        self.resolver = resolver  # read by the download handler
         self.setup_pages(kit)
+
+    def guard_for(self, source: SourceConfig) -> SourceGuard:
+        """The address guard of a source in this crawl (a config source's default: trusted)."""
+        guard = self.guards.get(source.name)
+        if guard is None:
+            guard = self.guards[source.name] = AddressPolicy().guard(source)
+        return guard
 
     def setup_pages(self, kit: PageKit | None) -> None:
         self.kit = kit or PageKit.create(0)

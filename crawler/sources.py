@@ -207,7 +207,8 @@ def _text(value: object) -> str:
 class CrawlerConfig(BaseModel):
     """How politely and how hard to fetch: `per_host` requests at once per host, `delay`
     seconds between them (AutoThrottle, when on, raises it for slow hosts), robots.txt kept
-    for `robots_cache` between passes."""
+    for `robots_cache` between passes. `restrict_private_addresses` holds the config's own
+    sources to the address policy of sources added from Telegram (see `crawler.addresses`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -224,6 +225,7 @@ class CrawlerConfig(BaseModel):
     parse_timeout: Duration = 20                         # a feed that takes longer to parse is given up
     parse_inline_below: int = Field(default=65536, ge=0)  # bytes: smaller feeds are parsed in the loop
     disable_after: int = Field(default=50, ge=0)         # consecutive failures before a source is disabled; 0 never
+    restrict_private_addresses: bool = False             # true: config sources too may reach only public addresses
 
 
 class StorageConfig(BaseModel):

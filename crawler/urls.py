@@ -2,7 +2,10 @@
 
 `canonical_url` lower-cases the scheme and host, drops default ports, fragments and
 well-known tracking parameters, sorts the remaining query parameters (keeping each one's
-original encoding) and percent-encodes raw non-ASCII path characters. It is pure: no I/O.
+original encoding) and percent-encodes raw non-ASCII path characters. `redact_url` hides
+the credentials URLs may carry (`https://user:pass@host/feed` ->
+`https://***@host/feed`): every log line and command output that shows a source's URL, or an
+error that may quote one, goes through them. It is pure: no I/O.
 """
 
 from __future__ import annotations
@@ -84,6 +87,15 @@ def canonical_url(url: str) -> str:
     netloc = f"{userinfo}@{host}" if userinfo else host
     path = _normalise_escapes(quote(parts.path, safe=_PATH_SAFE)) or "/"
     return urlunsplit((scheme, netloc, path, _canonical_query(parts.query), ""))
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@]*(?:@[^/\s?#@]*)*@")
+
+
+def redact_url(text: object) -> str:
+    """A URL, or any text quoting URLs (an error, a log line), with the user name and password
+    of every URL in it replaced by `***`; everything else unchanged."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
 def is_tracking_param(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -50,10 +51,14 @@ def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = N
 class DaemonProcess:
     """`newswatch run` in a subprocess, as a user starts it; its output kept in files."""
 
-    def __init__(self, config: Path, *, token: str | None, log_dir: Path) -> None:
+    def __init__(self, config: Path, *, token: str | None, log_dir: Path, module: str = "alerts.cli",
+                 extra_args: tuple[str, ...] = (), open_files: int | None = None) -> None:
         self.config = config
         self.token = token
         self.log_dir = log_dir
+        self.module = module  # another entry point that builds the same Daemon (see launch_daemon.py)
+        self.extra_args = extra_args
+        self.open_files = open_files  # a lower RLIMIT_NOFILE for the daemon
         self.proc: subprocess.Popen | None = None
         self.runs = 0
 
@@ -64,9 +69,16 @@ class DaemonProcess:
         self.runs += 1
         self.stdout = open(self.log_dir / f"daemon-{self.runs}.out", "w")
         self.stderr = open(self.log_dir / f"daemon-{self.runs}.err", "w")
+        limit = self.open_files
+
+        def lower_limit() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alerts.cli", "run", "-c", str(self.config), "--log-level", "DEBUG"],
-            cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr,
+            [sys.executable, "-m", self.module, "run", "-c", str(self.config), "--log-level", "DEBUG",
+             *self.extra_args],
+            cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, preexec_fn=lower_limit,
         )
         return self
 
@@ -87,8 +99,8 @@ class DaemonProcess:
 def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def make(config: Path, token: str | None = TOKEN) -> DaemonProcess:
-        d = DaemonProcess(config, token=token, log_dir=tmp_path)
+    def make(config: Path, token: str | None = TOKEN, **options) -> DaemonProcess:
+        d = DaemonProcess(config, token=token, log_dir=tmp_path, **options)
         started.append(d)
         return d
 

@@ -76,7 +76,8 @@ class Hit:
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self.hits: list[Hit] = []
@@ -100,7 +101,7 @@ class FeedServer:
         self.set(path, rss(items), **kwargs)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def hits_for(self, path: str) -> list[Hit]:
         with self._lock:
@@ -162,7 +163,7 @@ class FeedServer:
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, self.host, 0)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             ready.set()
