@@ -9,11 +9,15 @@ dispatcher), mute, quiet hours, digest and time zone (the notifier), watches (th
 dispatcher, through `alerts.watches`) and runtime sources (the daemon's scheduler, through
 `on_sources_changed`). Nothing is kept in memory: a restart loses nothing.
 
-Who may do what:
-  * `telegram.allowed_chats`, when set, limits the bot to those chats (and the admins);
-    any other chat gets a polite refusal and nothing is stored for it.
-  * Admin commands (/sources, /addsource, /disablesource, /enablesource, /broadcast)
-    answer only in the chats listed in `telegram.admins`.
+Who may do what (the rules and their guards are in `alerts.permissions`):
+  * `telegram.allowed_chats`, when set, limits the bot to those chats (and the chats named
+    in `telegram.admins`); any other chat gets a polite refusal and nothing is stored for it.
+  * Admin commands (/sources, /addsource, /disablesource, /enablesource, /broadcast) are
+    for the persons listed in `telegram.admins` (`@admin_command`).
+  * In groups, only the group's administrators change what the group receives
+    (`@settings_change`), unless `telegram.group_settings: everyone`; what only reads
+    (/help, /topics, /latest, /search, /trend, /status, /settings, /watches) is open.
+  * A plain message in a private chat gets a pointer to /help; in groups it is ignored.
   * Commands work in private chats, groups, forum topics (alerts go to the topic where
     /start was sent) and channels (posted as the bot's administrator). Replies in a group
     quote the command; a command addressed to another bot (/start@other_bot) is ignored.
@@ -33,6 +37,7 @@ from zoneinfo import ZoneInfo
 from telegram import (
     BotCommand,
     BotCommandScopeChat,
+    BotCommandScopeChatMember,
     BotCommandScopeDefault,
     ChatMember,
     InlineKeyboardButton,
@@ -70,6 +75,7 @@ from alerts.config import NewswatchConfig
 from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, safe_url
 from alerts.history import History, search_words
 from alerts.outbox import Outbox
+from alerts.permissions import Permissions, admin_command, settings_change
 from alerts.runtime_sources import RuntimeSources, SourceRefused
 from alerts.subscriptions import Chat, Subscriptions
 from alerts.timing import zone
@@ -131,6 +137,7 @@ class BotCommands:
         self.clock = clock
         self.outbox = outbox
         self.on_sources_changed = on_sources_changed
+        self.permissions = Permissions(config.telegram, clock)
         self.apply_config(config)
 
     def apply_config(self, config: NewswatchConfig) -> None:
@@ -138,9 +145,9 @@ class BotCommands:
         self.config = config
         self.topics = {name: t.description for name, t in config.topics.items()}
         self.thresholds = {name: t.threshold for name, t in config.topics.items()}
-        self.admins = set(config.telegram.admins)
+        self.permissions.apply_config(config.telegram)
         allowed = config.telegram.allowed_chats
-        self.allowed = None if allowed is None else set(allowed) | self.admins
+        self.allowed = None if allowed is None else set(allowed) | config.telegram.admin_places
 
     # -- wiring ------------------------------------------------------------------------------
     def install(self, application: Application) -> None:
@@ -162,17 +169,21 @@ class BotCommands:
         application.add_handler(ChatMemberHandler(self.on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE & only_new, self.unknown))
+        application.add_handler(MessageHandler(~filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE,
+                                               self.not_a_command))
         application.add_error_handler(self.on_error)
 
     async def publish_menu(self, application: Application) -> None:
         public = [BotCommand(name, text) for name, text in MENU]
         await application.bot.set_my_commands(public, scope=BotCommandScopeDefault())
-        for chat_id in sorted(self.admins):
-            try:
-                await application.bot.set_my_commands(
-                    public + [BotCommand(name, text) for name, text in ADMIN_MENU], scope=BotCommandScopeChat(chat_id))
-            except TelegramError as exc:  # an admin who never opened a chat with the bot
-                log.info("admin menu for chat %s not set: %s", chat_id, exc)
+        full = public + [BotCommand(name, text) for name, text in ADMIN_MENU]
+        for user_id, chats in sorted(self.permissions.admins.items()):
+            scopes = [BotCommandScopeChat(user_id)] + [BotCommandScopeChatMember(c, user_id) for c in sorted(chats or ())]
+            for scope in scopes:
+                try:
+                    await application.bot.set_my_commands(full, scope=scope)
+                except TelegramError as exc:  # an admin who never opened a chat with the bot
+                    log.info("admin menu for user %s not set: %s", user_id, exc)
 
     # -- gate, errors, membership -------------------------------------------------------------
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -226,6 +237,20 @@ class BotCommands:
             self.outbox.migrate_chat(old, new)
         log.info("chat %s: upgraded to supergroup %s; moved with its settings", old, new)
 
+    async def refuse(self, update: Update, text: str) -> None:
+        """Say no to a button press or a command, briefly (used by the permission guards)."""
+        if update.callback_query is not None:
+            await update.callback_query.answer(text[:200], show_alert=True)
+        elif update.effective_message is not None:
+            await _reply(update.effective_message, escape(text))
+
+    async def not_a_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.migrate_from_chat_id or message.migrate_to_chat_id:
+            return
+        await _reply(message, "I answer commands only, such as /latest or /search Hanoi summit. "
+                              "/help lists them all.")
+
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None or not message.text:
@@ -234,6 +259,7 @@ class BotCommands:
         await _reply(message, f"I don't know {escape(command)}. /help lists what I understand.")
 
     # -- subscribing ---------------------------------------------------------------------------
+    @settings_change()
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -248,6 +274,7 @@ class BotCommands:
                      f"Alerts arrive{where} as stories break. /topics switches topics on and off, "
                      "/watch adds your own words, /stop ends alerts, /help explains.")
 
+    @settings_change()
     async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -292,6 +319,7 @@ class BotCommands:
             rows.append([InlineKeyboardButton(f"{'✅' if on else '▫️'} {name}", callback_data=f"{TOPIC_BUTTON}{name}")])
         return InlineKeyboardMarkup(rows)
 
+    @settings_change()
     async def on_topic_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, chat = update.callback_query, update.effective_chat
         if query is None or chat is None:
@@ -323,6 +351,7 @@ class BotCommands:
                 if "not modified" not in str(exc).lower():
                     log.warning("chat %s: could not update the topics message: %s", chat.id, exc)
 
+    @settings_change()
     async def subscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -346,6 +375,7 @@ class BotCommands:
         else:
             await _reply(message, f"Already subscribed to {escape(', '.join(names))}.")
 
+    @settings_change()
     async def unsubscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -366,6 +396,7 @@ class BotCommands:
         rest = f"Still following: {escape(', '.join(left))}." if left else "No topics left here; /subscribe adds one."
         await _reply(message, f"Unsubscribed from {escape(', '.join(removed))}. {rest}")
 
+    @settings_change(reads=lambda args: len(args) < 2)
     async def threshold(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -417,6 +448,7 @@ class BotCommands:
                               "The topic's required words still apply.")
 
     # -- timing -------------------------------------------------------------------------------
+    @settings_change()
     async def mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -435,6 +467,7 @@ class BotCommands:
         await _reply(message, f"Muted for {describe_duration(until - now)}, until {local_stamp(until, state.timezone)}. "
                               "Alerts for stories that come in meanwhile are not sent. /unmute ends it early.")
 
+    @settings_change()
     async def unmute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -443,6 +476,7 @@ class BotCommands:
         self.subscriptions.set_muted_until(chat.id, None)
         await _reply(message, "Unmuted: alerts are on again." if was else "This chat was not muted; alerts are on.")
 
+    @settings_change(reads=lambda args: not args)
     async def quiet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -464,6 +498,7 @@ class BotCommands:
         fresh = self.subscriptions.chat(chat.id) or state
         await _reply(message, _quiet_text(fresh))
 
+    @settings_change(reads=lambda args: not args)
     async def digest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -481,6 +516,7 @@ class BotCommands:
         log.info("chat %s: digest %s%s", chat.id, mode, f" at {at:%H:%M}" if at else "")
         await _reply(message, _digest_text(self.subscriptions.chat(chat.id) or state))
 
+    @settings_change(reads=lambda args: not args)
     async def timezone(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -635,6 +671,7 @@ class BotCommands:
                                   parse_mode=ParseMode.HTML, **kwargs)
 
     # -- watches -------------------------------------------------------------------------------
+    @settings_change()
     async def watch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -675,6 +712,7 @@ class BotCommands:
         lines.append("/unwatch N removes watch N.")
         await _reply(message, "\n".join(lines))
 
+    @settings_change()
     async def unwatch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -694,21 +732,9 @@ class BotCommands:
         await _reply(message, f"Removed watch {escape(arg)}: <code>{escape(removed.rule)}</code>.")
 
     # -- admin ---------------------------------------------------------------------------------
-    async def _admin(self, update: Update) -> tuple[int, Message] | None:
-        chat, message = update.effective_chat, update.effective_message
-        if chat is None or message is None:
-            return None
-        if chat.id not in self.admins:
-            command = (message.text or "").split()[0].split("@")[0] if message.text else "that"
-            log.info("chat %s: admin command %s refused", chat.id, command)
-            await _reply(message, f"Sorry, {escape(command)} is only for the bot's administrators.")
-            return None
-        return chat.id, message
-
+    @admin_command
     async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         now = self.clock.now()
         zone_name = self._zone_name(chat_id)
         known = self.runtime_sources.all()
@@ -732,10 +758,9 @@ class BotCommands:
         lines.append("/addsource name url [interval], /disablesource name, /enablesource name")
         await _reply(message, fit("\n".join(lines), TELEGRAM_TEXT_LIMIT))
 
+    @admin_command
     async def add_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         args = context.args or []
         if len(args) not in (2, 3):
             await _reply(message, "Write /addsource NAME URL [INTERVAL], e.g. "
@@ -743,12 +768,13 @@ class BotCommands:
             return
         try:
             source = await self.runtime_sources.add(args[0], args[1], args[2] if len(args) == 3 else None,
-                                                    by=chat_id, now=self.clock.now())
+                                                    by=update.effective_user.id, now=self.clock.now())
         except SourceRefused as exc:
             await _reply(message, f"Source not added: {escape(str(exc))}")
             return
         self._sources_changed()
-        log.info("source %s added from chat %s: %s every %ss", source.name, chat_id, source.url, source.interval)
+        log.info("source %s added by user %s in chat %s: %s every %ss", source.name, update.effective_user.id, chat_id,
+                 source.url, source.interval)
         await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(source.url)}, polled every "
                               f"{_every(source.interval)}, starting now. It is kept across restarts; "
                               f"/disablesource {escape(source.name)} stops it.")
@@ -759,17 +785,16 @@ class BotCommands:
     async def enable_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._set_source(update, context, enabled=True)
 
+    @admin_command
     async def _set_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE, *, enabled: bool) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         verb = "enablesource" if enabled else "disablesource"
         if not context.args:
             await _reply(message, f"Which source? /{verb} NAME (/sources lists them).")
             return
         before = self.runtime_sources.find(context.args[0])
         try:
-            known = self.runtime_sources.set_enabled(context.args[0], enabled, by=chat_id, now=self.clock.now())
+            known = self.runtime_sources.set_enabled(context.args[0], enabled, by=update.effective_user.id, now=self.clock.now())
         except SourceRefused as exc:
             await _reply(message, escape(str(exc)))
             return
@@ -778,7 +803,8 @@ class BotCommands:
             await _reply(message, f"{name} was already {'enabled' if enabled else 'disabled'}.")
             return
         self._sources_changed()
-        log.info("source %s %s from chat %s", known.config.name, "enabled" if enabled else "disabled", chat_id)
+        log.info("source %s %s by user %s in chat %s", known.config.name, "enabled" if enabled else "disabled",
+                 update.effective_user.id, chat_id)
         await _reply(message, f"{name} {'enabled: polling again' if enabled else 'disabled: no longer polled'}, "
                               "and it stays so across restarts.")
 
@@ -786,10 +812,9 @@ class BotCommands:
         if self.on_sources_changed is not None:
             self.on_sources_changed(self.runtime_sources.enabled())
 
+    @admin_command
     async def broadcast(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         text = _arg_text(message)
         if not text:
             await _reply(message, "Write the message after the command: /broadcast Maintenance tonight at 22:00 UTC.")
@@ -835,7 +860,7 @@ class BotCommands:
         chat, message = update.effective_chat, update.effective_message
         if message is None:
             return
-        await _reply(message, help_text(admin=chat is not None and chat.id in self.admins))
+        await _reply(message, help_text(admin=self.permissions.is_bot_admin(update)))
 
     # -- helpers -------------------------------------------------------------------------------
     async def _started(self, update: Update) -> tuple:

@@ -360,12 +360,12 @@ class Daemon:
         if not disabled:
             return
         self._apply_sources(self.runtime_sources.enabled())
-        if self.application is None or not self.config.telegram.admins:
+        if self.application is None or not self.config.telegram.notice_chats:
             return
         for name, error in disabled:
             text = (f"⚠️ Source {name} was disabled after {limit} failed fetches in a row.\n"
                     f"Last error: {error[:300]}\n/enablesource {name} polls it again.")
-            for admin in self.config.telegram.admins:
+            for admin in self.config.telegram.notice_chats:
                 try:
                     await self.application.bot.send_message(chat_id=admin, text=text)
                 except Exception as exc:  # best effort: the log line above already says it

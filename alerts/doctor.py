@@ -164,8 +164,12 @@ async def check_token(session: aiohttp.ClientSession, config: NewswatchConfig, t
         return Finding(FAIL, "telegram", f"getMe failed: HTTP {status}: {description}")
     me = data.get("result") or {}
     message = f"the token works: bot @{me.get('username', '?')} ({me.get('first_name', '')})"
-    if not config.telegram.admins:
-        return Finding(WARN, "telegram", message + "; no telegram.admins, so nobody can run admin commands")
+    if not config.telegram.admin_users:
+        return Finding(WARN, "telegram", message + "; no person in telegram.admins, so nobody can run admin commands")
+    chats = [str(a.user) for a in config.telegram.admins if a.is_chat]
+    if chats:
+        return Finding(WARN, "telegram", message + f"; telegram.admins lists chat {', '.join(chats)}: a chat gives "
+                                                   "nobody admin rights (list people: {user: ID, chats: [...]})")
     return Finding(OK, "telegram", message)
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import TOKEN, DaemonProcess, wait_until
-from tests.fakes.bot_api import FakeBotAPI
+from tests.fakes.bot_api import DEFAULT_USER_ID, FakeBotAPI
 from tests.fakes.feed_server import FeedItem, FeedServer
 
 ADMIN = 1001
@@ -161,6 +161,8 @@ def env(tmp_path_factory) -> Iterator[Env]:
         }
         path = tmp / "newswatch.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), "utf-8")
+        bot.set_member(FORUM, DEFAULT_USER_ID, "creator")      # who sends the group commands below
+        bot.set_member(OLD_GROUP, DEFAULT_USER_ID, "administrator")
         daemon = DaemonProcess(path, token=TOKEN, log_dir=tmp).start()
         env = Env(feeds, bot, daemon, tmp / "newswatch.db")
         try:
