@@ -4,19 +4,26 @@ One daemon, the fake Bot API answering getChatMember as Telegram would. In the g
 OWNER created it, MOD administers it and MEMBER is an ordinary member. `telegram.admins`
 lists the person ADMIN and, the old way, the chat ADMIN_GROUP, whose members get no admin
 rights from it. The last tests restart the daemon with an admin limited to some chats and
-with `group_settings: everyone`.
+with `group_settings: everyone`; the very last drives `Permissions` in-process with a manual
+clock to show how long a group administrator's status is remembered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from alerts.config import TelegramConfig
+from alerts.permissions import MEMBER_TTL, Permissions
+from alerts.telegram import build_application
+from crawler.clock import ManualClock
 from tests.e2e.conftest import TOKEN, DaemonProcess, wait_until
 from tests.fakes.bot_api import FakeBotAPI
 
@@ -222,3 +229,32 @@ def test_group_settings_everyone(env: Env) -> None:
     env.restart(group_settings="everyone")
     env.ask(GROUP, "/mute 1h", "Muted for 1h", user_id=MEMBER)
     env.ask(GROUP, "/broadcast hi", "Sorry, /broadcast is only for the bot's administrators", user_id=MEMBER)
+
+
+# -- the memory of who administers a group -----------------------------------------------------------
+
+def test_a_promotion_is_seen_once_the_remembered_status_expires() -> None:
+    async def run(fake: FakeBotAPI) -> list[bool]:
+        clock = ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+        config = TelegramConfig(api_url=fake.api_base, admins=[ADMIN])
+        permissions = Permissions(config, clock)
+        app = build_application(fake.token, config)
+        await app.initialize()
+        try:
+            seen = [await permissions.is_group_admin(app.bot, GROUP, MEMBER)]
+            fake.set_member(GROUP, MEMBER, "administrator")
+            clock.advance(MEMBER_TTL - timedelta(seconds=1))
+            seen.append(await permissions.is_group_admin(app.bot, GROUP, MEMBER))
+            clock.advance(timedelta(seconds=2))
+            seen.append(await permissions.is_group_admin(app.bot, GROUP, MEMBER))
+            fake.set_member(GROUP, MEMBER, "left")
+            clock.advance(MEMBER_TTL)
+            seen.append(await permissions.is_group_admin(app.bot, GROUP, MEMBER))
+            return seen
+        finally:
+            await app.shutdown()
+
+    with FakeBotAPI() as fake:
+        fake.set_member(GROUP, MEMBER, "member")
+        assert asyncio.run(run(fake)) == [False, False, True, False]
+        assert len(fake.calls_to("getChatMember")) == 3
