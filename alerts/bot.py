@@ -72,7 +72,7 @@ from alerts.chat_settings import (
     parse_quiet,
 )
 from alerts.config import NewswatchConfig
-from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, safe_url
+from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, plural, safe_url
 from alerts.history import History, search_words
 from alerts.outbox import Outbox
 from alerts.permissions import Permissions, admin_command, settings_change
@@ -282,7 +282,7 @@ class BotCommands:
         self.subscriptions.stop(chat.id)
         log.info("chat %s: unsubscribed from everything", chat.id)
         kept = len(self.watches.of(chat.id))
-        extra = f" Your {kept} watch{'es' if kept != 1 else ''} are kept for then." if kept else ""
+        extra = f" This chat keeps its {plural(kept, 'watch')} for then." if kept else ""
         await _reply(message, f"Unsubscribed: no more alerts here. /start subscribes again.{extra}")
 
     async def list_topics(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -490,13 +490,16 @@ class BotCommands:
         except SettingError as exc:
             await _reply(message, escape(str(exc)))
             return
-        if zone:
+        moved = zone is not None and zone != state.timezone
+        if moved:
             self.subscriptions.set_timezone(chat.id, zone)
         self.subscriptions.set_quiet(chat.id, span)
         log.info("chat %s: quiet hours %s%s", chat.id,
                  f"{span[0]:%H:%M}-{span[1]:%H:%M}" if span else "off", f" ({zone})" if zone else "")
         fresh = self.subscriptions.chat(chat.id) or state
-        await _reply(message, _quiet_text(fresh))
+        note = (f"\nThis chat's time zone is now {escape(zone)} (it was {escape(state.timezone)}): "
+                "digests and the times in alerts use it too." if moved else "")
+        await _reply(message, _quiet_text(fresh) + note)
 
     @settings_change(reads=lambda args: not args)
     async def digest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -662,10 +665,10 @@ class BotCommands:
         zone_name = self._zone_name(chat.id)
         series = daily_counts(self.history.conn, topics, days, self.clock.now(), ZoneInfo(zone_name))
         totals = {t: sum(c for _, c in points) for t, points in series.items()}
-        title = f"{', '.join(topics)}: matched stories per day, last {days} days"
+        title = f"{', '.join(topics)}: matched stories per day, last {plural(days, 'day')}"
         png = await asyncio.to_thread(render_png, series, title=title)
         caption = (" · ".join(f"{hashtag(t)} {n}" for t, n in totals.items())
-                   + f" — stories matched in the last {days} days (days in {zone_name})")
+                   + f" — stories matched in the last {plural(days, 'day')} (days in {zone_name})")
         kwargs = _reply_kwargs(message)
         await message.reply_photo(InputFile(png, filename="trend.png"), caption=escape(caption),
                                   parse_mode=ParseMode.HTML, **kwargs)
@@ -752,7 +755,7 @@ class BotCommands:
                 mark, detail = "⏳", "not fetched yet"
             else:
                 mark = "✅"
-                detail = f"ok, last fetch {_ago(state.last_attempt, now, zone_name)}, {state.stories_total:,} stories"
+                detail = f"ok, last fetch {_ago(state.last_attempt, now, zone_name)}, {plural(state.stories_total, 'story')}"
             origin = " · added from Telegram" if h.runtime else ""
             lines.append(f"{mark} <b>{escape(h.name)}</b> every {_every(intervals[h.name])}{origin}\n    {detail}")
         lines.append("/addsource name url [interval], /disablesource name, /enablesource name")
@@ -820,7 +823,7 @@ class BotCommands:
             await _reply(message, "Write the message after the command: /broadcast Maintenance tonight at 22:00 UTC.")
             return
         chats = self.subscriptions.active_chats()
-        await _reply(message, f"Broadcasting to {len(chats)} active chat{'s' if len(chats) != 1 else ''}…")
+        await _reply(message, f"Broadcasting to {plural(len(chats), 'active chat')}…")
         context.application.create_task(self._broadcast(context, message, text, chats), update=update,
                                         name="broadcast")
 
@@ -851,7 +854,7 @@ class BotCommands:
                     failed.append(f"{chat.chat_id}: {exc.message}")
                 break
         log.info("broadcast: %d sent, %d failed", sent, len(failed))
-        report = f"Broadcast delivered to {sent} of {len(chats)} chats."
+        report = f"Broadcast delivered to {sent} of {plural(len(chats), 'chat')}."
         if failed:
             report += f" {len(failed)} failed: " + "; ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
         await _reply(origin, escape(report))

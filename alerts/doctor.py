@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from alerts.config import NewswatchConfig
+from alerts.format import plural
 from crawler.feeds import parse_feed
 from crawler.sources import SourceConfig
 
@@ -41,7 +42,8 @@ class Finding:
 
 def check_config(config: NewswatchConfig) -> Finding:
     enabled = sum(1 for s in config.sources if s.enabled)
-    message = f"{config.file or 'built-in config'}: {len(config.sources)} sources ({enabled} enabled), {len(config.topics)} topics"
+    message = (f"{config.file or 'built-in config'}: {plural(len(config.sources), 'source')} ({enabled} enabled), "
+               f"{plural(len(config.topics), 'topic')}")
     if not enabled:
         return Finding(WARN, "config", message + "; no enabled source, nothing will be polled")
     return Finding(OK, "config", message)
@@ -71,7 +73,7 @@ def check_database(path: Path) -> Finding:
         return Finding(FAIL, "database", f"{path} is damaged: {verdict}")
     if not _writable(path) or not _writable(path.parent):
         return Finding(FAIL, "database", f"{path} is readable but not writable by this user")
-    return Finding(OK, "database", f"{path}: {stories} stories, {pending} alerts waiting, integrity ok")
+    return Finding(OK, "database", f"{path}: {plural(stories, 'story')}, {plural(pending, 'alert')} waiting, integrity ok")
 
 
 def _writable(path: Path) -> bool:
@@ -115,14 +117,14 @@ async def _check_url(session: aiohttp.ClientSession, source: SourceConfig, url: 
         return Finding(FAIL, check, f"{where}: HTTP {status}")
     if len(body) > max_bytes:
         return Finding(FAIL, check, f"{where}: larger than crawler.max_bytes ({max_bytes} bytes)")
-    detail = f"HTTP {status} in {seconds:.2f}s, {len(body)} bytes"
+    detail = f"HTTP {status} in {seconds:.2f}s, {plural(len(body), 'byte')}"
     if source.kind != "feed":
         return Finding(OK, check, f"{where}: {detail}")
     parsed = parse_feed(body, source=source.name, url=final_url, content_type=content_type)
     if not parsed.stories:
         problem = parsed.problem or "no items"
         return Finding(FAIL, check, f"{where}: {detail}, but not a usable feed: {problem}")
-    message = f"{where}: {detail}, feed with {len(parsed.stories)} items"
+    message = f"{where}: {detail}, feed with {plural(len(parsed.stories), 'item')}"
     if parsed.problem:
         return Finding(WARN, check, f"{message}; parsed with a problem: {parsed.problem}")
     return Finding(OK, check, message)
@@ -236,9 +238,11 @@ def render(findings: list[Finding], console: Console, token: str | None = None) 
     failed = sum(1 for f in findings if f.level == FAIL)
     warned = sum(1 for f in findings if f.level == WARN)
     if failed:
-        console.print(f"{failed} problem(s) to fix" + (f", {warned} warning(s)." if warned else "."), highlight=False)
+        console.print(f"{plural(failed, 'problem')} to fix" + (f", {plural(warned, 'warning')}." if warned else "."),
+                      highlight=False)
         return 1
-    console.print("Everything needed works" + (f" ({warned} warning(s) above)." if warned else "."), highlight=False)
+    console.print("Everything needed works" + (f" ({plural(warned, 'warning')} above)." if warned else "."),
+                  highlight=False)
     return 0
 
 

@@ -189,6 +189,9 @@ def test_a_channel_is_changed_by_its_posts(env: Env) -> None:
 def test_a_private_chat_changes_its_own_settings(env: Env) -> None:
     env.ask(ALICE, "/start", "Subscribed to all topics")
     env.ask(ALICE, "/mute 1h", "Muted for 1h")
+    env.ask(ALICE, "/watch Hanoi", "Watch 1 added")
+    assert "This chat keeps its 1 watch for then." in env.ask(ALICE, "/stop", "Unsubscribed")
+    env.ask(ALICE, "/start", "Subscribed to all topics")
 
 
 # -- admin commands --------------------------------------------------------------------------------
