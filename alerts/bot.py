@@ -863,7 +863,8 @@ class BotCommands:
         chat, message = update.effective_chat, update.effective_message
         if message is None:
             return
-        await _reply(message, help_text(admin=self.permissions.is_bot_admin(update)))
+        await _reply(message, help_text(admin=self.permissions.is_bot_admin(update),
+                                        group_admins_only=not self.permissions.everyone_in_groups))
 
     # -- helpers -------------------------------------------------------------------------------
     async def _started(self, update: Update) -> tuple:
@@ -900,7 +901,7 @@ WATCH_SYNTAX = (
 )
 
 
-def help_text(*, admin: bool = False) -> str:
+def help_text(*, admin: bool = False, group_admins_only: bool = True) -> str:
     lines = [
         "<b>newswatch</b> watches news sources and alerts this chat when a story about Korea diplomacy "
         "matches a topic it follows, or one of its own watches.",
@@ -912,6 +913,8 @@ def help_text(*, admin: bool = False) -> str:
         "/subscribe <i>topic</i> — follow one topic (<code>all</code> for every one)",
         "/unsubscribe <i>topic</i> — stop following one topic",
         "/threshold <i>topic</i> <i>score</i> — this chat's own bar for a topic (<code>default</code> resets it)",
+        *(["In a group, only its administrators change its topics, timing and watches; everyone can look."]
+          if group_admins_only else []),
         "",
         "<b>When alerts arrive</b>",
         "/mute <i>duration</i> — no alerts for a while: 30m, 2h, 1d",
