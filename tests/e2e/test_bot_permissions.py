@@ -29,7 +29,7 @@ from tests.fakes.bot_api import FakeBotAPI
 
 ADMIN = 1001          # a person listed in telegram.admins
 ALICE = 2002          # a subscriber, no rights
-HELPER = 2003         # listed later with chats: [GROUP] only
+DESK_EDITOR = 2003    # listed later with chats: [GROUP] only
 GROUP = -1007770001   # a supergroup
 ADMIN_GROUP = -1008880001  # listed in telegram.admins the old way
 OWNER, MOD, MEMBER = 7001, 7002, 7003
@@ -219,11 +219,11 @@ def test_a_listed_admin_broadcasts_from_a_private_chat_and_a_group(env: Env) -> 
 
 
 def test_an_admin_limited_to_some_chats(env: Env) -> None:
-    env.restart(admins=[ADMIN, {"user": HELPER, "chats": [GROUP]}])
-    env.ask(GROUP, "/sources", "Sources", user_id=HELPER)
-    env.ask(HELPER, "/sources", "Sources")
-    env.ask(ADMIN_GROUP, "/sources", "Sorry, /sources is only for the bot's administrators", user_id=HELPER)
-    menu = env.bot.commands(scope={"type": "chat_member", "chat_id": GROUP, "user_id": HELPER})
+    env.restart(admins=[ADMIN, {"user": DESK_EDITOR, "chats": [GROUP]}])
+    env.ask(GROUP, "/sources", "Sources", user_id=DESK_EDITOR)
+    env.ask(DESK_EDITOR, "/sources", "Sources")
+    env.ask(ADMIN_GROUP, "/sources", "Sorry, /sources is only for the bot's administrators", user_id=DESK_EDITOR)
+    menu = env.bot.commands(scope={"type": "chat_member", "chat_id": GROUP, "user_id": DESK_EDITOR})
     assert "broadcast" in {c["command"] for c in menu}
 
 
