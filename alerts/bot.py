@@ -9,11 +9,15 @@ dispatcher), mute, quiet hours, digest and time zone (the notifier), watches (th
 dispatcher, through `alerts.watches`) and runtime sources (the daemon's scheduler, through
 `on_sources_changed`). Nothing is kept in memory: a restart loses nothing.
 
-Who may do what:
-  * `telegram.allowed_chats`, when set, limits the bot to those chats (and the admins);
-    any other chat gets a polite refusal and nothing is stored for it.
-  * Admin commands (/sources, /addsource, /disablesource, /enablesource, /broadcast)
-    answer only in the chats listed in `telegram.admins`.
+Who may do what (the rules and their guards are in `alerts.permissions`):
+  * `telegram.allowed_chats`, when set, limits the bot to those chats (and the chats named
+    in `telegram.admins`); any other chat gets a polite refusal and nothing is stored for it.
+  * Admin commands (/sources, /addsource, /disablesource, /enablesource, /broadcast) are
+    for the persons listed in `telegram.admins` (`@admin_command`).
+  * In groups, only the group's administrators change what the group receives
+    (`@settings_change`), unless `telegram.group_settings: everyone`; what only reads
+    (/help, /topics, /latest, /search, /trend, /status, /settings, /watches) is open.
+  * A plain message in a private chat gets a pointer to /help; in groups it is ignored.
   * Commands work in private chats, groups, forum topics (alerts go to the topic where
     /start was sent) and channels (posted as the bot's administrator). Replies in a group
     quote the command; a command addressed to another bot (/start@other_bot) is ignored.
@@ -33,6 +37,7 @@ from zoneinfo import ZoneInfo
 from telegram import (
     BotCommand,
     BotCommandScopeChat,
+    BotCommandScopeChatMember,
     BotCommandScopeDefault,
     ChatMember,
     InlineKeyboardButton,
@@ -67,9 +72,10 @@ from alerts.chat_settings import (
     parse_quiet,
 )
 from alerts.config import NewswatchConfig
-from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, safe_url
+from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, plural, safe_url
 from alerts.history import History, search_words
 from alerts.outbox import Outbox
+from alerts.permissions import Permissions, admin_command, settings_change
 from alerts.runtime_sources import RuntimeSources, SourceRefused
 from alerts.subscriptions import Chat, Subscriptions
 from alerts.timing import zone
@@ -133,6 +139,7 @@ class BotCommands:
         self.clock = clock
         self.outbox = outbox
         self.on_sources_changed = on_sources_changed
+        self.permissions = Permissions(config.telegram, clock)
         self.apply_config(config)
 
     def apply_config(self, config: NewswatchConfig) -> None:
@@ -140,9 +147,9 @@ class BotCommands:
         self.config = config
         self.topics = {name: t.description for name, t in config.topics.items()}
         self.thresholds = {name: t.threshold for name, t in config.topics.items()}
-        self.admins = set(config.telegram.admins)
+        self.permissions.apply_config(config.telegram)
         allowed = config.telegram.allowed_chats
-        self.allowed = None if allowed is None else set(allowed) | self.admins
+        self.allowed = None if allowed is None else set(allowed) | config.telegram.admin_places
 
     # -- wiring ------------------------------------------------------------------------------
     def install(self, application: Application) -> None:
@@ -164,17 +171,21 @@ class BotCommands:
         application.add_handler(ChatMemberHandler(self.on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE & only_new, self.unknown))
+        application.add_handler(MessageHandler(~filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE,
+                                               self.not_a_command))
         application.add_error_handler(self.on_error)
 
     async def publish_menu(self, application: Application) -> None:
         public = [BotCommand(name, text) for name, text in MENU]
         await application.bot.set_my_commands(public, scope=BotCommandScopeDefault())
-        for chat_id in sorted(self.admins):
-            try:
-                await application.bot.set_my_commands(
-                    public + [BotCommand(name, text) for name, text in ADMIN_MENU], scope=BotCommandScopeChat(chat_id))
-            except TelegramError as exc:  # an admin who never opened a chat with the bot
-                log.info("admin menu for chat %s not set: %s", chat_id, exc)
+        full = public + [BotCommand(name, text) for name, text in ADMIN_MENU]
+        for user_id, chats in sorted(self.permissions.admins.items()):
+            scopes = [BotCommandScopeChat(user_id)] + [BotCommandScopeChatMember(c, user_id) for c in sorted(chats or ())]
+            for scope in scopes:
+                try:
+                    await application.bot.set_my_commands(full, scope=scope)
+                except TelegramError as exc:  # an admin who never opened a chat with the bot
+                    log.info("admin menu for user %s not set: %s", user_id, exc)
 
     # -- gate, errors, membership -------------------------------------------------------------
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -228,6 +239,20 @@ class BotCommands:
             self.outbox.migrate_chat(old, new)
         log.info("chat %s: upgraded to supergroup %s; moved with its settings", old, new)
 
+    async def refuse(self, update: Update, text: str) -> None:
+        """Say no to a button press or a command, briefly (used by the permission guards)."""
+        if update.callback_query is not None:
+            await update.callback_query.answer(text[:200], show_alert=True)
+        elif update.effective_message is not None:
+            await _reply(update.effective_message, escape(text))
+
+    async def not_a_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.migrate_from_chat_id or message.migrate_to_chat_id:
+            return
+        await _reply(message, "I answer commands only, such as /latest or /search Hanoi summit. "
+                              "/help lists them all.")
+
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None or not message.text:
@@ -236,6 +261,7 @@ class BotCommands:
         await _reply(message, f"I don't know {escape(command)}. /help lists what I understand.")
 
     # -- subscribing ---------------------------------------------------------------------------
+    @settings_change()
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -250,6 +276,7 @@ class BotCommands:
                      f"Alerts arrive{where} as stories break. /topics switches topics on and off, "
                      "/watch adds your own words, /stop ends alerts, /help explains.")
 
+    @settings_change()
     async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -257,7 +284,7 @@ class BotCommands:
         self.subscriptions.stop(chat.id)
         log.info("chat %s: unsubscribed from everything", chat.id)
         kept = len(self.watches.of(chat.id))
-        extra = f" Your {kept} watch{'es' if kept != 1 else ''} are kept for then." if kept else ""
+        extra = f" This chat keeps its {plural(kept, 'watch')} for then." if kept else ""
         await _reply(message, f"Unsubscribed: no more alerts here. /start subscribes again.{extra}")
 
     async def list_topics(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -294,6 +321,7 @@ class BotCommands:
             rows.append([InlineKeyboardButton(f"{'✅' if on else '▫️'} {name}", callback_data=f"{TOPIC_BUTTON}{name}")])
         return InlineKeyboardMarkup(rows)
 
+    @settings_change()
     async def on_topic_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, chat = update.callback_query, update.effective_chat
         if query is None or chat is None:
@@ -325,6 +353,7 @@ class BotCommands:
                 if "not modified" not in str(exc).lower():
                     log.warning("chat %s: could not update the topics message: %s", chat.id, exc)
 
+    @settings_change()
     async def subscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -348,6 +377,7 @@ class BotCommands:
         else:
             await _reply(message, f"Already subscribed to {escape(', '.join(names))}.")
 
+    @settings_change()
     async def unsubscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -368,6 +398,7 @@ class BotCommands:
         rest = f"Still following: {escape(', '.join(left))}." if left else "No topics left here; /subscribe adds one."
         await _reply(message, f"Unsubscribed from {escape(', '.join(removed))}. {rest}")
 
+    @settings_change(reads=lambda args: len(args) < 2)
     async def threshold(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -419,6 +450,7 @@ class BotCommands:
                               "The topic's required words still apply.")
 
     # -- timing -------------------------------------------------------------------------------
+    @settings_change()
     async def mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -437,6 +469,7 @@ class BotCommands:
         await _reply(message, f"Muted for {describe_duration(until - now)}, until {local_stamp(until, state.timezone)}. "
                               "Alerts for stories that come in meanwhile are not sent. /unmute ends it early.")
 
+    @settings_change()
     async def unmute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -445,6 +478,7 @@ class BotCommands:
         self.subscriptions.set_muted_until(chat.id, None)
         await _reply(message, "Unmuted: alerts are on again." if was else "This chat was not muted; alerts are on.")
 
+    @settings_change(reads=lambda args: not args)
     async def quiet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -458,14 +492,18 @@ class BotCommands:
         except SettingError as exc:
             await _reply(message, escape(str(exc)))
             return
-        if zone:
+        moved = zone is not None and zone != state.timezone
+        if moved:
             self.subscriptions.set_timezone(chat.id, zone)
         self.subscriptions.set_quiet(chat.id, span)
         log.info("chat %s: quiet hours %s%s", chat.id,
                  f"{span[0]:%H:%M}-{span[1]:%H:%M}" if span else "off", f" ({zone})" if zone else "")
         fresh = self.subscriptions.chat(chat.id) or state
-        await _reply(message, _quiet_text(fresh))
+        note = (f"\nThis chat's time zone is now {escape(zone)} (it was {escape(state.timezone)}): "
+                "digests and the times in alerts use it too." if moved else "")
+        await _reply(message, _quiet_text(fresh) + note)
 
+    @settings_change(reads=lambda args: not args)
     async def digest(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -483,6 +521,7 @@ class BotCommands:
         log.info("chat %s: digest %s%s", chat.id, mode, f" at {at:%H:%M}" if at else "")
         await _reply(message, _digest_text(self.subscriptions.chat(chat.id) or state))
 
+    @settings_change(reads=lambda args: not args)
     async def timezone(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message, state = await self._started(update)
         if state is None:
@@ -629,15 +668,16 @@ class BotCommands:
         zone_name = self._zone_name(chat.id)
         series = daily_counts(self.history.conn, topics, days, self.clock.now(), ZoneInfo(zone_name))
         totals = {t: sum(c for _, c in points) for t, points in series.items()}
-        title = f"{', '.join(topics)}: matched stories per day, last {days} days"
+        title = f"{', '.join(topics)}: matched stories per day, last {plural(days, 'day')}"
         png = await asyncio.to_thread(render_png, series, title=title)
         caption = (" · ".join(f"{hashtag(t)} {n}" for t, n in totals.items())
-                   + f" — stories matched in the last {days} days (days in {zone_name})")
+                   + f" — stories matched in the last {plural(days, 'day')} (days in {zone_name})")
         kwargs = _reply_kwargs(message)
         await message.reply_photo(InputFile(png, filename="trend.png"), caption=escape(caption),
                                   parse_mode=ParseMode.HTML, **kwargs)
 
     # -- watches -------------------------------------------------------------------------------
+    @settings_change()
     async def watch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -678,6 +718,7 @@ class BotCommands:
         lines.append("/unwatch N removes watch N.")
         await _reply(message, "\n".join(lines))
 
+    @settings_change()
     async def unwatch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
         if chat is None or message is None:
@@ -697,21 +738,9 @@ class BotCommands:
         await _reply(message, f"Removed watch {escape(arg)}: <code>{escape(removed.rule)}</code>.")
 
     # -- admin ---------------------------------------------------------------------------------
-    async def _admin(self, update: Update) -> tuple[int, Message] | None:
-        chat, message = update.effective_chat, update.effective_message
-        if chat is None or message is None:
-            return None
-        if chat.id not in self.admins:
-            command = (message.text or "").split()[0].split("@")[0] if message.text else "that"
-            log.info("chat %s: admin command %s refused", chat.id, command)
-            await _reply(message, f"Sorry, {escape(command)} is only for the bot's administrators.")
-            return None
-        return chat.id, message
-
+    @admin_command
     async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         now = self.clock.now()
         zone_name = self._zone_name(chat_id)
         known = self.runtime_sources.all()
@@ -729,16 +758,15 @@ class BotCommands:
                 mark, detail = "⏳", "not fetched yet"
             else:
                 mark = "✅"
-                detail = f"ok, last fetch {_ago(state.last_attempt, now, zone_name)}, {state.stories_total:,} stories"
+                detail = f"ok, last fetch {_ago(state.last_attempt, now, zone_name)}, {plural(state.stories_total, 'story')}"
             origin = " · added from Telegram" if h.runtime else ""
             lines.append(f"{mark} <b>{escape(h.name)}</b> every {_every(intervals[h.name])}{origin}\n    {detail}")
         lines.append("/addsource name url [interval], /disablesource name, /enablesource name")
         await _reply(message, fit("\n".join(lines), TELEGRAM_TEXT_LIMIT))
 
+    @admin_command
     async def add_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         args = context.args or []
         if len(args) not in (2, 3):
             await _reply(message, "Write /addsource NAME URL [INTERVAL], e.g. "
@@ -746,13 +774,13 @@ class BotCommands:
             return
         try:
             source = await self.runtime_sources.add(args[0], args[1], args[2] if len(args) == 3 else None,
-                                                    by=chat_id, now=self.clock.now())
+                                                    by=update.effective_user.id, now=self.clock.now())
         except SourceRefused as exc:
             await _reply(message, f"Source not added: {escape(str(exc))}")
             return
         self._sources_changed()
-        log.info("source %s added from chat %s: %s every %ss", source.name, chat_id, redact_url(source.url),
-                 source.interval)
+        log.info("source %s added by user %s in chat %s: %s every %ss", source.name, update.effective_user.id, chat_id,
+                 redact_url(source.url), source.interval)
         await _reply(message, f"Added source <b>{escape(source.name)}</b>: {escape(redact_url(source.url))}, "
                               f"polled every {_every(source.interval)}, starting now. It is kept across restarts; "
                               f"/disablesource {escape(source.name)} stops it.")
@@ -763,17 +791,16 @@ class BotCommands:
     async def enable_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._set_source(update, context, enabled=True)
 
+    @admin_command
     async def _set_source(self, update: Update, context: ContextTypes.DEFAULT_TYPE, *, enabled: bool) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         verb = "enablesource" if enabled else "disablesource"
         if not context.args:
             await _reply(message, f"Which source? /{verb} NAME (/sources lists them).")
             return
         before = self.runtime_sources.find(context.args[0])
         try:
-            known = self.runtime_sources.set_enabled(context.args[0], enabled, by=chat_id, now=self.clock.now())
+            known = self.runtime_sources.set_enabled(context.args[0], enabled, by=update.effective_user.id, now=self.clock.now())
         except SourceRefused as exc:
             await _reply(message, escape(str(exc)))
             return
@@ -782,7 +809,8 @@ class BotCommands:
             await _reply(message, f"{name} was already {'enabled' if enabled else 'disabled'}.")
             return
         self._sources_changed()
-        log.info("source %s %s from chat %s", known.config.name, "enabled" if enabled else "disabled", chat_id)
+        log.info("source %s %s by user %s in chat %s", known.config.name, "enabled" if enabled else "disabled",
+                 update.effective_user.id, chat_id)
         await _reply(message, f"{name} {'enabled: polling again' if enabled else 'disabled: no longer polled'}, "
                               "and it stays so across restarts.")
 
@@ -790,16 +818,15 @@ class BotCommands:
         if self.on_sources_changed is not None:
             self.on_sources_changed(self.runtime_sources.enabled())
 
+    @admin_command
     async def broadcast(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (admin := await self._admin(update)) is None:
-            return
-        chat_id, message = admin
+        chat_id, message = update.effective_chat.id, update.effective_message
         text = _arg_text(message)
         if not text:
             await _reply(message, "Write the message after the command: /broadcast Maintenance tonight at 22:00 UTC.")
             return
         chats = self.subscriptions.active_chats()
-        await _reply(message, f"Broadcasting to {len(chats)} active chat{'s' if len(chats) != 1 else ''}…")
+        await _reply(message, f"Broadcasting to {plural(len(chats), 'active chat')}…")
         context.application.create_task(self._broadcast(context, message, text, chats), update=update,
                                         name="broadcast")
 
@@ -830,7 +857,7 @@ class BotCommands:
                     failed.append(f"{chat.chat_id}: {exc.message}")
                 break
         log.info("broadcast: %d sent, %d failed", sent, len(failed))
-        report = f"Broadcast delivered to {sent} of {len(chats)} chats."
+        report = f"Broadcast delivered to {sent} of {plural(len(chats), 'chat')}."
         if failed:
             report += f" {len(failed)} failed: " + "; ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
         await _reply(origin, escape(report))
@@ -839,7 +866,8 @@ class BotCommands:
         chat, message = update.effective_chat, update.effective_message
         if message is None:
             return
-        await _reply(message, help_text(admin=chat is not None and chat.id in self.admins))
+        await _reply(message, help_text(admin=self.permissions.is_bot_admin(update),
+                                        group_admins_only=not self.permissions.everyone_in_groups))
 
     # -- helpers -------------------------------------------------------------------------------
     async def _started(self, update: Update) -> tuple:
@@ -876,7 +904,7 @@ WATCH_SYNTAX = (
 )
 
 
-def help_text(*, admin: bool = False) -> str:
+def help_text(*, admin: bool = False, group_admins_only: bool = True) -> str:
     lines = [
         "<b>newswatch</b> watches news sources and alerts this chat when a story about Korea diplomacy "
         "matches a topic it follows, or one of its own watches.",
@@ -888,6 +916,8 @@ def help_text(*, admin: bool = False) -> str:
         "/subscribe <i>topic</i> — follow one topic (<code>all</code> for every one)",
         "/unsubscribe <i>topic</i> — stop following one topic",
         "/threshold <i>topic</i> <i>score</i> — this chat's own bar for a topic (<code>default</code> resets it)",
+        *(["In a group, only its administrators change its topics, timing and watches; everyone can look."]
+          if group_admins_only else []),
         "",
         "<b>When alerts arrive</b>",
         "/mute <i>duration</i> — no alerts for a while: 30m, 2h, 1d",

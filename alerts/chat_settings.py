@@ -16,7 +16,7 @@ from crawler.sources import parse_duration
 MAX_MUTE = timedelta(days=30)
 DEFAULT_DIGEST_AT = time(8, 0)
 
-_CLOCK = re.compile(r"^([01]?\d|2[0-3])[:.h]?([0-5]\d)$")
+_CLOCK = re.compile(r"^(\d{1,2})[:.h]?(\d\d)$")
 
 
 class SettingError(ValueError):
@@ -40,7 +40,12 @@ def parse_clock(text: str) -> time:
     match = _CLOCK.match(text.strip())
     if not match:
         raise SettingError(f"“{text}” is not a time of day; write it as HH:MM, e.g. 23:00")
-    return time(int(match.group(1)), int(match.group(2)))
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if hour > 23:
+        raise SettingError(f"“{text}”: the hour {hour} is out of range; hours go from 00 to 23")
+    if minute > 59:
+        raise SettingError(f"“{text}”: the minute {minute} is out of range; minutes go from 00 to 59")
+    return time(hour, minute)
 
 
 def parse_quiet(args: list[str]) -> tuple[tuple[time, time] | None, str | None]:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
+from alerts.format import plural
 from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch")
@@ -132,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         if args.output:
             out.close()
-    log.info("exported %d matched stories%s", count, f" to {args.output}" if args.output else "")
+    log.info("exported %s%s", plural(count, "matched story"), f" to {args.output}" if args.output else "")
     return 0
 
 
@@ -144,7 +145,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args, delivering=True)
-    print(f"# {config.file}: OK ({len(config.sources)} sources, {len(config.topics)} topics)")
+    print(f"# {config.file}: OK ({plural(len(config.sources), 'source')}, {plural(len(config.topics), 'topic')})")
     print(redacted(config, args.token), end="")
     return 0
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"newswatch: the config has {len(exc.problems)} problem(s):", file=sys.stderr)
+        print(f"newswatch: the config has {plural(len(exc.problems), 'problem')}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from alerts.service_config import HttpConfig
 from alerts.topics import TopicConfig
@@ -35,12 +36,44 @@ CONFIG_ENV = "NEWSWATCH_CONFIG"
 TELEGRAM_API = "https://api.telegram.org/bot"
 
 
+class AdminConfig(BaseModel):
+    """One entry of `telegram.admins`: a person (a Telegram user id) who may run the admin
+    commands in a private chat with the bot and, when `chats` is given, in those chats only
+    (else in any chat the bot serves). A bare number is `{user: NUMBER}`. A negative bare
+    number is a chat, as configs before admins were persons wrote them: it still gets the
+    admin notices, but gives nobody rights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: int
+    chats: list[int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, data: Any) -> Any:
+        if isinstance(data, (int, str)) and not isinstance(data, bool):
+            return {"user": data}
+        return data
+
+    @model_validator(mode="after")
+    def _person(self) -> AdminConfig:
+        if self.user == 0 or (self.user < 0 and self.chats is not None):
+            raise ValueError(f"user must be a person's Telegram id (a positive number), got {self.user}")
+        return self
+
+    @property
+    def is_chat(self) -> bool:
+        """A bare chat id of the old form: notices only, no rights."""
+        return self.user < 0
+
+
 class TelegramConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool | Literal["auto"] = "auto"   # auto: Telegram when a token is set, else the console
     api_url: str = TELEGRAM_API
-    admins: list[int] = Field(default_factory=list)
+    admins: list[AdminConfig] = Field(default_factory=list)
+    group_settings: Literal["admins", "everyone"] = "admins"  # who may change a group's settings
     allowed_chats: list[int] | None = None
     allow_private_source_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     overall_per_second: float = Field(default=30, gt=0)
@@ -53,6 +86,21 @@ class TelegramConfig(BaseModel):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an http(s) URL such as {TELEGRAM_API}, got {v!r}")
         return v.rstrip("/")
+
+    @property
+    def admin_users(self) -> dict[int, frozenset[int] | None]:
+        """user id -> the chats where that person may act besides the private chat (None: any)."""
+        return {a.user: None if a.chats is None else frozenset(a.chats) for a in self.admins if not a.is_chat}
+
+    @property
+    def notice_chats(self) -> list[int]:
+        """Where admin notices go: each admin's private chat, and the chats listed the old way."""
+        return list(dict.fromkeys(a.user for a in self.admins))
+
+    @property
+    def admin_places(self) -> set[int]:
+        """Every chat id named in `admins` (private chats, chats of entries, old chat entries)."""
+        return {a.user for a in self.admins} | {c for a in self.admins for c in (a.chats or ())}
 
 
 class NewswatchConfig(BaseModel):

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from alerts.bot import BotCommands
 from alerts.config import ConfigError, NewswatchConfig, address_policy, load_config
 from alerts.dispatch import Dispatcher, DispatchSummary
+from alerts.format import plural
 from alerts.history import History
 from alerts.matcher import Matcher
 from alerts.metrics import Metrics
@@ -141,8 +142,8 @@ class Daemon:
             except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
                 pass
         mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
-        log.info("newswatch starting: %d sources, topics %s, database %s, alerts to %s",
-                 len(self.sources), ", ".join(self.matcher.topics), self.config.database_path, mode)
+        log.info("newswatch starting: %s, topics %s, database %s, alerts to %s",
+                 plural(len(self.sources), "source"), ", ".join(self.matcher.topics), self.config.database_path, mode)
         http = None
         if self.config.http is not None:
             from alerts.http_api import start_http
@@ -204,7 +205,8 @@ class Daemon:
         self._apply_sources(self.runtime_sources.enabled())
         if self.commands is not None:
             self.commands.apply_config(new)
-        log.info("config reloaded from %s: %d sources polled, topics %s", path, len(self.sources), ", ".join(new.topics))
+        log.info("config reloaded from %s: %s polled, topics %s", path, plural(len(self.sources), "source"),
+                 ", ".join(new.topics))
         if restart:
             log.warning("config reload: changes to %s take effect after a restart", ", ".join(restart))
         return True
@@ -343,11 +345,11 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("crawl of %d sources failed", len(batch))
+            log.exception("crawl of %s failed", plural(len(batch), "source"))
             return
-        log.info("cycle: %d sources (%d ok, %d unchanged, %d failed), %d new stories of %d seen%s, %.1fs",
-                 summary.sources, summary.ok, summary.not_modified, summary.failed,
-                 summary.stories_new, summary.stories_seen, held_note(summary), summary.seconds)
+        log.info("cycle: %s (%d ok, %d unchanged, %d failed), %s of %d seen%s, %.1fs",
+                 plural(summary.sources, "source"), summary.ok, summary.not_modified, summary.failed,
+                 plural(summary.stories_new, "new story"), summary.stories_seen, held_note(summary), summary.seconds)
         self.metrics.crawled(summary)
         self._dispatch_event.set()
         if summary.failures:
@@ -368,17 +370,17 @@ class Daemon:
                 log.error("source %s: could not disable it: %s", name, exc)
                 continue
             disabled.append((name, error))
-            log.warning("source %s: disabled after %d failures in a row (last: %s); /enablesource %s resumes it",
-                        name, limit, error, name)
+            log.warning("source %s: disabled after %s in a row (last: %s); /enablesource %s resumes it",
+                        name, plural(limit, "failure"), error, name)
         if not disabled:
             return
         self._apply_sources(self.runtime_sources.enabled())
-        if self.application is None or not self.config.telegram.admins:
+        if self.application is None or not self.config.telegram.notice_chats:
             return
         for name, error in disabled:
-            text = (f"⚠️ Source {name} was disabled after {limit} failed fetches in a row.\n"
+            text = (f"⚠️ Source {name} was disabled after {plural(limit, 'failed fetch')} in a row.\n"
                     f"Last error: {error[:300]}\n/enablesource {name} polls it again.")
-            for admin in self.config.telegram.admins:
+            for admin in self.config.telegram.notice_chats:
                 try:
                     await self.application.bot.send_message(chat_id=admin, text=text)
                 except Exception as exc:  # best effort: the log line above already says it
@@ -402,7 +404,8 @@ class Daemon:
                 continue
             self.metrics.dispatched(summary)
             if summary.queued:
-                log.info("matched %d of %d new stories; %d alerts queued", summary.matched, summary.stories, summary.queued)
+                log.info("matched %d of %s; %s queued", summary.matched, plural(summary.stories, "new story"),
+                         plural(summary.queued, "alert"))
                 self._notify_event.set()
             if summary.more:
                 self._dispatch_event.set()

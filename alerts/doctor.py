@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from alerts.config import NewswatchConfig, address_policy
+from alerts.format import plural
 from crawler.addresses import AddressPolicy, AddressRefused, GuardedConnector, guarded
 from crawler.feeds import parse_feed
 from crawler.sources import SourceConfig
@@ -47,7 +48,8 @@ class Finding:
 
 def check_config(config: NewswatchConfig) -> Finding:
     enabled = sum(1 for s in config.sources if s.enabled)
-    message = f"{config.file or 'built-in config'}: {len(config.sources)} sources ({enabled} enabled), {len(config.topics)} topics"
+    message = (f"{config.file or 'built-in config'}: {plural(len(config.sources), 'source')} ({enabled} enabled), "
+               f"{plural(len(config.topics), 'topic')}")
     if not enabled:
         return Finding(WARN, "config", message + "; no enabled source, nothing will be polled")
     return Finding(OK, "config", message)
@@ -77,7 +79,7 @@ def check_database(path: Path) -> Finding:
         return Finding(FAIL, "database", f"{path} is damaged: {verdict}")
     if not _writable(path) or not _writable(path.parent):
         return Finding(FAIL, "database", f"{path} is readable but not writable by this user")
-    return Finding(OK, "database", f"{path}: {stories} stories, {pending} alerts waiting, integrity ok")
+    return Finding(OK, "database", f"{path}: {plural(stories, 'story')}, {plural(pending, 'alert')} waiting, integrity ok")
 
 
 def _writable(path: Path) -> bool:
@@ -137,14 +139,14 @@ async def _check_url(session: aiohttp.ClientSession, source: SourceConfig, url: 
         return Finding(FAIL, check, f"{where}: HTTP {status}")
     if len(body) > max_bytes:
         return Finding(FAIL, check, f"{where}: larger than crawler.max_bytes ({max_bytes} bytes)")
-    detail = f"HTTP {status} in {seconds:.2f}s, {len(body)} bytes"
+    detail = f"HTTP {status} in {seconds:.2f}s, {plural(len(body), 'byte')}"
     if source.kind != "feed":
         return Finding(OK, check, f"{where}: {detail}")
     parsed = parse_feed(body, source=source.name, url=final_url, content_type=content_type)
     if not parsed.stories:
         problem = parsed.problem or "no items"
         return Finding(FAIL, check, f"{where}: {detail}, but not a usable feed: {problem}")
-    message = f"{where}: {detail}, feed with {len(parsed.stories)} items"
+    message = f"{where}: {detail}, feed with {plural(len(parsed.stories), 'item')}"
     if parsed.problem:
         return Finding(WARN, check, f"{message}; parsed with a problem: {parsed.problem}")
     return Finding(OK, check, message)
@@ -186,8 +188,12 @@ async def check_token(session: aiohttp.ClientSession, config: NewswatchConfig, t
         return Finding(FAIL, "telegram", f"getMe failed: HTTP {status}: {description}")
     me = data.get("result") or {}
     message = f"the token works: bot @{me.get('username', '?')} ({me.get('first_name', '')})"
-    if not config.telegram.admins:
-        return Finding(WARN, "telegram", message + "; no telegram.admins, so nobody can run admin commands")
+    if not config.telegram.admin_users:
+        return Finding(WARN, "telegram", message + "; no person in telegram.admins, so nobody can run admin commands")
+    chats = [str(a.user) for a in config.telegram.admins if a.is_chat]
+    if chats:
+        return Finding(WARN, "telegram", message + f"; telegram.admins lists chat {', '.join(chats)}: a chat gives "
+                                                   "nobody admin rights (list people: {user: ID, chats: [...]})")
     return Finding(OK, "telegram", message)
 
 
@@ -257,9 +263,11 @@ def render(findings: list[Finding], console: Console, token: str | None = None) 
     failed = sum(1 for f in findings if f.level == FAIL)
     warned = sum(1 for f in findings if f.level == WARN)
     if failed:
-        console.print(f"{failed} problem(s) to fix" + (f", {warned} warning(s)." if warned else "."), highlight=False)
+        console.print(f"{plural(failed, 'problem')} to fix" + (f", {plural(warned, 'warning')}." if warned else "."),
+                      highlight=False)
         return 1
-    console.print("Everything needed works" + (f" ({warned} warning(s) above)." if warned else "."), highlight=False)
+    console.print("Everything needed works" + (f" ({plural(warned, 'warning')} above)." if warned else "."),
+                  highlight=False)
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from alerts.format import plural
 from alerts.matcher import Matcher
 
 __all__ = [
@@ -154,7 +155,7 @@ def format_eval_report(result: Mapping[str, Any], *, examples: int = 20) -> str:
     """A table of precision/recall/F1 per topic, then up to `examples` titles of the mistakes
     per topic and kind (0: the table only)."""
     lines = [
-        f"{result.get('stories', 0)} stories scored, "
+        f"{plural(result.get('stories', 0), 'story')} scored, "
         f"{result.get('skipped_unsure', 0)} marked unsure skipped",
         "",
         f"{'topic':<16}{'precision':>10}{'recall':>8}{'F1':>8}{'TP':>6}{'FP':>6}{'FN':>6}",

@@ -32,6 +32,7 @@ __all__ = [
     "escape",
     "fit",
     "hashtag",
+    "plural",
     "render_alert",
     "render_alert_plain",
     "render_console",
@@ -82,6 +83,22 @@ class AlertView:
 def utf16_len(text: str) -> int:
     """Length in UTF-16 code units, the unit of Telegram's limits."""
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 story`, `2 stories`, `0 alerts`, `1,204 failed fetches`: a count with its noun in
+    the form the count takes (the last word of `noun` is made plural by the English rules for
+    regular nouns, or `many` is the plural form)."""
+    if count == 1:
+        return f"{count:,} {noun}"
+    if many is None:
+        if noun[-1:] == "y" and noun[-2:-1] not in ("a", "e", "i", "o", "u"):
+            many = noun[:-1] + "ies"
+        elif noun.endswith(("s", "x", "z", "ch", "sh")):
+            many = noun + "es"
+        else:
+            many = noun + "s"
+    return f"{count:,} {many}"
 
 
 def escape(text: str, *, quote: bool = False) -> str:

@@ -3,11 +3,16 @@
 Read-only queries over the `stories`, `matches`, `fetch_state` and `outbox` tables for the
 /latest, /search, /status and /sources commands, plus a full-text index for /search.
 
-Search uses an SQLite FTS5 table with the trigram tokenizer when the SQLite library has it
-(substring matching, so 개성공단 finds 개성공단에서 and "summit" finds "summits"); words of
-fewer than three characters, and every word when FTS5 is missing, are matched with LIKE.
-The index follows the stories table through a cursor kept in `meta`: the stories stored
-since the last search are indexed when the next search comes, so fetching never waits on it.
+Search finds the stories holding every word, newest published first. Words are read as
+topics read terms (`alerts.topics.normalize`: case, dashes and spacing do not matter):
+a word in Latin (or any non-CJK) letters matches whole words only, so "Kim" does not find
+"Kimi" and "summit" does not find "summits" (`summit*` does: any ending); Korean, Chinese
+and Japanese words match inside longer words too, so 개성공단 finds 개성공단에서. The
+candidates come from an SQLite FTS5 table with the trigram tokenizer when the SQLite
+library has it (substring matching), or from LIKE for words of fewer than three
+characters and when FTS5 is missing; each candidate is then checked word by word. The
+index follows the stories table through a cursor kept in `meta`: the stories stored since
+the last search are indexed when the next search comes, so fetching never waits on it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from alerts.topics import LATIN, normalize, script
 from crawler.store import FetchState, StoredStory, StoryStore, transaction
 
 log = logging.getLogger("newswatch.history")
@@ -25,6 +31,7 @@ log = logging.getLogger("newswatch.history")
 FTS_CURSOR_KEY = "search_index_cursor"
 INDEX_BATCH = 2000
 MAX_WORDS = 8
+MAX_CANDIDATES = 5000  # substring candidates checked for whole words, newest first, per search
 
 
 @dataclass(frozen=True)
@@ -101,25 +108,34 @@ class History:
 
     # -- /search ---------------------------------------------------------------------------
     def search(self, words: list[str], limit: int = 10) -> list[StoredStory]:
-        """Stories containing every word (case-insensitive), newest stored first."""
-        words = [w for w in words if w][:MAX_WORDS]
-        if not words:
+        """Stories containing every word (see the module's docstring), newest published first."""
+        wanted = [w for w in (SearchWord.of(w) for w in words[:MAX_WORDS]) if w is not None]
+        if not wanted:
             return []
-        long_words = [w for w in words if len(w) >= 3] if self.fts else []
-        short_words = [w for w in words if w not in long_words]
+        found: list[StoredStory] = []
+        for story_id, title, text in self.conn.execute(*self._candidates(wanted)):
+            folded = normalize(f"{title}\n{text}")
+            if all(w.found_in(folded) for w in wanted) and (stored := self.store.get(story_id)) is not None:
+                found.append(stored)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def _candidates(self, wanted: list[SearchWord]) -> tuple[str, list]:
+        """SQL for the stories holding every word as a substring, newest published first."""
+        plain = [w.sql_text for w in wanted]
+        long_words = [w for w in plain if len(w) >= 3] if self.fts else []
+        short_words = [w for w in plain if w not in long_words]
         like = " AND ".join("(s.title LIKE ? ESCAPE '\\' OR s.text LIKE ? ESCAPE '\\')" for _ in short_words)
         like_args = [arg for w in short_words for arg in (_like(w), _like(w))]
+        order = " ORDER BY s.published DESC, s.seq DESC LIMIT ?"
         if long_words:
             self._catch_up()
             query = " AND ".join('"' + w.replace('"', '""') + '"' for w in long_words)
-            sql = ("SELECT s.id FROM stories_fts f JOIN stories s ON s.seq = f.rowid WHERE stories_fts MATCH ?"
-                   + (f" AND {like}" if like else "") + " ORDER BY s.seq DESC LIMIT ?")
-            args = [query, *like_args, limit]
-        else:
-            sql = f"SELECT s.id FROM stories s WHERE {like} ORDER BY s.seq DESC LIMIT ?"
-            args = [*like_args, limit]
-        found = (self.store.get(r[0]) for r in self.conn.execute(sql, args).fetchall())
-        return [s for s in found if s is not None]
+            sql = ("SELECT s.id, s.title, s.text FROM stories_fts f JOIN stories s ON s.seq = f.rowid"
+                   " WHERE stories_fts MATCH ?" + (f" AND {like}" if like else "") + order)
+            return sql, [query, *like_args, MAX_CANDIDATES]
+        return f"SELECT s.id, s.title, s.text FROM stories s WHERE {like}" + order, [*like_args, MAX_CANDIDATES]
 
     def _catch_up(self) -> None:
         """Index the stories stored since the last search."""
@@ -163,6 +179,42 @@ class History:
     def last_fetch(self) -> datetime | None:
         row = self.conn.execute("SELECT MAX(last_attempt) FROM fetch_state").fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+
+@dataclass(frozen=True)
+class SearchWord:
+    """One word (or quoted phrase) of a search, normalised; `any_ending` for `word*`."""
+
+    text: str
+    any_ending: bool
+    sql_text: str  # what the substring look-up in SQL searches for
+
+    @classmethod
+    def of(cls, word: str) -> SearchWord | None:
+        any_ending = word.endswith("*")
+        core = word.rstrip("*").strip()
+        text = normalize(core)
+        if not text:
+            return None
+        return cls(text, any_ending, core)
+
+    def found_in(self, folded: str) -> bool:
+        """Whether `folded` (normalised text) holds this word: not joined to a letter or digit
+        of the same Latin-like script on either side (on the left only for `word*`)."""
+        start = folded.find(self.text)
+        while start != -1:
+            end = start + len(self.text)
+            before = folded[start - 1] if start else " "
+            after = folded[end] if end < len(folded) else " "
+            if not _joined(before, self.text[0]) and (self.any_ending or not _joined(self.text[-1], after)):
+                return True
+            start = folded.find(self.text, start + 1)
+        return False
+
+
+def _joined(left: str, right: str) -> bool:
+    """Two neighbouring characters of one Latin-like word (CJK words match inside others)."""
+    return script(left) == LATIN and script(right) == LATIN
 
 
 def _like(word: str) -> str:

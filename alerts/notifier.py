@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from alerts.format import AlertView, render_console
+from alerts.format import AlertView, plural, render_console
 from alerts.outbox import DROPPED, FAILED, MUTED, Outbox, OutboxItem
 from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import CONSOLE_CHAT, Chat, Subscriptions
@@ -237,7 +237,7 @@ class Notifier:
             dropped = self.outbox.drop_chat(item.chat_id, str(exc))
             self.summary.dropped += dropped
             self._tell("dropped", item.chat_id, dropped)
-            log.warning("chat %s: deactivated (%s); %d queued alerts dropped", item.chat_id, exc, dropped)
+            log.warning("chat %s: deactivated (%s); %s dropped", item.chat_id, exc, plural(dropped, "queued alert"))
             if self.on_chat_gone:
                 self.on_chat_gone(item.chat_id, str(exc))
         except Rejected as exc:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alerts.format import plural
 from crawler.outcomes import FetchOutcome, held_note
 from crawler.story import Story
 
@@ -30,7 +31,7 @@ def describe_outcome(outcome: FetchOutcome, new: list[Story]) -> tuple[str, str]
         return "failed", outcome.error
     if outcome.status == 304:
         return "unchanged", "304 Not Modified"
-    detail = f"HTTP {outcome.status}, {len(outcome.stories)} stories, {len(new)} new"
+    detail = f"HTTP {outcome.status}, {plural(len(outcome.stories), 'story')}, {len(new)} new"
     if outcome.note:
         detail += f" ({outcome.note})"
     return "fetched", detail
@@ -152,7 +153,7 @@ def crawl_once(daemon: Daemon, out: TextIO, *, terminal: bool | None = None) -> 
     source failed."""
     total = len(daemon._fetchable(daemon.sources))
     if not total:
-        print(f"nothing to fetch: {len(daemon.sources)} sources, none due (failing sources wait for their backoff)",
+        print(f"nothing to fetch: {plural(len(daemon.sources), 'source')}, none due (failing sources wait for their backoff)",
               file=out)
     with CrawlProgress(out, total, terminal=terminal) as progress:
         daemon.recorder.observers.append(progress.fetched)

@@ -1,7 +1,11 @@
 """The /trend chart: matched stories per day, per topic, as a PNG.
 
-`daily_counts()` reads the `matches` table (joined to the stories for their publication
-time) and counts distinct stories per local day of the chat's time zone; `render_png()`
+`daily_counts()` reads the `matches` table and counts distinct stories per local day of the
+chat's time zone, by the day each story was matched — as /status ("matched in the last
+24 h"), `newswatch stats` and `newswatch export --since` count them. The day of the match is
+the one time the daemon itself vouches for: a publication date may be missing, wrong by a
+time zone or in the future, and an old item a feed shows for the first time is news to the
+chats on the day it is matched, when its alert goes out. `render_png()`
 draws the counts with matplotlib's Agg backend through the object-oriented API (a
 `Figure` with its own canvas, no pyplot state), so it can run in a worker thread.
 """
@@ -25,8 +29,8 @@ def days_of(end: date, days: int) -> list[date]:
 
 def daily_counts(conn: sqlite3.Connection, topics: list[str], days: int, now: datetime,
                  tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
-    """topic -> [(local day, stories matched that were published that day)] for the last
-    `days` days up to today, oldest first, zeros included."""
+    """topic -> [(local day, stories matched that day)] for the last `days` days up to today,
+    oldest first, zeros included."""
     today = now.astimezone(tz).date()
     window = days_of(today, days)
     start = datetime.combine(window[0], datetime.min.time(), tz).astimezone(UTC)
@@ -34,12 +38,12 @@ def daily_counts(conn: sqlite3.Connection, topics: list[str], days: int, now: da
     if topics:
         marks = ",".join("?" * len(topics))
         rows = conn.execute(
-            f"SELECT m.topic, m.story_id, s.published FROM matches m JOIN stories s ON s.id = m.story_id"
-            f" WHERE m.topic IN ({marks}) AND s.published >= ? AND s.published <= ?",
+            f"SELECT topic, story_id, matched_at FROM matches"
+            f" WHERE topic IN ({marks}) AND matched_at >= ? AND matched_at <= ?",
             [*topics, start.isoformat(), now.astimezone(UTC).isoformat()],
         )
-        for topic, story_id, published in rows:
-            day = datetime.fromisoformat(published).astimezone(tz).date()
+        for topic, story_id, matched_at in rows:
+            day = datetime.fromisoformat(matched_at).astimezone(tz).date()
             counts[topic].setdefault(day, set()).add(story_id)
     return {t: [(d, len(counts[t].get(d, ()))) for d in window] for t in topics}
 

@@ -144,7 +144,7 @@ def _parse(
         if story is not None:
             stories.append(story)
     if failed:
-        notes.append(f"{failed} entries could not be read")
+        notes.append(f"entries that could not be read: {failed}")
     return ParsedFeed(stories, _inline_text(feed.title), feed.ttl_seconds, "; ".join(notes))
 
 
@@ -395,7 +395,7 @@ def _neutralise(text: str, prolog: _Prolog) -> tuple[str, list[str]]:
     pieces.append(body)
     illegal += removed
     if entities:
-        dropped = f" ({expand.dropped} references dropped)" if expand.dropped else ""
+        dropped = f" (references dropped: {expand.dropped})" if expand.dropped else ""
         notes.append(f"entity declarations removed{dropped}")
     elif subset_removed:
         notes.append("DOCTYPE internal subset removed")
@@ -558,7 +558,7 @@ def _bozo_note(exc: Any, recovered: int) -> str:
         error = f"XML error at line {exc.getLineNumber()}: {exc.getMessage()}"
     else:
         error = f"{type(exc).__name__}: {exc}"[:200]
-    return f"{error} (recovered {recovered} entries)"
+    return f"{error} (entries recovered: {recovered})"
 
 
 def _ttl_seconds(feed: Any) -> int | None:

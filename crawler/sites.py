@@ -228,7 +228,7 @@ class ArticlePages:
         fresh = [u for u in wanted if u not in known]
         left = self._budget.setdefault(source.name, source.max_articles)
         if len(fresh) > left:
-            log.info("source %s: %d new articles, fetching %d now and the rest next time",
+            log.info("source %s: new articles: %d, fetching %d now and the rest next time",
                      source.name, len(fresh), left)
         fresh = fresh[: max(0, left)]
         self._budget[source.name] = left - len(fresh)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import TOKEN, DaemonProcess, wait_until
-from tests.fakes.bot_api import FakeBotAPI
+from tests.fakes.bot_api import DEFAULT_USER_ID, FakeBotAPI
 from tests.fakes.feed_server import FeedItem, FeedServer
 
 ADMIN = 1001
@@ -161,6 +161,8 @@ def env(tmp_path_factory) -> Iterator[Env]:
         }
         path = tmp / "newswatch.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), "utf-8")
+        bot.set_member(FORUM, DEFAULT_USER_ID, "creator")      # who sends the group commands below
+        bot.set_member(OLD_GROUP, DEFAULT_USER_ID, "administrator")
         daemon = DaemonProcess(path, token=TOKEN, log_dir=tmp).start()
         env = Env(feeds, bot, daemon, tmp / "newswatch.db")
         try:
@@ -191,6 +193,15 @@ def test_menu_and_help(env: Env) -> None:
         assert command in text, command
     assert "/broadcast" not in text
     assert "/broadcast" in env.ask(ADMIN, "/help", "newswatch")["visible"]
+
+
+def test_a_plain_message_in_a_private_chat_points_to_help(env: Env) -> None:
+    reply = env.ask(ALICE, "what is new on the summit?", "/help")["visible"]
+    assert "commands" in reply
+    before = len(env.bot.messages_for(FORUM))
+    env.bot.user_message(FORUM, "good morning, desk", thread_id=THREAD)
+    env.ask(FORUM, "/help", "newswatch", thread_id=THREAD)   # answered after the plain message was seen
+    assert len(env.bot.messages_for(FORUM)) == before + 1, "a group's plain messages get no answer"
 
 
 # -- subscribing ----------------------------------------------------------------------------------
@@ -307,10 +318,12 @@ def test_settings_commands(env: Env) -> None:
     env.ask(DAVE, "/unmute", "Unmuted")
     assert env.sql("SELECT muted_until FROM chats WHERE chat_id = ?", DAVE)[0][0] is None
 
-    env.ask(DAVE, "/quiet 23:00-07:00 Asia/Tokyo", "Quiet hours: 23:00–07:00 (Asia/Tokyo)")
+    reply = env.ask(DAVE, "/quiet 23:00-07:00 Asia/Tokyo", "Quiet hours: 23:00–07:00 (Asia/Tokyo)")
+    assert "This chat's time zone is now Asia/Tokyo (it was Asia/Seoul)" in reply["visible"]
     row = env.sql("SELECT quiet_from, quiet_to, timezone FROM chats WHERE chat_id = ?", DAVE)[0]
     assert tuple(row) == ("23:00", "07:00", "Asia/Tokyo")
-    env.ask(DAVE, "/quiet 25:00-07:00", "not a time of day")
+    assert "time zone is now" not in env.ask(DAVE, "/quiet 23:00-07:00 Asia/Tokyo", "Quiet hours")["visible"]
+    env.ask(DAVE, "/quiet 25:00-99:00", "the hour 25 is out of range")
 
     env.ask(DAVE, "/digest daily 08:30", "Digest: daily at 08:30 (Asia/Tokyo)")
     assert tuple(env.sql("SELECT digest, digest_at FROM chats WHERE chat_id = ?", DAVE)[0]) == ("daily", "08:30")

@@ -288,13 +288,13 @@ def test_doctor_names_what_is_wrong(tmp_path, feeds, bot_api) -> None:
 
     assert line("config").startswith("ok")
     assert line("database").startswith("warn") and "does not exist yet" in line("database")
-    assert line("source wire").startswith("ok") and "feed with 1 items" in line("source wire")
+    assert line("source wire").startswith("ok") and "feed with 1 item" in line("source wire")
     assert line("source gone").startswith("FAIL") and "HTTP 404" in line("source gone")
     assert line("source html").startswith("FAIL") and "not a usable feed" in line("source html")
     assert line("source down").startswith("FAIL") and "connection refused" in line("source down")
     assert line("source slow").startswith("FAIL") and "no answer within 1s" in line("source slow")
     assert line("telegram").startswith("ok") and "@newswatch_test_bot" in line("telegram")
-    assert "4 problem(s) to fix" in proc.stdout
+    assert "4 problems to fix" in proc.stdout
     assert not (tmp_path / "newswatch.db").exists()  # doctor never creates the database
 
     wrong = TOKEN.split(":")[0] + ":AAE2e-Wrong-Token-Wrong-Token-Wrong"  # well-formed, not the bot's

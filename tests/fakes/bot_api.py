@@ -30,6 +30,11 @@ What it reproduces from Telegram
     poller terminates the first with 409 Conflict; a set webhook makes polling a 409.
   * Chats: private, group, supergroup (forum topics), channel; blocked or kicked bots
     get 403, upgraded groups 400 with ``migrate_to_chat_id``.
+  * Members: ``getChatMember`` answers each user's status in a chat as set with
+    ``set_member`` (creator, administrator, member, restricted, left, kicked; anyone not
+    set is a member), shaped like Telegram's ChatMemberOwner, ChatMemberAdministrator and
+    so on. Messages can be sent by an anonymous group administrator (``sender_chat`` is
+    the group, ``from`` is @GroupAnonymousBot) or on behalf of a channel (@Channel_Bot).
 
 Fault injection, all thread-safe and switchable while requests are in flight:
 ``fail_next``, ``block_chat``, ``migrate_chat``, ``set_down``, ``set_hang``, ``flood``.
@@ -77,6 +82,9 @@ CALLBACK_QUERY_TTL = 15 * 60
 
 DEFAULT_USER_ID = 10001
 DEFAULT_BOT_ID = 7123456789
+ANONYMOUS_ADMIN_ID = 1087968824   # @GroupAnonymousBot, the `from` of an anonymous admin's message
+CHANNEL_BOT_ID = 136817688        # @Channel_Bot, the `from` of a message sent on behalf of a channel
+MEMBER_STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 
 DEFAULT_ALLOWED_UPDATES = (
     "message", "edited_message", "channel_post", "edited_channel_post",
@@ -699,6 +707,7 @@ class FakeBotAPI:
         self._webhook: dict = {"url": ""}
         self._commands: dict[tuple[str, str], list[dict]] = {}
         self._callbacks: dict[str, dict] = {}
+        self._members: dict[tuple[int, int], tuple[str, bool]] = {}
         self._files: dict[str, dict] = {}
         self._failures: dict[str, collections.deque[_Failure]] = collections.defaultdict(collections.deque)
         self._down: str | None = None
@@ -973,6 +982,14 @@ class FakeBotAPI:
                 chat.bot_status = "administrator"
             return chat.as_dict()
 
+    def set_member(self, chat_id: int, user_id: int, status: str = "administrator", *,
+                   is_anonymous: bool = False) -> None:
+        """What ``getChatMember`` says of ``user_id`` in ``chat_id`` from now on."""
+        if status not in MEMBER_STATUSES:
+            raise ValueError(f"status must be one of {MEMBER_STATUSES}")
+        with self._lock:
+            self._members[(int(chat_id), int(user_id))] = (status, is_anonymous)
+
     def _chat_state(self, chat_id: int, chat_type: str | None = None) -> _Chat:
         chat = self._chats.get(chat_id)
         if chat is None:
@@ -997,12 +1014,15 @@ class FakeBotAPI:
     def user_message(self, chat_id: int, text: str, *, user_id: int | None = None,
                      chat_type: str | None = None, thread_id: int | None = None,
                      title: str | None = None, first_name: str | None = None,
-                     username: str | None = None) -> dict:
+                     username: str | None = None, sender_chat: int | None = None) -> dict:
         """A user writes ``text`` in ``chat_id``; returns the queued Update.
 
         ``chat_type`` defaults to what the id implies (positive: private, -100...:
         supergroup, other negative: group). Texts starting with "/" carry a
-        ``bot_command`` entity, as Telegram clients send them.
+        ``bot_command`` entity, as Telegram clients send them. ``sender_chat`` sends the
+        message on behalf of a chat, as Telegram shows it: ``chat_id`` itself for an
+        anonymous administrator of the group (``from`` is @GroupAnonymousBot), a channel's
+        id for a message posted as that channel (``from`` is @Channel_Bot).
         """
         with self._lock:
             chat = self._chat_state(int(chat_id), chat_type)
@@ -1032,8 +1052,23 @@ class FakeBotAPI:
             if thread_id is not None:
                 message["message_thread_id"] = thread_id
                 message["is_topic_message"] = True
+            if sender_chat is not None:
+                self._on_behalf_of(message, chat, int(sender_chat))
             self._messages[(chat.id, message["message_id"])] = {"message": message, "from_bot": False}
         return self.enqueue_update({"message": message})
+
+    def _on_behalf_of(self, message: dict, chat: _Chat, sender_chat: int) -> None:
+        if chat.type not in ("group", "supergroup"):
+            raise ValueError("only messages in groups are sent on behalf of a chat")
+        if sender_chat == chat.id:
+            message["from"] = {"id": ANONYMOUS_ADMIN_ID, "is_bot": True, "first_name": "Group",
+                               "username": "GroupAnonymousBot"}
+            message["sender_chat"] = chat.as_dict()
+            return
+        channel = self._chat_state(sender_chat, "channel")
+        message["from"] = {"id": CHANNEL_BOT_ID, "is_bot": True, "first_name": "Channel",
+                           "username": "Channel_Bot"}
+        message["sender_chat"] = channel.as_dict()
 
     def callback_query(self, chat_id: int, data: str, *, message_id: int | None = None,
                        user_id: int | None = None, chat_type: str | None = None) -> dict:
@@ -1122,6 +1157,15 @@ class FakeBotAPI:
         member: dict[str, Any] = {"user": dict(user), "status": status}
         if status == "kicked":
             member["until_date"] = 0
+        elif status == "restricted":
+            member.update({
+                "is_member": True, "can_send_messages": False, "can_send_audios": False,
+                "can_send_documents": False, "can_send_photos": False, "can_send_videos": False,
+                "can_send_video_notes": False, "can_send_voice_notes": False, "can_send_polls": False,
+                "can_send_other_messages": False, "can_add_web_page_previews": False,
+                "can_change_info": False, "can_invite_users": False, "can_pin_messages": False,
+                "can_manage_topics": False, "until_date": 0,
+            })
         elif status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
@@ -1885,7 +1929,23 @@ class FakeBotAPI:
             raise _bad("user_id is empty")
         if user_id == self._bot_id:
             return self._member(self._bot_user, chat.bot_status)
-        return self._member(_user(user_id), "member")
+        if user_id in (ANONYMOUS_ADMIN_ID, CHANNEL_BOT_ID) or user_id <= 0:
+            raise _bad("user not found")
+        if chat.type == "private":
+            if user_id != chat.id:
+                raise _bad("user not found")
+            return self._member(_user(user_id), "member")
+        status, anonymous = self._members.get((chat.id, user_id), ("member", False))
+        member = self._member(_user(user_id), status)
+        if status in ("creator", "administrator"):
+            member["is_anonymous"] = anonymous
+            if status == "administrator" and chat.type != "channel":
+                for key in ("can_post_messages", "can_edit_messages"):
+                    member.pop(key, None)
+                member["can_pin_messages"] = True
+                if chat.type == "supergroup":
+                    member["can_manage_topics"] = chat.is_forum
+        return member
 
     def _leave_chat(self, params: dict, files: dict) -> bool:
         chat = self._resolve_chat(params, for_sending=False)

@@ -42,7 +42,10 @@ def test_quiet_hours() -> None:
     assert parse_quiet(["23:00-07:00"]) == ((time(23), time(7)), None)
     assert parse_quiet(["22:30–06:00", "asia/seoul"]) == ((time(22, 30), time(6)), "Asia/Seoul")
     assert parse_quiet(["off"]) == (None, None)
-    for bad, why in [([], "write the hours"), (["25:00-07:00"], "not a time of day"), (["23:00"], "span"),
+    for bad, why in [([], "write the hours"), (["25:00-07:00"], "the hour 25 is out of range"),
+                     (["25:00-99:00"], "the hour 25 is out of range; hours go from 00 to 23"),
+                     (["23:00-07:75"], "the minute 75 is out of range; minutes go from 00 to 59"),
+                     (["ab:00-07:00"], "not a time of day; write it as HH:MM"), (["23:00"], "span"),
                      (["07:00-07:00"], "different"), (["23:00-07:00", "Nowhere/City"], "not a time zone"),
                      (["23:00-07:00", "Asia/Seoul", "x"], "write /quiet")]:
         with pytest.raises(SettingError, match=why):
@@ -55,7 +58,7 @@ def test_digest_modes() -> None:
     assert parse_digest(["daily", "08:30"]) == ("daily", time(8, 30))
     assert parse_digest(["daily"]) == ("daily", time(8, 0))
     for bad, why in [([], "write /digest"), (["weekly"], "not a digest mode"), (["hourly", "9"], "takes nothing"),
-                     (["daily", "8", "pm"], "write /digest daily"), (["daily", "25:00"], "not a time of day")]:
+                     (["daily", "8", "pm"], "write /digest daily"), (["daily", "25:00"], "the hour 25 is out of range")]:
         with pytest.raises(SettingError, match=why):
             parse_digest(bad)
 

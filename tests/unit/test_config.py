@@ -53,6 +53,19 @@ def test_good_config_loads_and_resolves_paths(tmp_path: Path) -> None:
     assert config.database_path == tmp_path / "data" / "nw.db"
 
 
+def test_admins_are_people_with_optional_chats_and_old_configs_still_load() -> None:
+    config = parse_config(GOOD.replace("admins: [42]", "admins: [42, -1001234, {user: 7, chats: [-1005, -1006]}]"),
+                          "cfg.yaml", base_dir=Path("/tmp"))
+    telegram = config.telegram
+    assert telegram.admin_users == {42: None, 7: frozenset({-1005, -1006})}
+    assert telegram.notice_chats == [42, -1001234, 7]   # a chat listed the old way still gets the notices
+    assert telegram.admin_places == {42, 7, -1001234, -1005, -1006}
+    assert telegram.group_settings == "admins"
+    everyone = parse_config(GOOD.replace("admins: [42]", "admins: [42]\n  group_settings: everyone"), "c.yaml",
+                            base_dir=Path("/tmp"))
+    assert everyone.telegram.group_settings == "everyone"
+
+
 def test_shipped_config_is_valid() -> None:
     config = load_config(ROOT / "config" / "newswatch.yaml")
     assert {"summit", "sanctions", "north-korea"} <= set(config.topics)
@@ -78,6 +91,11 @@ def test_shipped_config_is_valid() -> None:
         (("terms: [summit]", "terms: ['re:(unclosed']"), "cfg.yaml:20: topics.summit.groups.meeting.terms[0]: regular expression"),
         (("storage:\n  path: data/nw.db", "storage:\n  path: data/nw.db\n  pathh: x"), "cfg.yaml:3: storage.pathh: unknown key (did you mean 'path'?)"),
         (("topics:", "topicz:"), "cfg.yaml:13: topicz: unknown key (did you mean 'topics'?)"),
+        (("admins: [42]", "admins: [{user: 42, chatz: [-100]}]"), "cfg.yaml:4: telegram.admins[0].chatz: unknown key (did you mean 'chats'?)"),
+        (("admins: [42]", "admins: [{user: 42, chats: [nope]}]"), "cfg.yaml:4: telegram.admins[0].chats[0]: must be a whole number"),
+        (("admins: [42]", "admins: [{chats: [-100]}]"), "cfg.yaml:4: telegram.admins[0].user: required, but missing"),
+        (("admins: [42]", "admins: [{user: -5, chats: [-100]}]"), "cfg.yaml:4: telegram.admins[0]: user must be a person's"),
+        (("admins: [42]", "admins: [42]\n  group_settings: all"), "cfg.yaml:5: telegram.group_settings: must be one of"),
     ],
 )
 def test_bad_config_names_file_line_and_field(mutation: tuple[str, str], expected: str) -> None:

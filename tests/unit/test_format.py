@@ -16,6 +16,7 @@ from alerts.format import (
     escape,
     fit,
     hashtag,
+    plural,
     render_alert,
     render_alert_plain,
     render_console,
@@ -24,6 +25,10 @@ from alerts.format import (
     utf16_len,
     visible_length,
 )
+from alerts.progress import describe_outcome
+from crawler.outcomes import FetchOutcome
+from crawler.sources import SourceConfig
+from crawler.story import Story
 from tests.fakes.bot_api import FakeBotAPI, parse_html
 
 PUBLISHED = datetime(2025, 3, 1, 0, 30, tzinfo=UTC)
@@ -289,3 +294,22 @@ def test_fit_never_breaks_markup_at_any_limit(html):
         assert not visible.rstrip("…").endswith("\u200d")
         flags = len(re.search(r"[\U0001F1E6-\U0001F1FF]*…?$", visible).group().rstrip("…"))
         assert flags % 2 == 0, trimmed
+
+
+@pytest.mark.parametrize(("count", "noun", "expected"), [
+    (1, "story", "1 story"), (2, "story", "2 stories"), (0, "alert", "0 alerts"), (1, "alert", "1 alert"),
+    (1, "watch", "1 watch"), (3, "watch", "3 watches"), (2, "day", "2 days"), (1, "day", "1 day"),
+    (2, "active chat", "2 active chats"), (1204, "failed fetch", "1,204 failed fetches"),
+    (2, "entry", "2 entries"), (5, "new story", "5 new stories"), (2, "person", "2 people"),
+])
+def test_plural(count: int, noun: str, expected: str) -> None:
+    many = "people" if noun == "person" else None
+    assert plural(count, noun, many) == expected
+
+
+def test_a_source_with_one_story_says_story() -> None:
+    source = SourceConfig(name="wire", url="https://example.com/feed.xml")
+    story = Story(id="x", source="wire", url="https://example.com/1", title="t", text="",
+                  published=datetime(2026, 3, 1, tzinfo=UTC))
+    assert describe_outcome(FetchOutcome(source, status=200, stories=[story]), [story]) == (
+        "fetched", "HTTP 200, 1 story, 1 new")

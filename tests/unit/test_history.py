@@ -76,3 +76,22 @@ def test_latest_lists_each_story_once_with_its_topics(history: History) -> None:
 def test_search_words_keep_quoted_phrases() -> None:
     assert search_words('Kim "Yo Jong"  statement') == ["Kim", "Yo Jong", "statement"]
     assert search_words('unbalanced "quote') == ["unbalanced", "quote"]
+
+
+def test_search_matches_whole_words_newest_published_first(history: History) -> None:
+    def add(title: str, published: datetime) -> None:
+        url = f"https://example.com/{title}"
+        history.store.add_stories([Story(id=story_id("s", url, url), source="s", url=url, title=title, text="",
+                                         published=published, guid=url)], NOW)
+
+    # stored in a feed's order, newest first: the store's order is the opposite of the news'
+    add("Kim Yo Jong warns Seoul", NOW + timedelta(days=3))
+    add("Kimi Antonelli wins in Monza", NOW + timedelta(days=2))
+    add("Kim Jong Un inspects a factory", NOW + timedelta(days=1))
+    assert _titles(history, "Kim") == ["Kim Yo Jong warns Seoul", "Kim Jong Un inspects a factory",
+                                       "Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, "summit") == ["Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, "summits") == []
+    assert _titles(history, "Kim*") == ["Kim Yo Jong warns Seoul", "Kimi Antonelli wins in Monza",
+                                        "Kim Jong Un inspects a factory", "Trump and Kim meet at Hanoi summit"]
+    assert _titles(history, "개성") == ["개성공단 입주기업 총회"]   # Korean matches inside a longer word

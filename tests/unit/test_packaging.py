@@ -219,3 +219,36 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 UNIT_BINARY = re.compile(r"^ExecStart=(\S+)", re.M)
+
+
+# -- what the docs have users do ----------------------------------------------------------------------
+def test_compose_config_is_edited_on_the_host_and_mounted_read_only() -> None:
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert not re.search(r"\b(vi|vim|nano)\b", header), "the image has no editor"
+    service = yaml.safe_load(text)["services"]["newswatch"]
+    config_mount = next(v for v in service["volumes"] if v.split(":")[1] == "/config")
+    source, _, mode = config_mount.split(":")
+    assert source == "./config" and mode == "ro", "a host folder, read-only"
+    copied = re.search(r"> (deploy/config/newswatch\.yaml)", header)
+    assert copied, "the header says how to get the image's config onto the host"
+    assert (ROOT / "deploy" / source).resolve() / "newswatch.yaml" == (ROOT / copied.group(1)).resolve()
+
+
+def test_files_the_docs_have_users_create_are_ignored_by_git() -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("deploy/telegram_token", "deploy/config/newswatch.yaml"):
+        proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path], check=False)
+        assert proc.returncode == 0, f"{path} is not ignored by git"
+
+
+def test_readme_systemd_section_adds_the_http_section_before_calling_healthz() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### systemd"):]
+    section = section[: section.index("\n## ")]
+    healthz = section.index("localhost:9108/healthz")
+    assert re.search(r"http:\n\s+listen: \"127\.0\.0\.1:9108\"", section[:healthz])
+    unit_header = UNIT.read_text().split("[Unit]")[0]
+    if "healthz" in unit_header:
+        assert unit_header.index("http:") < unit_header.index("healthz")

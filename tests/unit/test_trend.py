@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from alerts.history import History
 from alerts.outbox import Outbox
 from alerts.trend import daily_counts, days_of, render_png
 from crawler.store import StoryStore, open_database
@@ -36,27 +37,42 @@ def test_days_of_ends_today_oldest_first() -> None:
     assert days_of(date(2026, 3, 10), 3) == [date(2026, 3, 8), date(2026, 3, 9), date(2026, 3, 10)]
 
 
-def test_daily_counts_by_local_day(tmp_path) -> None:
+def test_daily_counts_by_local_day_of_the_match(tmp_path) -> None:
     conn = open_database(tmp_path / "db.sqlite")
     store, outbox = StoryStore(conn), Outbox(conn)
 
-    def matched(title: str, published: datetime, *topics: str) -> None:
+    def matched(title: str, at: datetime, *topics: str, published: datetime = NOW - timedelta(days=40)) -> None:
         url = f"https://example.com/{title}"
         story = Story(id=story_id("s", url, url), source="s", url=url, title=title, text="", published=published,
                       guid=url)
-        store.add_stories([story], NOW)
+        store.add_stories([story], at)
         for topic in topics:
-            outbox.record_match(story.id, topic, 9.0, [], NOW)
+            outbox.record_match(story.id, topic, 9.0, [], at)
 
     matched("a", NOW - timedelta(hours=1), "summit", "sanctions")
     matched("b", datetime(2026, 3, 9, 16, 0, tzinfo=UTC), "summit")   # 01:00 on the 10th in Seoul
     matched("c", datetime(2026, 3, 9, 14, 0, tzinfo=UTC), "summit")   # 23:00 on the 9th in Seoul
     matched("d", NOW - timedelta(days=30), "summit")                  # outside the window
-    matched("e", NOW + timedelta(days=1), "summit")                   # dated in the future
+    matched("e", NOW - timedelta(hours=2), "summit", published=NOW + timedelta(days=1))  # dated in the future
 
     utc = daily_counts(conn, ["summit", "sanctions"], 3, NOW, ZoneInfo("UTC"))
-    assert utc["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 2), (date(2026, 3, 10), 1)]
+    assert utc["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 2), (date(2026, 3, 10), 2)]
     assert utc["sanctions"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 0), (date(2026, 3, 10), 1)]
     seoul = daily_counts(conn, ["summit"], 3, NOW, ZoneInfo("Asia/Seoul"))
-    assert seoul["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 1), (date(2026, 3, 10), 2)]
+    assert seoul["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 1), (date(2026, 3, 10), 3)]
     assert daily_counts(conn, [], 3, NOW, ZoneInfo("UTC")) == {}
+
+
+def test_trend_and_status_count_the_same_stories(tmp_path) -> None:
+    """A story published long ago and matched now (a feed's old item seen for the first time)
+    is in /status's "matched in the last 24 h" and in today's bar of /trend alike."""
+    conn = open_database(tmp_path / "db.sqlite")
+    store, outbox = StoryStore(conn), Outbox(conn)
+    url = "https://example.com/old"
+    story = Story(id=story_id("s", url, url), source="s", url=url, title="old", text="",
+                  published=NOW - timedelta(days=10), guid=url)
+    store.add_stories([story], NOW - timedelta(hours=1))
+    outbox.record_match(story.id, "summit", 9.0, [], NOW - timedelta(hours=1))
+    assert History(conn).matched_since(NOW - timedelta(days=1)) == 1
+    today = daily_counts(conn, ["summit"], 1, NOW, ZoneInfo("UTC"))["summit"]
+    assert today == [(date(2026, 3, 10), 1)]
