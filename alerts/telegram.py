@@ -64,7 +64,7 @@ class TelegramLink:
     Collecting never waits for Telegram: the daemon starts the scheduler, the crawler and the
     outbox at once and runs `connect_forever()` beside them. It initialises the Application,
     publishes the command menu and starts polling as soon as the Bot API answers, retrying with
-    backoff (2 s doubling to 60 s, with jitter). A send or a poll that cannot reach the Bot API
+    backoff (2 s doubling to 30 s, with jitter). A send or a poll that cannot reach the Bot API
     calls `lost()`: sends pause (alerts wait in the outbox, in order) and the task probes with
     getMe until the Bot API answers again, then `on_up` wakes delivery. An outage is logged once
     when it starts and once when it ends, and `on_change(since, reason)` records it (the
@@ -72,7 +72,7 @@ class TelegramLink:
     """
 
     FIRST_DELAY = 2.0
-    MAX_DELAY = 60.0
+    MAX_DELAY = 30.0
 
     def __init__(self, application: Application, clock: Clock, *, api_url: str,
                  start: Callable[[], Awaitable[None]], on_up: Callable[[], None] = lambda: None,

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--sizes", type=_sizes, default=_sizes("1000,10000,100000"), help="recent stories (1000,10000,100000)")
     p.add_argument("--probe", type=int, default=2000, help="new stories clustered at each size (2000)")
+    p.add_argument("--copies", type=int, default=8, help="versions of each event among the recent stories (8)")
     p.add_argument("--linear-up-to", type=int, default=10000,
                    help="also compare with every recent story up to this size (10000)")
     p.add_argument("--feeds", type=int, default=1000, help="feeds in the cold poll; 0 skips it (1000)")

@@ -5,9 +5,10 @@ Both parts use real story texts: the titles and texts of `../shared/eval/dev.jso
 stories, a third of them about the Koreas, so many match the shipped topics).
 
 1. Clustering rate. A SQLite database holds N recent alerting stories (N = 1,000, 10,000,
-   100,000 by default): the labelled texts and, to reach N, copies of them as other outlets
-   send them (the same text, a retitled copy, 12% of the words dropped). Then `--probe` new
-   stories (edited copies of labelled texts, so each has a cluster to find) go through what
+   100,000 by default): N / `--copies` distinct real stories (the labelled ones, the KCNA
+   archive, NYT April 2018, world headlines), each in `--copies` versions as outlets send
+   them (the same text, retitled with the outlet's name, 12% of the words dropped). Then
+   `--probe` new stories (more copies of those events, so each has a cluster to find) go through what
    the dispatcher does for an alerting story: sketch, candidate look-up by keys, ranking,
    insert. Reported: stories clustered per second at each N. Side by side at the smaller
    sizes, the same stories compared with every recent story (the look-up this replaced).
@@ -37,10 +38,14 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import yaml
+
 from bench.harness import ROOT, _env, crawl_once, log, start_bot_api, subscribe_chats, write_config
 from bench.proc import ChildCPU
 
-DEV = ROOT.parent / "shared" / "eval" / "dev.jsonl"
+SHARED = ROOT.parent / "shared"
+DEV = SHARED / "eval" / "dev.jsonl"
+DATASETS = SHARED / "corpus" / "datasets"
 
 
 def labelled_texts() -> list[tuple[str, str]]:
@@ -48,6 +53,27 @@ def labelled_texts() -> list[tuple[str, str]]:
         raise SystemExit(f"{DEV} is needed (the labelled stories' texts)")
     rows = [json.loads(line) for line in DEV.read_text("utf-8").splitlines() if line.strip()]
     return [(r["title"], r["text"]) for r in rows if r.get("title")]
+
+
+def distinct_texts() -> list[tuple[str, str]]:
+    """Every distinct real story of the corpus: the labelled ones, KCNA articles, NYT April 2018
+    headlines with their snippets, and world headlines (title only), shuffled once."""
+    import csv
+
+    texts = labelled_texts()
+    kcna = DATASETS / "kcna-headlines-archive-20231224-20241110-stiles.json"
+    if kcna.is_file():
+        texts += [(r["headline"], r.get("story_text") or "") for r in json.loads(kcna.read_text("utf-8"))]
+    nyt = DATASETS / "nytimes-articles-april2018.csv"
+    if nyt.is_file():
+        with nyt.open(encoding="utf-8", newline="") as f:
+            texts += [(r["headline"], r["snippet"]) for r in csv.DictReader(f)]
+    world = DATASETS / "world-headlines-2021-11-to-2022-07-fwd.json"
+    if world.is_file():
+        texts += [(r["title"], "") for r in json.loads(world.read_text("utf-8"))]
+    unique = list(dict.fromkeys((t.strip(), x) for t, x in texts if t.strip()))
+    random.Random(1).shuffle(unique)
+    return unique
 
 
 def copy_of(title: str, text: str, rnd: random.Random, outlet: int) -> tuple[str, str]:
@@ -61,12 +87,18 @@ def copy_of(title: str, text: str, rnd: random.Random, outlet: int) -> tuple[str
 
 
 # -- 1. clustering rate ---------------------------------------------------------------------------
-def clustering_rate(size: int, probe: int, work: Path, *, linear: bool) -> dict:
+def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: bool) -> dict:
+    """N recent stories: N / copies distinct real stories, each as `copies` outlets sent it
+    (so the copies of one event stay the same at every N, as they do in the news)."""
     from alerts.clustering import StoryClusterer
     from alerts.story_clusters import StoryClusters
     from crawler.store import open_database, transaction
 
-    texts = labelled_texts()
+    pool = distinct_texts()
+    events = max(1, size // copies)
+    if events > len(pool):
+        raise SystemExit(f"{size:,} stories at {copies} copies need {events:,} distinct stories; the corpus has "
+                         f"{len(pool):,} (raise --copies)")
     rnd = random.Random(size)
     path = work / f"clusters-{size}.db"
     for stale in work.glob(path.name + "*"):
@@ -78,15 +110,14 @@ def clustering_rate(size: int, probe: int, work: Path, *, linear: bool) -> dict:
     recent: list[tuple[str, object, datetime]] = []
     with transaction(conn):
         for i in range(size):
-            title, text = texts[i % len(texts)]
-            if i >= len(texts):
-                title, text = copy_of(title, text, rnd, i)
+            event = i % events
+            title, text = pool[event] if i < events else copy_of(*pool[event], rnd, i)
             sketch = clusterer.sketch(title, text)
             seen = now - timedelta(seconds=rnd.uniform(0, 30 * 3600))
-            clusters.add(f"s{i}", f"c{i % len(texts)}", f"outlet-{i % 97}", sketch, seen)
+            clusters.add(f"s{i}", f"c{event}", f"outlet-{i % 97}", sketch, seen)
             if linear:
-                recent.append((f"c{i % len(texts)}", sketch, seen))
-    probes = [copy_of(*texts[rnd.randrange(len(texts))], rnd, 10_000 + j) for j in range(probe)]
+                recent.append((f"c{event}", sketch, seen))
+    probes = [copy_of(*pool[rnd.randrange(events)], rnd, 10_000 + j) for j in range(probe)]
     found = 0
     started = time.process_time()
     with transaction(conn):
@@ -97,13 +128,12 @@ def clustering_rate(size: int, probe: int, work: Path, *, linear: bool) -> dict:
             found += cluster is not None
             clusters.add(f"p{j}", cluster or f"p{j}", "probe", sketch, now)
     indexed = time.process_time() - started
-    result = {"size": size, "probe": probe, "found": found, "indexed_per_s": probe / indexed}
+    result = {"size": size, "copies": copies, "probe": probe, "found": found, "indexed_per_s": probe / indexed}
     if linear:
         sample = probes[: max(1, min(probe, 200_000 // max(size, 1)))]
         started = time.process_time()
         for title, text in sample:
-            sketch = clusterer.sketch(title, text)
-            clusterer.match_cluster(sketch, now, recent)
+            clusterer.match_cluster(clusterer.sketch(title, text), now, recent)
         result["linear_per_s"] = len(sample) / (time.process_time() - started)
     conn.close()
     return result
@@ -177,6 +207,10 @@ def cold_poll(args, work: Path) -> dict:
         try:
             config = write_config(work, base, args.feeds, api_url=f"{bot.api_base}", interval=3600,
                                   concurrency=args.concurrency)
+            # the fake Bot API has no flood limit: sends are not held back, so the run ends when the work does
+            data = yaml.safe_load(config.read_text("utf-8"))
+            data["telegram"]["overall_per_second"] = 1000
+            config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
             subscribe_chats(config, 1)
             log(f"cold poll: {args.feeds} feeds x {args.per_feed} items")
             ours = crawl_once(config, bot.token, work, "cold-poll")
@@ -248,7 +282,7 @@ def main(args) -> int:
     rates = []
     for size in args.sizes:
         log(f"clustering with {size:,} recent stories")
-        rates.append(clustering_rate(size, args.probe, work, linear=size <= args.linear_up_to))
+        rates.append(clustering_rate(size, args.probe, args.copies, work, linear=size <= args.linear_up_to))
     poll = cold_poll(args, work) if args.feeds else None
     (work / "syndication.json").write_text(json.dumps({"rates": rates, "poll": poll}, indent=2))
     print(report(rates, poll))

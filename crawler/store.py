@@ -20,6 +20,7 @@ from pathlib import Path
 from crawler.story import Story
 
 MAX_TEXT_CHARS = 50_000
+CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory
 HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
 HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
 
@@ -68,6 +69,7 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.executescript(_SCHEMA)
     _add_missing_columns(conn)

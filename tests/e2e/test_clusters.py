@@ -59,3 +59,54 @@ def test_later_report_by_another_outlet_does_not_alert_again(tmp_path, feeds, bo
     assert daemon.stop() == 0
     alerts = [m for m in bot_api.messages_for(CHAT) if "Beijing" in (m.get("text") or "")]
     assert len(alerts) == 1, [a["text"][:80] for a in alerts]
+
+
+# A full story with a short headline, and an aggregator's copy of it: the outlet's name after
+# the headline, a description that only repeats it (as Google News items read), its own link.
+HANOI = FeedItem(
+    title="Trump and Kim to meet again in Hanoi",
+    link="https://wire.example.com/world/asia/trump-kim-hanoi",
+    guid="wire-hanoi-0206",
+    description=(
+        "U.S. President Donald Trump said he will hold his second summit with North Korean leader Kim "
+        "Jong Un in Hanoi at the end of the month, after talks between the two sides' envoys on "
+        "denuclearisation steps and a possible easing of sanctions made progress in recent days."
+    ),
+)
+AGGREGATED = FeedItem(
+    title=f"{HANOI.title} - Wire Service",
+    link="https://news.aggregator.example.com/articles/CBMiWmh0dHBzOi8vd2lyZS5leGFtcGxlLmNvbQ",
+    guid="aggregator-hanoi-0206",
+    description=f'<a href="https://news.aggregator.example.com/r/1">{HANOI.title}</a>&nbsp;&nbsp;Wire Service',
+)
+
+
+def _hanoi_alerts(bot_api) -> list[dict]:
+    return [m for m in bot_api.messages_for(CHAT) if HANOI.title in (m.get("text") or "")]
+
+
+def _one_alert_whichever_first(tmp_path, feeds, bot_api, daemon_factory, first: FeedItem, second: FeedItem) -> None:
+    feeds.set_feed("/first.xml", [first])
+    feeds.set_feed("/second.xml", [])
+    config = write_config(tmp_path, [
+        {"name": "first", "url": feeds.url("/first.xml"), "kind": "feed", "interval": 1},
+        {"name": "second", "url": feeds.url("/second.xml"), "kind": "feed", "interval": 1},
+    ], api_url=f"{bot_api.url}/bot")
+    daemon = daemon_factory(config).start()
+    bot_api.user_message(CHAT, "/start")
+    wait_until(lambda: any("Subscribed" in (m.get("text") or "") for m in bot_api.messages_for(CHAT)), what="/start")
+    wait_until(lambda: len(feeds.hits_for("/second.xml")) >= 2, what="the second source's first polls")
+    wait_until(lambda: _hanoi_alerts(bot_api), what="the first item's alert")
+    feeds.set_feed("/second.xml", [second])
+    polls = len(feeds.hits_for("/second.xml"))
+    wait_until(lambda: len(feeds.hits_for("/second.xml")) >= polls + 3, what="polls of the second source")
+    assert daemon.stop() == 0
+    assert len(_hanoi_alerts(bot_api)) == 1, [a["text"][:120] for a in _hanoi_alerts(bot_api)]
+
+
+def test_full_story_then_its_title_only_aggregator_copy_alert_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    _one_alert_whichever_first(tmp_path, feeds, bot_api, daemon_factory, HANOI, AGGREGATED)
+
+
+def test_title_only_copy_then_the_full_story_alert_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    _one_alert_whichever_first(tmp_path, feeds, bot_api, daemon_factory, AGGREGATED, HANOI)

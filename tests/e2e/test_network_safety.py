@@ -284,7 +284,7 @@ def test_doctor_reads_a_large_feed_whole(tmp_path, feeds) -> None:
     config = _config(tmp_path, [{"name": "big", "url": feeds.url("/big.xml")}])
     proc = _cli("doctor", "-c", str(config))
     line = next(l for l in proc.stdout.splitlines() if "source big" in l)
-    assert line.startswith("ok") and f"{size} bytes, feed with 120 items" in line, proc.stdout
+    assert line.startswith("ok") and f"{size:,} bytes, feed with 120 items" in line, proc.stdout
 
 
 def test_doctor_refuses_a_redirect_into_loopback(tmp_path, public, forbidden) -> None:
