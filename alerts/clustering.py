@@ -34,8 +34,8 @@ kept in SQLite (`alerts.story_clusters`), so the look-up costs the same at a tho
 hundred thousand recent stories. `match_cluster` ranks those candidates inside the time window
 and returns the best matching cluster.
 
-Pure: no I/O, no clock; hashing uses BLAKE2b and fixed MinHash permutations, so signatures and
-keys are stable across processes.
+Pure: no I/O, no clock; shingles are hashed with XXH3 (64 bits, unseeded) and the MinHash
+permutations are fixed, so signatures and keys are stable across processes and releases.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from xxhash import xxh3_64_intdigest
 
 from alerts.topics import is_cjk, normalize
 
@@ -115,9 +116,14 @@ def shingles(title: str, text: str, *, lead: int = 1000) -> set[str]:
     are background that other stories share). Latin script: content words and pairs of
     consecutive content words; Korean, Chinese and Japanese: runs of three characters
     (shorter words whole). A text that only repeats the title adds nothing."""
+    return _story_shingles(title, text, lead)[0]
+
+
+def _story_shingles(title: str, text: str, lead: int) -> tuple[set[str], set[str]]:
+    """(the story's shingles, its headline's): every shingle of the headline is one of the story's."""
     head = normalize(clean_title(title))
     body = _own_text(head, normalize(text[: lead * 2])[:lead])
-    return _shingles_of(f"{head}\n{body}", set())
+    return _shingles_of(f"{head}\n{body}", set()), _shingles_of(head, set())
 
 
 def title_shingles(title: str) -> set[str]:
@@ -126,9 +132,7 @@ def title_shingles(title: str) -> set[str]:
 
 
 def _hash(shingle: str) -> int:
-    return int.from_bytes(
-        hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big"
-    )
+    return xxh3_64_intdigest(shingle.encode("utf-8"))
 
 
 def _permutations(name: str, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +194,10 @@ class StoryClusterer:
 
     def sketch(self, title: str, text: str) -> Sketch:
         """The signature, title signature and look-up keys of a story."""
-        body = {_hash(s) for s in shingles(title, text, lead=self.lead)}
-        heading = {_hash(s) for s in title_shingles(title)}
+        story_shingles, head_shingles = _story_shingles(title, text, self.lead)
+        hashes = {s: _hash(s) for s in story_shingles}
+        body = set(hashes.values())
+        heading = {hashes[s] for s in head_shingles}
         keys = [*_band_keys(body, self._body_perms, self.bands, 0),
                 *_band_keys(heading, self._title_perms, self.title_bands, 1)]
         if heading:  # the exact title: aggregator copies of a headline always meet

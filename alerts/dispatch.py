@@ -15,7 +15,7 @@ A story stored as held (`crawler.store`: published before its source's `alert_ma
 undated on its source's first fetch) has its matches recorded, so that /latest, stats and
 export show it, but alerts no chat.
 
-A story that would alert is first compared with the recent alerting stories
+A story that would alert somebody is first compared with the recent alerting stories
 (`alerts.clustering`): when it reports the same event as one of them, it alerts only the
 chats that have had nothing from that event, and shows up as "also reported by" instead.
 """
@@ -93,13 +93,16 @@ class Dispatcher:
                         summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
                     if item.held:  # stored and matched (for /latest, stats, export), never alerted
                         summary.held += 1
+                        summary.matched += bool(passed)
                         continue
                     if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
                         continue
-                    already = self._join_cluster(item.story, item.fetched)
+                    recipients = self._recipients(scores, watched)
+                    # only a story that would alert somebody is clustered (and so indexed)
+                    already = self._join_cluster(item.story, item.fetched) if recipients else set()
                     if already:
                         summary.clustered += 1
-                    queued = self._queue(story.id, scores, watched, now, skip=already)
+                    queued = self._enqueue(story.id, recipients, now, skip=already)
                     if passed or queued:
                         summary.matched += 1
                     summary.queued += queued
@@ -116,15 +119,15 @@ class Dispatcher:
         self.clusters.add(story.id, cluster or story.id, story.source, sketch, seen)
         return self.clusters.chats_alerted(cluster) if cluster else set()
 
-    def _queue(self, story_id: str, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]], now,
-               skip: set[int] = frozenset()) -> int:
+    def _recipients(self, scores: list[TopicScore],
+                    watched: list[tuple[Watch, TopicScore]]) -> dict[int, list[tuple[str, TopicScore]]]:
+        """The chats (and the console) this story would alert, each with its (label, score) hits."""
         by_topic = {s.topic: s for s in scores if _context_ok(s) and s.score > 0}
-        passed = [s for s in scores if s.passed]
-        queued = 0
-        if self.console and passed and CONSOLE_CHAT not in skip:
-            terms = _terms(passed)
-            queued += self.outbox.enqueue(CONSOLE_CHAT, story_id, [(s.topic, s.score) for s in passed], terms, now)
         hits: dict[int, list[tuple[str, TopicScore]]] = {}
+        if self.console:
+            for s in scores:
+                if s.passed:
+                    hits.setdefault(CONSOLE_CHAT, []).append((s.topic, s))
         for chat_id, wanted in self.subscriptions.subscribers(by_topic).items():
             for topic, own_threshold in wanted.items():
                 s = by_topic[topic]
@@ -136,7 +139,12 @@ class Dispatcher:
             for watch, s in watched:
                 if watch.chat_id in owners:
                     hits.setdefault(watch.chat_id, []).append((watch.label, s))
-        for chat_id, chat_hits in hits.items():
+        return hits
+
+    def _enqueue(self, story_id: str, recipients: dict[int, list[tuple[str, TopicScore]]], now,
+                 skip: set[int] = frozenset()) -> int:
+        queued = 0
+        for chat_id, chat_hits in recipients.items():
             if chat_id in skip:
                 continue
             queued += self.outbox.enqueue(chat_id, story_id, [(label, s.score) for label, s in chat_hits],

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (chat_id, story_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, chat_id, id);
+CREATE INDEX IF NOT EXISTS outbox_story ON outbox(story_id);
 """
 
 PENDING, SENT, DROPPED, FAILED, MUTED = "pending", "sent", "dropped", "failed", "muted"

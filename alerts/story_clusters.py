@@ -17,6 +17,7 @@ from datetime import datetime
 from alerts.clustering import Sketch
 from crawler.store import db_time
 
+MAX_STORIES = 64  # stories looked at for a new one: those sharing most look-up keys with it
 MAX_CANDIDATES = 16  # clusters compared with a new story: those whose stories share most keys with it
 
 _SCHEMA = """
@@ -55,14 +56,22 @@ class StoryClusters:
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        # per cluster, its story sharing most keys (SQLite takes the bare columns from the MAX row)
+        # the stories sharing most keys (an index-only scan of the keys), then their rows
+        shared = dict(self.conn.execute(
+            f"SELECT story, COUNT(*) AS n FROM cluster_keys WHERE key IN ({marks}) GROUP BY story"
+            " ORDER BY n DESC LIMIT ?", (*keys, MAX_STORIES)).fetchall())
+        if not shared:
+            return []
         rows = self.conn.execute(
-            "SELECT c.cluster_id, c.signature, c.title, c.seen, MAX(k.shared) AS best FROM story_clusters c JOIN"
-            f" (SELECT story, COUNT(*) AS shared FROM cluster_keys WHERE key IN ({marks}) GROUP BY story) k"
-            " ON c.rowid = k.story WHERE c.seen >= ? GROUP BY c.cluster_id ORDER BY best DESC LIMIT ?",
-            (*keys, db_time(since), MAX_CANDIDATES),
-        )
-        return [(r[0], Sketch(bytes(r[1]), bytes(r[2]), ()), datetime.fromisoformat(r[3])) for r in rows]
+            f"SELECT rowid, cluster_id, signature, title, seen FROM story_clusters WHERE rowid IN"
+            f" ({','.join('?' * len(shared))}) AND seen >= ?", (*shared, db_time(since)))
+        best: dict[str, tuple[int, tuple[str, Sketch, datetime]]] = {}
+        for rowid, cluster_id, signature, title, seen in rows:
+            if cluster_id not in best or shared[rowid] > best[cluster_id][0]:
+                best[cluster_id] = (shared[rowid], (cluster_id, Sketch(bytes(signature), bytes(title), ()),
+                                                    datetime.fromisoformat(seen)))
+        ranked = sorted(best.values(), key=lambda entry: -entry[0])
+        return [candidate for _, candidate in ranked[:MAX_CANDIDATES]]
 
     def add(self, story_id: str, cluster_id: str, source: str, sketch: Sketch, seen: datetime) -> None:
         cur = self.conn.execute(
@@ -89,8 +98,8 @@ class StoryClusters:
     def chats_alerted(self, cluster_id: str) -> set[int]:
         """Chats that already have an alert (sent or waiting) for a story of this cluster."""
         rows = self.conn.execute(
-            "SELECT DISTINCT o.chat_id FROM outbox o JOIN story_clusters c ON c.story_id = o.story_id"
-            " WHERE c.cluster_id = ?", (cluster_id,),
+            "SELECT DISTINCT chat_id FROM outbox WHERE story_id IN"
+            " (SELECT story_id FROM story_clusters WHERE cluster_id = ?)", (cluster_id,),
         )
         return {r[0] for r in rows}
 

@@ -112,16 +112,19 @@ def test_similarity_is_exact_for_short_stories(clusterer: StoryClusterer) -> Non
 
 
 def test_estimate_for_long_stories_is_close() -> None:
-    clusterer = StoryClusterer(k=128)
-    words = [f"w{i}" for i in range(3000)]
-    a_text = " ".join(words[:2000])
-    b_text = " ".join(words[1000:3000])
-    a_set, b_set = shingles("", a_text, lead=10**6), shingles("", b_text, lead=10**6)
-    exact = len(a_set & b_set) / len(a_set | b_set)
+    # a sample of 128 hashes: each estimate is off by about 0.04 (one standard error) at J = 1/3
     wide = StoryClusterer(k=128, lead=10**6)
-    estimate, _ = wide.similarity(wide.signature("", a_text), wide.signature("", b_text))
-    assert estimate == pytest.approx(exact, abs=0.1)
-    assert clusterer.k == 128
+    errors = []
+    for prefix in ("w", "word", "x", "token", "k", "zz", "alpha", "q"):
+        words = [f"{prefix}{i}" for i in range(3000)]
+        a_text, b_text = " ".join(words[:2000]), " ".join(words[1000:3000])
+        a_set, b_set = shingles("", a_text, lead=10**6), shingles("", b_text, lead=10**6)
+        exact = len(a_set & b_set) / len(a_set | b_set)
+        estimate, _ = wide.similarity(wide.signature("", a_text), wide.signature("", b_text))
+        errors.append(estimate - exact)
+    assert max(abs(e) for e in errors) < 0.15
+    assert abs(sum(errors) / len(errors)) < 0.05
+    assert StoryClusterer().k == 128
 
 
 def test_short_texts_need_jaccard_not_containment(clusterer: StoryClusterer) -> None:
