@@ -2,8 +2,10 @@
 
 `open_database()` opens (and creates) the file in WAL mode; every other module that keeps
 state in the same file (subscriptions, outbox) takes that connection in its constructor.
-`StoryStore` deduplicates stories by id, canonical URL and per-source GUID, so a story that
-is re-published, re-dated or re-linked with tracking parameters is stored once. A story
+`StoryStore` deduplicates each source's stories by id, canonical URL and GUID, so a story that
+is re-published, re-dated or re-linked with tracking parameters is stored once. Two sources
+that give the same canonical URL both keep their story (the second under `claimant_id`):
+one source cannot keep another's story out, and clustering decides whether they are one event. A story
 stored with a `held` reason (too old, or an undated item of a source's first fetch) is kept,
 searchable and counted, but never alerts.
 All methods run on the daemon's event-loop thread; each write is one short transaction.
@@ -13,11 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crawler.story import Story
+from crawler.story import Story, claimant_id
 
 MAX_TEXT_CHARS = 50_000
 CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS stories (
     author     TEXT NOT NULL DEFAULT '',
     held       TEXT NOT NULL DEFAULT ''  -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS stories_url ON stories(url) WHERE url != '';
+CREATE UNIQUE INDEX IF NOT EXISTS stories_source_url ON stories(source, url) WHERE url != '';
+CREATE INDEX IF NOT EXISTS stories_by_url ON stories(url) WHERE url != '';
 CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
 CREATE INDEX IF NOT EXISTS stories_published ON stories(published);
 CREATE TABLE IF NOT EXISTS fetch_state (
@@ -77,11 +80,16 @@ def open_database(path: str | Path) -> sqlite3.Connection:
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Columns added since the first release, for a database written by an earlier one."""
+    """Columns and indexes changed since the first release, for a database written by an earlier
+    one (nothing is written when there is nothing to change: a read-only file still opens)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
     if "held" not in columns:
         conn.execute("ALTER TABLE stories ADD COLUMN held TEXT NOT NULL DEFAULT ''")
     conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
+    # a canonical URL was unique across sources, so the first source to claim one kept every
+    # other source's story out; it is unique per source now (stories_source_url)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'stories_url'").fetchone():
+        conn.execute("DROP INDEX stories_url")
 
 
 class transaction:
@@ -154,14 +162,17 @@ class StoryStore:
         with transaction(self.conn) as conn:
             return _insert_new(conn, stories, fetched, held)
 
-    def known_urls(self, urls: Iterable[str]) -> set[str]:
-        """Those of `urls` already stored (to skip fetching articles we have)."""
+    def known_urls(self, urls: Iterable[str], source: str | None = None) -> set[str]:
+        """Those of `urls` already stored (by `source`, when given: to skip fetching articles it has)."""
         urls = list(urls)
         found: set[str] = set()
         for i in range(0, len(urls), 500):
             chunk = urls[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})", chunk))
+            sql = f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})"
+            if source is not None:
+                sql, chunk = sql + " AND source = ?", [*chunk, source]
+            found.update(r[0] for r in self.conn.execute(sql, chunk))
         return found
 
     def stories_after(self, seq: int, limit: int = 500) -> list[StoredStory]:
@@ -275,17 +286,30 @@ def _row_state(row: sqlite3.Row) -> FetchState:
 
 def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime,
                 held: Mapping[str, str]) -> list[Story]:
+    """Insert each story unless its source has it already (same id, URL or GUID). A story whose
+    canonical URL another source claimed first is stored too, under `claimant_id`."""
     new: list[Story] = []
     for story in stories:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
-            " fetched, language, author, held) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                story.id, story.source, story.guid, story.url, story.title,
-                story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
-                story.language, story.author, held.get(story.id, ""),
-            ),
-        )
-        if cur.rowcount:
+        reason = held.get(story.id, "")
+        if _insert(conn, story, fetched, reason):
             new.append(story)
+        elif story.url:
+            # the id is taken: by this source's own copy (then the source's unique URL or GUID
+            # index ignores this insert too), or by another source's story with the same URL
+            second = replace(story, id=claimant_id(story.source, story.url))
+            if _insert(conn, second, fetched, reason):
+                new.append(second)
     return new
+
+
+def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str) -> bool:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
+        " fetched, language, author, held) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            story.id, story.source, story.guid, story.url, story.title,
+            story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
+            story.language, story.author, held,
+        ),
+    )
+    return bool(cur.rowcount)
