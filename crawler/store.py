@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS stories (
     fetched    TEXT NOT NULL,
     language   TEXT NOT NULL DEFAULT '',
     author     TEXT NOT NULL DEFAULT '',
-    held       TEXT NOT NULL DEFAULT ''  -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
+    held       TEXT NOT NULL DEFAULT '', -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
+    from_page  INTEGER NOT NULL DEFAULT 0 -- 1: read from the article page at `url` (not a feed's item)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS stories_source_url ON stories(source, url) WHERE url != '';
 CREATE INDEX IF NOT EXISTS stories_by_url ON stories(url) WHERE url != '';
@@ -85,6 +86,8 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
     if "held" not in columns:
         conn.execute("ALTER TABLE stories ADD COLUMN held TEXT NOT NULL DEFAULT ''")
+    if "from_page" not in columns:
+        conn.execute("ALTER TABLE stories ADD COLUMN from_page INTEGER NOT NULL DEFAULT 0")
     conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
     # a canonical URL was unique across sources, so the first source to claim one kept every
     # other source's story out; it is unique per source now (stories_source_url)
@@ -156,14 +159,17 @@ class StoryStore:
         self.conn = conn
 
     # -- stories ---------------------------------------------------------------------------
-    def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}) -> list[Story]:
+    def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}, *,
+                    from_page: bool = False) -> list[Story]:
         """Insert the stories not seen before (in one transaction); return the new ones.
-        `held` maps a story id to the reason it may not alert."""
+        `held` maps a story id to the reason it may not alert; `from_page`: each was read from
+        the article page at its URL."""
         with transaction(self.conn) as conn:
-            return _insert_new(conn, stories, fetched, held)
+            return _insert_new(conn, stories, fetched, held, from_page)
 
     def known_urls(self, urls: Iterable[str], source: str | None = None) -> set[str]:
-        """Those of `urls` already stored (by `source`, when given: to skip fetching articles it has)."""
+        """Those of `urls` already stored; with `source`, those stored by that source or read from
+        their article page by any source (the article pages a site source need not fetch)."""
         urls = list(urls)
         found: set[str] = set()
         for i in range(0, len(urls), 500):
@@ -171,7 +177,7 @@ class StoryStore:
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})"
             if source is not None:
-                sql, chunk = sql + " AND source = ?", [*chunk, source]
+                sql, chunk = sql + " AND (source = ? OR from_page = 1)", [*chunk, source]
             found.update(r[0] for r in self.conn.execute(sql, chunk))
         return found
 
@@ -285,31 +291,31 @@ def _row_state(row: sqlite3.Row) -> FetchState:
 
 
 def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime,
-                held: Mapping[str, str]) -> list[Story]:
+                held: Mapping[str, str], from_page: bool = False) -> list[Story]:
     """Insert each story unless its source has it already (same id, URL or GUID). A story whose
     canonical URL another source claimed first is stored too, under `claimant_id`."""
     new: list[Story] = []
     for story in stories:
         reason = held.get(story.id, "")
-        if _insert(conn, story, fetched, reason):
+        if _insert(conn, story, fetched, reason, from_page):
             new.append(story)
         elif story.url:
             # the id is taken: by this source's own copy (then the source's unique URL or GUID
             # index ignores this insert too), or by another source's story with the same URL
             second = replace(story, id=claimant_id(story.source, story.url))
-            if _insert(conn, second, fetched, reason):
+            if _insert(conn, second, fetched, reason, from_page):
                 new.append(second)
     return new
 
 
-def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str) -> bool:
+def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str, from_page: bool) -> bool:
     cur = conn.execute(
         "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
-        " fetched, language, author, held) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        " fetched, language, author, held, from_page) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             story.id, story.source, story.guid, story.url, story.title,
             story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
-            story.language, story.author, held,
+            story.language, story.author, held, int(from_page),
         ),
     )
     return bool(cur.rowcount)

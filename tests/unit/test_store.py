@@ -45,7 +45,10 @@ def test_a_url_claimed_by_one_source_does_not_keep_another_sources_story_out(tmp
     assert store.add_stories([junk], NOW) == []
     assert store.count() == 2
     assert store.known_urls(["https://x.com/1"], "wire") == {"https://x.com/1"}
-    assert store.known_urls(["https://x.com/1"], "third") == set()
+    assert store.known_urls(["https://x.com/1"], "third") == set()  # a feed's item: the page is still fetched
+    page = _story("site", "https://x.com/3", "https://x.com/3")
+    assert store.add_stories([page], NOW, from_page=True) == [page]
+    assert store.known_urls(["https://x.com/3"], "sitemap") == {"https://x.com/3"}  # read from the page already
 
 
 def test_a_database_of_an_earlier_release_keeps_urls_unique_per_source_only(tmp_path) -> None:
