@@ -163,6 +163,18 @@ class Outbox:
         rows = self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
         return {r[0]: r[1] for r in rows}
 
+    def backlog(self, overdue_before: datetime) -> tuple[int, datetime | None, int]:
+        """(pending rows, when the oldest of them was queued, chats whose next row was due before
+        `overdue_before` and is still waiting: rows that are stuck)."""
+        count, oldest = self.conn.execute(
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE state = 'pending'").fetchone()
+        stuck = self.conn.execute(
+            "SELECT COUNT(*) FROM outbox o JOIN (SELECT chat_id, MIN(id) AS id FROM outbox"
+            " WHERE state = 'pending' GROUP BY chat_id) h ON o.id = h.id WHERE o.not_before < ?",
+            (db_time(overdue_before),),
+        ).fetchone()[0]
+        return count, datetime.fromisoformat(oldest) if oldest else None, stuck
+
     def pending_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
 

@@ -1,23 +1,29 @@
 """The SQLite database file and the crawler's tables in it: stories and per-source fetch state.
 
-`open_database()` opens (and creates) the file in WAL mode; every other module that keeps
-state in the same file (subscriptions, outbox) takes that connection in its constructor.
+`open_database()` opens (and creates) the file in WAL mode, and refuses a file that is no
+usable database (empty, not SQLite, truncated, damaged) with a `DatabaseFileError` instead of
+replacing it; `InstanceLock` keeps a second daemon off the same file. Every other module that
+keeps state in the same file (subscriptions, outbox) takes that connection in its constructor.
 `StoryStore` deduplicates each source's stories by id, canonical URL and GUID, so a story that
 is re-published, re-dated or re-linked with tracking parameters is stored once. Two sources
-that give the same canonical URL both keep their story (the second under `claimant_id`):
-one source cannot keep another's story out, and clustering decides whether they are one event. A story
-stored with a `held` reason (too old, or an undated item of a source's first fetch) is kept,
-searchable and counted, but never alerts.
+that give the same canonical URL both keep their story (the second under `claimant_id`): one
+source cannot keep another's story out, and clustering decides whether they are one event. A
+story stored with a `held` reason (too old, or an undated item of a source's first fetch) is
+kept, searchable and counted, but never alerts. The `meta` table holds cursors, states and the
+daemon's heartbeat (`HEARTBEAT_KEY`, the time of its last successful write).
 All methods run on the daemon's event-loop thread; each write is one short transaction.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from crawler.story import Story, claimant_id
 
@@ -25,6 +31,7 @@ MAX_TEXT_CHARS = 50_000
 CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory
 HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
 HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
+HEARTBEAT_KEY = "heartbeat"       # meta: when the daemon last wrote to the database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -65,19 +72,66 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
-    """Open the database file, creating it and the crawler's tables if needed."""
+class DatabaseFileError(Exception):
+    """The database file cannot be used (empty, not SQLite, truncated, damaged, or in use by another
+    newswatch); the message names the file and says what to do."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+START_FRESH = "to start with a new, empty database, move it away (or delete it) and start again"
+
+
+def open_database(path: str | Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the database file, creating it and the crawler's tables if needed. A file that is
+    there but is no usable database raises `DatabaseFileError` (it is never replaced). A write
+    waits at most `busy_timeout` seconds for another connection's lock."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(_SCHEMA)
-    _add_missing_columns(conn)
+    check_database_file(path)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
+    except sqlite3.OperationalError as exc:
+        raise DatabaseFileError(f"{path}: cannot be opened: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        raise DatabaseFileError(f"{path}: is damaged ({exc}); restore it from a backup, or {START_FRESH}") from None
+    set_busy_timeout(conn, busy_timeout)
     return conn
+
+
+def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    """How long a statement waits for another connection's lock before failing with "locked"."""
+    conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse a file that cannot be the database: empty, not SQLite, or shorter than its header says."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return  # a new database
+    if size == 0:
+        raise DatabaseFileError(f"{path}: the database file is empty (0 bytes); it is left as it is. "
+                                f"If it was lost, restore it from a backup; {START_FRESH}")
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise DatabaseFileError(f"{path}: is not an SQLite database (it starts with {header[:16]!r}); "
+                                f"check storage.path, or {START_FRESH}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counted = header[24:28] == header[92:96]  # the page count is valid (SQLite file format, 1.3.7)
+    wal = Path(f"{path}-wal")
+    if counted and size < pages * page_size and not (wal.exists() and wal.stat().st_size):
+        raise DatabaseFileError(f"{path}: is truncated ({size} bytes of the {pages * page_size} it should have); "
+                                f"restore it from a backup, or {START_FRESH}")
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -93,6 +147,41 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     # other source's story out; it is unique per source now (stories_source_url)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'stories_url'").fetchone():
         conn.execute("DROP INDEX stories_url")
+
+
+class InstanceLock:
+    """One daemon per database file: an exclusive `flock` on `<database>.lock`, which names the
+    holder's pid, held until `release()` or the process ends (a crash releases it too)."""
+
+    def __init__(self, database: str | Path) -> None:
+        self.database = Path(database)
+        self.path = Path(f"{database}.lock")
+        self.file: TextIO | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `DatabaseFileError` naming the process that has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.seek(0)
+            holder = file.read().strip()
+            file.close()
+            who = f"pid {holder}" if holder.isdigit() else f"see {self.path}"
+            raise DatabaseFileError(f"{self.database}: another newswatch ({who}) is already running on this "
+                                    "database; stop it first (two would send every alert and answer every "
+                                    "command twice)") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file releases the flock
+            self.file = None
 
 
 class transaction:
@@ -261,6 +350,13 @@ class StoryStore:
             return conn.execute("SELECT failures FROM fetch_state WHERE source = ?", (source,)).fetchone()[0]
 
     # -- meta --------------------------------------------------------------------------------
+    def beat(self, at: datetime) -> None:
+        """Record the heartbeat: a write that succeeds only while the database takes writes."""
+        self.set_meta(HEARTBEAT_KEY, db_time(at) or "")
+
+    def last_beat(self) -> datetime | None:
+        return _dt(self.get_meta(HEARTBEAT_KEY)) or None
+
     def get_meta(self, key: str, default: str = "") -> str:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
