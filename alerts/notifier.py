@@ -13,6 +13,10 @@ decision on the outbox row:
     ├── ChatGone     403 blocked/kicked, chat not found: deactivate the chat, drop its queue
     ├── ChatMoved    group upgraded to a supergroup: move the chat, send again at once
     └── Rejected     Telegram refuses this message for good: mark it failed, go on
+
+A row whose alert cannot be built or rendered (its story is gone, a stored value cannot be
+shown) or whose send raises anything else is treated as Rejected too: marked failed with the
+reason and logged once, and the chat's queue moves on (retrying could not fix it).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A row is written in the same transaction that records a story's matches, so a cr
 neither lose an alert nor create it twice (`UNIQUE(chat_id, story_id)`). The notifier takes
 the oldest pending row of each chat (per-chat order), and marks it `sent`, or reschedules it
 (`not_before`) after a 429 or a network error, or ends it as `dropped`/`failed` when the chat
-is gone or Telegram refuses the message for good.
+is gone, or Telegram refuses the message for good, or it cannot be formatted. `backlog()`
+tells /healthz what waits, and which chats' next alerts are overdue (stuck).
 """
 
 from __future__ import annotations
