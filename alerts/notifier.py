@@ -235,6 +235,8 @@ class Notifier:
             self._chat_gone(item.chat_id, str(exc))
         except Rejected as exc:
             self._fail(item, ids, str(exc))
+        except OSError as exc:  # the console's output cannot be written (a full disk): try again later
+            self._postpone(item, started, RetryLater(None, f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # rendering or sending broke on this message: retrying cannot help
             log.debug("chat %s: outbox row %s", item.chat_id, item.id, exc_info=True)
             self._fail(item, ids, f"cannot be formatted or sent: {type(exc).__name__}: {exc}")
