@@ -72,7 +72,7 @@ from alerts.chat_settings import (
     parse_quiet,
 )
 from alerts.config import NewswatchConfig
-from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, plural, safe_url
+from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, plural, safe_url, stamp
 from alerts.history import History, search_words
 from alerts.outbox import Outbox
 from alerts.permissions import Permissions, admin_command, settings_change
@@ -1015,9 +1015,7 @@ def _story_line(number: int, story, tz: ZoneInfo, tags: str) -> str:
         title = title[: TITLE_CHARS - 1] + "…"
     url = safe_url(story.url)
     head = f'<a href="{escape(url, quote=True)}">{escape(title)}</a>' if url else escape(title)
-    local = story.published.astimezone(tz)
-    meta = " · ".join(filter(None, [escape(story.source), f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".strip(),
-                                    tags]))
+    meta = " · ".join(filter(None, [escape(story.source), stamp(story.published, tz), tags]))
     return f"{number}. {head}\n{meta}"
 
 

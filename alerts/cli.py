@@ -13,11 +13,13 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
 from alerts.format import plural
+from crawler.store import DatabaseFileError
 from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch")
@@ -93,25 +95,35 @@ def _config(args: argparse.Namespace, *, delivering: bool = False) -> NewswatchC
     return config
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _daemon(config: NewswatchConfig, token: str | None):
+    """The daemon on its database, which no other newswatch may be using (`InstanceLock`, held
+    until the process ends); a database it cannot use is a `DatabaseFileError`."""
     from alerts.daemon import Daemon
+    from crawler.store import DatabaseFileError, InstanceLock
 
+    lock = InstanceLock(config.database_path)
+    lock.acquire()
+    try:
+        return Daemon(config, token=token, instance_lock=lock)
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args, delivering=True)
-    daemon = Daemon(config, token=args.token)
+    daemon = _daemon(config, args.token)
     asyncio.run(daemon.run())
     return 0
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    from alerts.daemon import Daemon
-
     if not args.once:
         print("newswatch crawl: only --once is supported; use `newswatch run` for the daemon", file=sys.stderr)
         return 2
     from alerts.progress import crawl_once
 
     config = _config(args, delivering=True)
-    return crawl_once(Daemon(config, token=args.token), sys.stdout)
+    return crawl_once(_daemon(config, args.token), sys.stdout)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -290,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"newswatch: the config has {plural(len(exc.problems), 'problem')}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    except DatabaseFileError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -27,6 +27,7 @@ from alerts.bot import BotCommands
 from alerts.config import ConfigError, NewswatchConfig, address_policy, load_config
 from alerts.dispatch import Dispatcher, DispatchSummary
 from alerts.format import plural
+from alerts.heartbeat import Heartbeat
 from alerts.history import History
 from alerts.matcher import Matcher
 from alerts.metrics import Metrics
@@ -41,7 +42,7 @@ from crawler.clock import Clock, SystemClock
 from crawler.fetch import Crawler
 from crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from crawler.sources import SourceConfig
-from crawler.store import StoryStore, db_time, open_database
+from crawler.store import InstanceLock, StoryStore, db_time, open_database, set_busy_timeout
 
 log = logging.getLogger("newswatch")
 
@@ -50,6 +51,7 @@ MAX_CONCURRENT_CRAWLS = 3
 SHUTDOWN_GRACE = 10.0
 DISPATCH_STEP = 50  # stories matched per transaction between turns of the event loop
 DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
+DB_BUSY_TIMEOUT = 0.25  # seconds a write on the event loop waits for another process's lock
 
 
 @dataclass
@@ -63,8 +65,10 @@ class CycleReport:
 class Daemon:
     def __init__(self, config: NewswatchConfig, *, token: str | None, clock: Clock | None = None,
                  console: TextIO | None = None, rng: random.Random | None = None,
-                 policy: AddressPolicy | None = None, resolver: AbstractResolver | None = None) -> None:
+                 policy: AddressPolicy | None = None, resolver: AbstractResolver | None = None,
+                 instance_lock: InstanceLock | None = None) -> None:
         self.config = config
+        self.instance_lock = instance_lock  # held while this daemon uses the database
         self.token = token
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -103,6 +107,10 @@ class Daemon:
         self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
         self.metrics.watch(self.outbox, self.notifier)
         self.crawler = Crawler(config.crawler, self.recorder, policy=self.policy, resolver=resolver)
+        self.heartbeat = Heartbeat(self.store, self.clock)
+        # every statement runs on the event loop: a lock held elsewhere fails it quickly, and the
+        # loops retry it later (DB_RETRY), instead of freezing the bot, delivery and /healthz
+        set_busy_timeout(self.conn, DB_BUSY_TIMEOUT)
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
@@ -144,13 +152,14 @@ class Daemon:
         mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
         log.info("newswatch starting: %s, topics %s, database %s, alerts to %s",
                  plural(len(self.sources), "source"), ", ".join(self.matcher.topics), self.config.database_path, mode)
+        self.heartbeat.beat()
         http = None
         if self.config.http is not None:
             from alerts.http_api import start_http
 
             http = await start_http(self.config, self.metrics, store=self.store, outbox=self.outbox,
                                     notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources,
-                                    telegram=self._telegram_state)
+                                    telegram=self._telegram_state, heartbeat=self.heartbeat)
         scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
         for source in self.sources:
             self._schedule(source)
@@ -159,6 +168,7 @@ class Daemon:
             asyncio.create_task(self._crawl_loop(), name="crawl"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._notify_loop(), name="notify"),
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
         ]
         if self.link is not None:  # the bot connects beside the rest, never before it
             tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
@@ -183,6 +193,8 @@ class Daemon:
             await http.stop()
         await self.crawler.close()
         self.conn.close()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
         log.info("newswatch stopped")
 
     def reload(self) -> bool:
@@ -421,7 +433,8 @@ class Daemon:
                 await asyncio.sleep(DB_RETRY)
                 self._notify_event.set()
             except Exception:
-                log.exception("delivering alerts failed; will retry")
+                log.exception("delivering alerts failed; will retry in %.0fs", DB_RETRY)
+                await asyncio.sleep(DB_RETRY)  # never a busy loop
             next_due = None if self.notifier.waiting_for_telegram else self.outbox.next_due()
             timeout = None
             if next_due is not None:

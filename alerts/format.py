@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from urllib.parse import urlsplit
 
+from crawler.story import EARLIEST_DATE
+
 __all__ = [
     "TELEGRAM_CAPTION_LIMIT",
     "TELEGRAM_TEXT_LIMIT",
@@ -38,6 +40,7 @@ __all__ = [
     "render_console",
     "render_digest",
     "safe_url",
+    "stamp",
     "utf16_len",
     "visible_length",
 ]
@@ -45,6 +48,7 @@ __all__ = [
 TELEGRAM_TEXT_LIMIT = 4096
 TELEGRAM_CAPTION_LIMIT = 1024
 ELLIPSIS = "…"
+DATE_UNKNOWN = "date unknown"
 
 SUMMARY_CHARS = 300
 TITLE_CHARS = 400
@@ -206,10 +210,22 @@ def _shorten(text: str, units: int, *, word_boundary: bool = True) -> str:
     return head + ELLIPSIS
 
 
-def _stamp(moment: datetime, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    local = moment.astimezone(tz)
-    name = local.tzname() or local.strftime("UTC%z")
-    return f"{local.strftime(fmt)} {name}"
+def stamp(moment: datetime, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`2019-02-27 14:00 KST`: the moment in `tz`, or in UTC when `tz` cannot show it (a year-1
+    date in a zone behind UTC is out of datetime's range), or "date unknown" for a moment before
+    1970 (a database of an earlier release may hold one) or one no zone can show."""
+    try:
+        if moment < EARLIEST_DATE:
+            return DATE_UNKNOWN
+        try:
+            local = moment.astimezone(tz)
+        except (OverflowError, ValueError, OSError):
+            local = moment.astimezone(UTC)
+        name = local.tzname() or local.strftime("UTC%z")
+        return f"{local.strftime(fmt)} {name}"
+    except (OverflowError, ValueError, OSError):
+        return DATE_UNKNOWN
+
 
 
 # --------------------------------------------------------------------------- markup measuring and trimming
@@ -344,8 +360,8 @@ def _alert_lines(view: AlertView, tz: tzinfo, *, html: bool) -> list[_Line]:
         if url:
             lines.append(_Line("url", url))
     source = _clean(view.source)
-    stamp = _stamp(view.published, tz)
-    lines.append(_Line("source", f"{source} · {stamp}" if source else stamp))
+    when = stamp(view.published, tz)
+    lines.append(_Line("source", f"{source} · {when}" if source else when))
     optional = [
         _Line("topics", _topics(view)),
         _Line("terms", _terms(view), "<i>" if html else "", "</i>" if html else ""),
@@ -412,7 +428,7 @@ def render_alert_plain(view: AlertView, *, tz: tzinfo = UTC, limit: int = TELEGR
 
 def render_console(view: AlertView, *, tz: tzinfo = UTC) -> str:
     """One alert as a plain block for a terminal (no control characters survive)."""
-    head = f"[{_stamp(view.published, tz)}]"
+    head = f"[{stamp(view.published, tz)}]"
     source = _clean(view.source)
     lines = [f"{head} {source}".rstrip(), f"  {_clean(view.title) or '(untitled)'}"]
     url = safe_url(view.url)
@@ -439,7 +455,7 @@ def _digest_item(number: int, view: AlertView, tz: tzinfo, limit: int) -> tuple[
     url = safe_url(view.url)
     meta = " · ".join(filter(None, [
         _clean(view.source),
-        _stamp(view.published, tz, "%m-%d %H:%M"),
+        stamp(view.published, tz, "%m-%d %H:%M"),
         " · ".join(f"{hashtag(name)} {score:.1f}"
                    for name, score in sorted(view.topics, key=lambda item: -item[1])[:2]),
     ]))

@@ -1,9 +1,12 @@
 """The daemon's HTTP endpoint (config `http: {listen: "127.0.0.1:9108"}`), in its own loop.
 
-    GET /healthz   200 when the scheduler runs, the database answers and delivery is not
-                   stuck, else 503; a JSON body says which check failed and why, and
-                   whether the Telegram Bot API can be reached ("telegram": "unreachable
-                   since …" does not fail the check: sources are polled and alerts wait)
+    GET /healthz   200 when the scheduler runs, the database answers and takes writes (the
+                   daemon's heartbeat, `alerts.heartbeat`, is fresh), delivery is not stuck
+                   and no chat's next alert has been overdue for `http.stuck_after`, else 503;
+                   a JSON body says which check failed and why, the outbox's backlog (pending
+                   rows, the oldest one's age, stuck rows), and whether the Telegram Bot API
+                   can be reached ("telegram": "unreachable since …" does not fail the check:
+                   sources are polled and alerts wait)
     GET /metrics   the counters of `alerts.metrics`, in the Prometheus text format
                    (OpenMetrics when the scraper asks for it)
 
@@ -25,6 +28,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +36,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client.exposition import choose_encoder
 
 from alerts.config import ConfigError, NewswatchConfig
+from alerts.format import plural
+from alerts.heartbeat import Heartbeat
 from alerts.metrics import Metrics
 from alerts.notifier import Notifier
 from alerts.outbox import Outbox
@@ -200,12 +206,14 @@ class LimitedSite(web.TCPSite):
 
 
 class Health:
-    """The three checks behind `/healthz`; each says what it saw."""
+    """The checks behind `/healthz`; each says what it saw."""
 
     def __init__(self, *, store: StoryStore, outbox: Outbox, notifier: Notifier,
                  scheduler: Callable[[], BaseScheduler | None], sources: Callable[[], list[SourceConfig]],
-                 stuck_after: float, telegram: Callable[[], str] = lambda: "not used") -> None:
+                 stuck_after: float, telegram: Callable[[], str] = lambda: "not used",
+                 heartbeat: Heartbeat | None = None) -> None:
         self.store = store
+        self.heartbeat = heartbeat
         self.telegram = telegram
         self.outbox = outbox
         self.notifier = notifier
@@ -214,7 +222,8 @@ class Health:
         self.stuck_after = stuck_after
 
     def check(self) -> tuple[bool, dict[str, Any]]:
-        checks = {"scheduler": self._scheduler(), "database": self._database(), "notifier": self._notifier()}
+        checks = {"scheduler": self._scheduler(), "database": self._database(), "notifier": self._notifier(),
+                  "outbox": self._outbox()}
         healthy = all(c["ok"] for c in checks.values())
         body: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks,
                                 "telegram": self.telegram()}
@@ -235,10 +244,26 @@ class Health:
         try:
             latest = self.store.conn.execute("SELECT MAX(seq) FROM stories").fetchone()[0]
             pending = self.outbox.pending_count()
+            beat = self.heartbeat.check() if self.heartbeat is not None else {}
         except sqlite3.Error as exc:
             return {"ok": False, "problem": f"the database does not answer: {exc}"}
-        return {"ok": True, "latest_story": latest or 0, "outbox_pending": pending,
+        return {"ok": "problem" not in beat, "latest_story": latest or 0, "outbox_pending": pending, **beat,
                 "seconds": round(time.perf_counter() - started, 4)}
+
+    def _outbox(self) -> dict[str, Any]:
+        now = self.notifier.clock.now()
+        try:
+            pending, oldest, stuck = self.outbox.backlog(now - timedelta(seconds=self.stuck_after))
+        except sqlite3.Error as exc:
+            return {"ok": False, "problem": f"the database does not answer: {exc}"}
+        waiting = self.notifier.waiting_for_telegram  # the alerts wait for the Bot API: not stuck
+        out: dict[str, Any] = {"ok": not stuck or waiting, "pending": pending,
+                               "oldest_pending_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0,
+                               "stuck": stuck}
+        if not out["ok"]:
+            out["problem"] = (f"{plural(stuck, 'chat')} with an alert overdue for more than "
+                              f"{self.stuck_after:g}s and not delivered")
+        return out
 
     def _notifier(self) -> dict[str, Any]:
         n = self.notifier
@@ -316,11 +341,12 @@ class HttpService:
 
 async def start_http(config: NewswatchConfig, metrics: Metrics, *, store: StoryStore, outbox: Outbox,
                      notifier: Notifier, scheduler: Callable[[], BaseScheduler | None],
-                     sources: Callable[[], list[SourceConfig]], telegram: Callable[[], str]) -> HttpService:
+                     sources: Callable[[], list[SourceConfig]], telegram: Callable[[], str],
+                     heartbeat: Heartbeat | None = None) -> HttpService:
     """Start the endpoint the `http:` section asks for; a port that cannot be had is a config error."""
     assert config.http is not None
     health = Health(store=store, outbox=outbox, notifier=notifier, scheduler=scheduler, sources=sources,
-                    stuck_after=config.http.stuck_after, telegram=telegram)
+                    stuck_after=config.http.stuck_after, telegram=telegram, heartbeat=heartbeat)
     service = HttpService(config.http, metrics, health)
     try:
         await service.start()

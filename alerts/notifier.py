@@ -13,6 +13,10 @@ decision on the outbox row:
     ├── ChatGone     403 blocked/kicked, chat not found: deactivate the chat, drop its queue
     ├── ChatMoved    group upgraded to a supergroup: move the chat, send again at once
     └── Rejected     Telegram refuses this message for good: mark it failed, go on
+
+A row whose alert cannot be built or rendered (its story is gone, a stored value cannot be
+shown) or whose send raises anything else is treated as Rejected too: marked failed with the
+reason and logged once, and the chat's queue moves on (retrying could not fix it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,47 +209,37 @@ class Notifier:
                 return
             if decision.action == "digest":
                 items = self.outbox.pending_for_chat(item.chat_id, now, limit=DIGEST_MAX_ITEMS)
+        shown = [(i, v) for i, v in ((i, self._view(i)) for i in items) if v is not None]
+        if shown:
+            await self._send(item, chat, [i.id for i, _ in shown], [v for _, v in shown])
+
+    async def _send(self, item: OutboxItem, chat: Chat | None, ids: list[int], views: list[AlertView]) -> None:
+        """Send the alert (or digest) of the outbox rows `ids`, headed by `item`, and record the outcome."""
         sink = self._sink(item.chat_id)
-        views = [v for v in (self._view(i) for i in items) if v is not None]
-        if not views:
-            return
         tz = zone(chat.timezone if chat else "UTC")
         thread_id = chat.thread_id if chat else None
-        ids = [i.id for i in items]
         started = self.in_flight[item.id] = self.clock.now()
         try:
-            if len(items) == 1 and (chat is None or chat.digest == "off"):
+            if len(views) == 1 and (chat is None or chat.digest == "off"):
                 message_id = await sink.send(item.chat_id, thread_id, views[0], tz)
             else:
                 message_id = await sink.send_digest(item.chat_id, thread_id, views, tz, _digest_title(chat, len(views)))
         except RetryLater as exc:
-            if not exc.flood and not exc.outage and self.failing_since is None:
-                self.failing_since = started
-            self._tell("flood" if exc.flood else "retried", item.chat_id)
-            delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
-            self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
-                                   count_attempt=exc.count_attempt)
-            self.summary.retried += 1
-            if not exc.outage:  # an outage is logged once, by the sink's link
-                log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
+            self._postpone(item, started, exc)
         except ChatMoved as exc:
             log.info("chat %s: moved to %s", item.chat_id, exc.new_chat_id)
             self._tell("moved", item.chat_id)
             self.subscriptions.migrate(item.chat_id, exc.new_chat_id)
             self.outbox.migrate_chat(item.chat_id, exc.new_chat_id)
         except ChatGone as exc:
-            self.subscriptions.deactivate(item.chat_id, str(exc))
-            dropped = self.outbox.drop_chat(item.chat_id, str(exc))
-            self.summary.dropped += dropped
-            self._tell("dropped", item.chat_id, dropped)
-            log.warning("chat %s: deactivated (%s); %s dropped", item.chat_id, exc, plural(dropped, "queued alert"))
-            if self.on_chat_gone:
-                self.on_chat_gone(item.chat_id, str(exc))
+            self._chat_gone(item.chat_id, str(exc))
         except Rejected as exc:
-            self.outbox.finish_many(ids, FAILED, str(exc))
-            self.summary.failed += len(ids)
-            self._tell("failed", item.chat_id, len(ids))
-            log.error("chat %s: alert for story %s refused: %s", item.chat_id, item.story_id, exc)
+            self._fail(item, ids, str(exc))
+        except OSError as exc:  # the console's output cannot be written (a full disk): try again later
+            self._postpone(item, started, RetryLater(None, f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # rendering or sending broke on this message: retrying cannot help
+            log.debug("chat %s: outbox row %s", item.chat_id, item.id, exc_info=True)
+            self._fail(item, ids, f"cannot be formatted or sent: {type(exc).__name__}: {exc}")
         else:
             self.outbox.mark_many_sent(ids, message_id, self.clock.now())
             self.summary.sent += len(ids)
@@ -254,17 +249,55 @@ class Notifier:
         finally:
             self.in_flight.pop(item.id, None)
 
+    def _postpone(self, item: OutboxItem, started: datetime, exc: RetryLater) -> None:
+        if not exc.flood and not exc.outage and self.failing_since is None:
+            self.failing_since = started
+        self._tell("flood" if exc.flood else "retried", item.chat_id)
+        delay = exc.seconds if exc.seconds is not None else self._backoff(item.attempts)
+        self.outbox.reschedule(item.id, self.clock.now() + timedelta(seconds=delay), str(exc),
+                               count_attempt=exc.count_attempt)
+        self.summary.retried += 1
+        if not exc.outage:  # an outage is logged once, by the sink's link
+            log.info("chat %s: delivery postponed %.1fs: %s", item.chat_id, delay, exc)
+
+    def _chat_gone(self, chat_id: int, reason: str) -> None:
+        self.subscriptions.deactivate(chat_id, reason)
+        dropped = self.outbox.drop_chat(chat_id, reason)
+        self.summary.dropped += dropped
+        self._tell("dropped", chat_id, dropped)
+        log.warning("chat %s: deactivated (%s); %s dropped", chat_id, reason, plural(dropped, "queued alert"))
+        if self.on_chat_gone:
+            self.on_chat_gone(chat_id, reason)
+
+    def _fail(self, item: OutboxItem, ids: list[int], reason: str) -> None:
+        """End rows that can never be delivered as `failed`, with the reason; the chat's queue moves on."""
+        self.outbox.finish_many(ids, FAILED, reason)
+        self.summary.failed += len(ids)
+        self._tell("failed", item.chat_id, len(ids))
+        log.error("chat %s: alert for story %s failed for good (outbox row %s): %s", item.chat_id, item.story_id,
+                  item.id, reason)
+
     def _view(self, item: OutboxItem) -> AlertView | None:
-        stored = self.store.get(item.story_id)
-        if stored is None:
-            self.outbox.finish(item.id, FAILED, "story no longer stored")
-            return None
-        story = stored.story
-        return AlertView(
-            title=story.title, url=story.url, source=story.source, published=story.published,
-            topics=item.topics, terms=item.terms, summary=story.text,
-            also_reported_by=tuple(self.clusters.other_sources(item.story_id)) if self.clusters else (),
-        )
+        """What the alert of `item` shows; None when it cannot be built (the row is then failed)."""
+        try:
+            stored = self.store.get(item.story_id)
+            if stored is None:
+                reason = "story no longer stored"
+            else:
+                story = stored.story
+                view = AlertView(
+                    title=story.title, url=story.url, source=story.source, published=story.published,
+                    topics=item.topics, terms=item.terms, summary=story.text,
+                    also_reported_by=tuple(self.clusters.other_sources(item.story_id)) if self.clusters else (),
+                )
+                render_console(view, tz=zone("UTC"))  # every field can be shown
+                return view
+        except sqlite3.OperationalError:
+            raise  # locked, disk full, read-only: the row waits for the database
+        except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError, KeyError) as exc:
+            reason = f"cannot be formatted: {type(exc).__name__}: {exc}"
+        self._fail(item, [item.id], reason)
+        return None
 
     def _backoff(self, attempts: int) -> float:
         return min(2.0 ** min(attempts, 12), MAX_BACKOFF) * self.rng.uniform(0.5, 1.5)

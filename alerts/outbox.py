@@ -4,7 +4,8 @@ A row is written in the same transaction that records a story's matches, so a cr
 neither lose an alert nor create it twice (`UNIQUE(chat_id, story_id)`). The notifier takes
 the oldest pending row of each chat (per-chat order), and marks it `sent`, or reschedules it
 (`not_before`) after a 429 or a network error, or ends it as `dropped`/`failed` when the chat
-is gone or Telegram refuses the message for good.
+is gone, or Telegram refuses the message for good, or it cannot be formatted. `backlog()`
+tells /healthz what waits, and which chats' next alerts are overdue (stuck).
 """
 
 from __future__ import annotations
@@ -163,6 +164,18 @@ class Outbox:
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
         return {r[0]: r[1] for r in rows}
+
+    def backlog(self, overdue_before: datetime) -> tuple[int, datetime | None, int]:
+        """(pending rows, when the oldest of them was queued, chats whose next row was due before
+        `overdue_before` and is still waiting: rows that are stuck)."""
+        count, oldest = self.conn.execute(
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE state = 'pending'").fetchone()
+        stuck = self.conn.execute(
+            "SELECT COUNT(*) FROM outbox o JOIN (SELECT chat_id, MIN(id) AS id FROM outbox"
+            " WHERE state = 'pending' GROUP BY chat_id) h ON o.id = h.id WHERE o.not_before < ?",
+            (db_time(overdue_before),),
+        ).fetchone()[0]
+        return count, datetime.fromisoformat(oldest) if oldest else None, stuck
 
     def pending_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]

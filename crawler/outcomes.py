@@ -234,7 +234,7 @@ class OutcomeRecorder:
             return []
         now = self.clock.now()
         held = self._held(outcome, summary, now)
-        new = self.store.add_stories(outcome.stories, now, held)
+        new = self.store.add_stories(outcome.stories, now, held, from_page=True)
         summary.stories_seen += len(outcome.stories)
         summary.add_new(new, held)
         if new and self.on_new_stories:

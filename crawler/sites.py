@@ -224,7 +224,7 @@ class ArticlePages:
         """Of `urls` (canonical), those neither stored nor already queued, within the budget."""
         wanted = [u for u in dict.fromkeys(urls) if u and u not in self._queued and u not in self.kit.claimed
                   and not self.kit.failures.waiting(u)]
-        known = self.recorder.store.known_urls(wanted) if wanted else set()
+        known = self.recorder.store.known_urls(wanted, source.name) if wanted else set()
         fresh = [u for u in wanted if u not in known]
         left = self._budget.setdefault(source.name, source.max_articles)
         if len(fresh) > left:

@@ -1,28 +1,37 @@
 """The SQLite database file and the crawler's tables in it: stories and per-source fetch state.
 
-`open_database()` opens (and creates) the file in WAL mode; every other module that keeps
-state in the same file (subscriptions, outbox) takes that connection in its constructor.
-`StoryStore` deduplicates stories by id, canonical URL and per-source GUID, so a story that
-is re-published, re-dated or re-linked with tracking parameters is stored once. A story
-stored with a `held` reason (too old, or an undated item of a source's first fetch) is kept,
-searchable and counted, but never alerts.
+`open_database()` opens (and creates) the file in WAL mode, and refuses a file that is no
+usable database (empty, not SQLite, truncated, damaged) with a `DatabaseFileError` instead of
+replacing it; `InstanceLock` keeps a second daemon off the same file. Every other module that
+keeps state in the same file (subscriptions, outbox) takes that connection in its constructor.
+`StoryStore` deduplicates each source's stories by id, canonical URL and GUID, so a story that
+is re-published, re-dated or re-linked with tracking parameters is stored once. Two sources
+that give the same canonical URL both keep their story (the second under `claimant_id`): one
+source cannot keep another's story out, and clustering decides whether they are one event. A
+story stored with a `held` reason (too old, or an undated item of a source's first fetch) is
+kept, searchable and counted, but never alerts. The `meta` table holds cursors, states and the
+daemon's heartbeat (`HEARTBEAT_KEY`, the time of its last successful write).
 All methods run on the daemon's event-loop thread; each write is one short transaction.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
-from crawler.story import Story
+from crawler.story import Story, claimant_id
 
 MAX_TEXT_CHARS = 50_000
 CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory
 HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
 HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
+HEARTBEAT_KEY = "heartbeat"       # meta: when the daemon last wrote to the database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -37,9 +46,11 @@ CREATE TABLE IF NOT EXISTS stories (
     fetched    TEXT NOT NULL,
     language   TEXT NOT NULL DEFAULT '',
     author     TEXT NOT NULL DEFAULT '',
-    held       TEXT NOT NULL DEFAULT ''  -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
+    held       TEXT NOT NULL DEFAULT '', -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
+    from_page  INTEGER NOT NULL DEFAULT 0 -- 1: read from the article page at `url` (not a feed's item)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS stories_url ON stories(url) WHERE url != '';
+CREATE UNIQUE INDEX IF NOT EXISTS stories_source_url ON stories(source, url) WHERE url != '';
+CREATE INDEX IF NOT EXISTS stories_by_url ON stories(url) WHERE url != '';
 CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
 CREATE INDEX IF NOT EXISTS stories_published ON stories(published);
 CREATE TABLE IF NOT EXISTS fetch_state (
@@ -61,27 +72,116 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
-    """Open the database file, creating it and the crawler's tables if needed."""
+class DatabaseFileError(Exception):
+    """The database file cannot be used (empty, not SQLite, truncated, damaged, or in use by another
+    newswatch); the message names the file and says what to do."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+START_FRESH = "to start with a new, empty database, move it away (or delete it) and start again"
+
+
+def open_database(path: str | Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the database file, creating it and the crawler's tables if needed. A file that is
+    there but is no usable database raises `DatabaseFileError` (it is never replaced). A write
+    waits at most `busy_timeout` seconds for another connection's lock."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(_SCHEMA)
-    _add_missing_columns(conn)
+    check_database_file(path)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
+    except sqlite3.OperationalError as exc:
+        raise DatabaseFileError(f"{path}: cannot be opened: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        raise DatabaseFileError(f"{path}: is damaged ({exc}); restore it from a backup, or {START_FRESH}") from None
+    set_busy_timeout(conn, busy_timeout)
     return conn
 
 
+def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    """How long a statement waits for another connection's lock before failing with "locked"."""
+    conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse a file that cannot be the database: empty, not SQLite, or shorter than its header says."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return  # a new database
+    if size == 0:
+        raise DatabaseFileError(f"{path}: the database file is empty (0 bytes); it is left as it is. "
+                                f"If it was lost, restore it from a backup; {START_FRESH}")
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise DatabaseFileError(f"{path}: is not an SQLite database (it starts with {header[:16]!r}); "
+                                f"check storage.path, or {START_FRESH}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counted = header[24:28] == header[92:96]  # the page count is valid (SQLite file format, 1.3.7)
+    wal = Path(f"{path}-wal")
+    if counted and size < pages * page_size and not (wal.exists() and wal.stat().st_size):
+        raise DatabaseFileError(f"{path}: is truncated ({size} bytes of the {pages * page_size} it should have); "
+                                f"restore it from a backup, or {START_FRESH}")
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Columns added since the first release, for a database written by an earlier one."""
+    """Columns and indexes changed since the first release, for a database written by an earlier
+    one (nothing is written when there is nothing to change: a read-only file still opens)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
     if "held" not in columns:
         conn.execute("ALTER TABLE stories ADD COLUMN held TEXT NOT NULL DEFAULT ''")
+    if "from_page" not in columns:
+        conn.execute("ALTER TABLE stories ADD COLUMN from_page INTEGER NOT NULL DEFAULT 0")
     conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
+    # a canonical URL was unique across sources, so the first source to claim one kept every
+    # other source's story out; it is unique per source now (stories_source_url)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'stories_url'").fetchone():
+        conn.execute("DROP INDEX stories_url")
+
+
+class InstanceLock:
+    """One daemon per database file: an exclusive `flock` on `<database>.lock`, which names the
+    holder's pid, held until `release()` or the process ends (a crash releases it too)."""
+
+    def __init__(self, database: str | Path) -> None:
+        self.database = Path(database)
+        self.path = Path(f"{database}.lock")
+        self.file: TextIO | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `DatabaseFileError` naming the process that has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.seek(0)
+            holder = file.read().strip()
+            file.close()
+            who = f"pid {holder}" if holder.isdigit() else f"see {self.path}"
+            raise DatabaseFileError(f"{self.database}: another newswatch ({who}) is already running on this "
+                                    "database; stop it first (two would send every alert and answer every "
+                                    "command twice)") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file releases the flock
+            self.file = None
 
 
 class transaction:
@@ -148,20 +248,26 @@ class StoryStore:
         self.conn = conn
 
     # -- stories ---------------------------------------------------------------------------
-    def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}) -> list[Story]:
+    def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}, *,
+                    from_page: bool = False) -> list[Story]:
         """Insert the stories not seen before (in one transaction); return the new ones.
-        `held` maps a story id to the reason it may not alert."""
+        `held` maps a story id to the reason it may not alert; `from_page`: each was read from
+        the article page at its URL."""
         with transaction(self.conn) as conn:
-            return _insert_new(conn, stories, fetched, held)
+            return _insert_new(conn, stories, fetched, held, from_page)
 
-    def known_urls(self, urls: Iterable[str]) -> set[str]:
-        """Those of `urls` already stored (to skip fetching articles we have)."""
+    def known_urls(self, urls: Iterable[str], source: str | None = None) -> set[str]:
+        """Those of `urls` already stored; with `source`, those stored by that source or read from
+        their article page by any source (the article pages a site source need not fetch)."""
         urls = list(urls)
         found: set[str] = set()
         for i in range(0, len(urls), 500):
             chunk = urls[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})", chunk))
+            sql = f"SELECT url FROM stories WHERE url != '' AND url IN ({marks})"
+            if source is not None:
+                sql, chunk = sql + " AND (source = ? OR from_page = 1)", [*chunk, source]
+            found.update(r[0] for r in self.conn.execute(sql, chunk))
         return found
 
     def stories_after(self, seq: int, limit: int = 500) -> list[StoredStory]:
@@ -244,6 +350,13 @@ class StoryStore:
             return conn.execute("SELECT failures FROM fetch_state WHERE source = ?", (source,)).fetchone()[0]
 
     # -- meta --------------------------------------------------------------------------------
+    def beat(self, at: datetime) -> None:
+        """Record the heartbeat: a write that succeeds only while the database takes writes."""
+        self.set_meta(HEARTBEAT_KEY, db_time(at) or "")
+
+    def last_beat(self) -> datetime | None:
+        return _dt(self.get_meta(HEARTBEAT_KEY)) or None
+
     def get_meta(self, key: str, default: str = "") -> str:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
@@ -274,18 +387,31 @@ def _row_state(row: sqlite3.Row) -> FetchState:
 
 
 def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime,
-                held: Mapping[str, str]) -> list[Story]:
+                held: Mapping[str, str], from_page: bool = False) -> list[Story]:
+    """Insert each story unless its source has it already (same id, URL or GUID). A story whose
+    canonical URL another source claimed first is stored too, under `claimant_id`."""
     new: list[Story] = []
     for story in stories:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
-            " fetched, language, author, held) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                story.id, story.source, story.guid, story.url, story.title,
-                story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
-                story.language, story.author, held.get(story.id, ""),
-            ),
-        )
-        if cur.rowcount:
+        reason = held.get(story.id, "")
+        if _insert(conn, story, fetched, reason, from_page):
             new.append(story)
+        elif story.url:
+            # the id is taken: by this source's own copy (then the source's unique URL or GUID
+            # index ignores this insert too), or by another source's story with the same URL
+            second = replace(story, id=claimant_id(story.source, story.url))
+            if _insert(conn, second, fetched, reason, from_page):
+                new.append(second)
     return new
+
+
+def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str, from_page: bool) -> bool:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
+        " fetched, language, author, held, from_page) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            story.id, story.source, story.guid, story.url, story.title,
+            story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
+            story.language, story.author, held, int(from_page),
+        ),
+    )
+    return bool(cur.rowcount)

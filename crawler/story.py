@@ -2,7 +2,8 @@
 
 A story is immutable and carries timezone-aware datetimes. Its `id` is stable across polls,
 GUID rewrites and tracking parameters: it derives from the canonical URL when the item has a
-link, and from the source name and GUID otherwise.
+link, and from the source name and GUID otherwise; a second source giving a URL that another
+source's story holds gets an id from its name and the URL (`claimant_id`).
 
 `published` is when the source says the story was published, read by `settle_date`: a date
 before 1970 or more than a day ahead of the fetch is no date at all (`dated` is then False and
@@ -41,6 +42,11 @@ def story_id(source: str, canonical_url: str, guid: str) -> str:
     """The stable id: the canonical URL when there is one, else the source-scoped GUID."""
     key = canonical_url if canonical_url else f"{source}\x00{guid}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
+
+
+def claimant_id(source: str, canonical_url: str) -> str:
+    """The id of a story whose canonical URL another source's story holds already (as `story_id`)."""
+    return hashlib.sha1(f"{source}\x01{canonical_url}".encode("utf-8")).hexdigest()[:20]
 
 
 def settle_date(moment: datetime | None, now: datetime) -> datetime | None:

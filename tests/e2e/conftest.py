@@ -52,13 +52,15 @@ class DaemonProcess:
     """`newswatch run` in a subprocess, as a user starts it; its output kept in files."""
 
     def __init__(self, config: Path, *, token: str | None, log_dir: Path, module: str = "alerts.cli",
-                 extra_args: tuple[str, ...] = (), open_files: int | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), open_files: int | None = None,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.config = config
         self.token = token
         self.log_dir = log_dir
         self.module = module  # another entry point that builds the same Daemon (see launch_daemon.py)
         self.extra_args = extra_args
         self.open_files = open_files  # a lower RLIMIT_NOFILE for the daemon
+        self.wrapper = wrapper  # a command that runs the daemon's command line (e.g. in its own mount namespace)
         self.proc: subprocess.Popen | None = None
         self.runs = 0
 
@@ -76,7 +78,7 @@ class DaemonProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "run", "-c", str(self.config), "--log-level", "DEBUG",
+            [*self.wrapper, sys.executable, "-m", self.module, "run", "-c", str(self.config), "--log-level", "DEBUG",
              *self.extra_args],
             cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, preexec_fn=lower_limit,
         )

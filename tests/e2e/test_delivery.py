@@ -173,3 +173,68 @@ def test_burst_survives_429_storm_and_outage_exactly_once_in_order(fake, tmp_pat
         titles = [m["text"].split("</a>")[0].rsplit(">", 1)[-1] for m in fake.messages_for(chat)]
         assert titles == [f"Story {i:03d}" for i in range(200)], f"chat {chat}: lost, repeated or reordered"
     assert len(fake.calls_to("sendMessage")) > 4000 + 150  # the storm and the outage forced retries
+
+
+def test_year_one_story_in_a_zone_behind_utc_does_not_block_the_chat(fake, tmp_path) -> None:
+    """A story dated year 1 (a database of an earlier release) cannot be shown in New York time:
+    it is shown without a date, and the chat's next alert follows it."""
+    h = Harness(fake, tmp_path / "db.sqlite")
+    h.subs.start(11, ["summit"], now=T0)
+    h.subs.set_timezone(11, "America/New_York")
+    url = "https://news.example.com/year-one"
+    old = Story(id=story_id("wire", url, ""), source="wire", url=url, title="Year one story",
+                text="North Korea summit talks", published=datetime(1, 1, 1, tzinfo=UTC))
+    h.store.add_stories([old], T0)
+
+    async def scenario() -> None:
+        h.queue(11, old)
+        h.queue(11, h.story("Later story"))
+        assert await h.deliver() == 2
+        texts = [m["text"] for m in fake.messages_for(11)]
+        assert "Year one story" in texts[0] and "date unknown" in texts[0]
+        assert "Later story" in texts[1] and "EST" in texts[1]
+
+    run(h, scenario)
+
+
+def test_a_row_that_cannot_be_formatted_fails_once_and_the_queue_moves_on(fake, tmp_path, caplog) -> None:
+    h = Harness(fake, tmp_path / "db.sqlite")
+    h.subs.start(12, ["summit"], now=T0)
+    bad, gone = h.story("Bad date"), h.story("Gone")
+    h.store.conn.execute("UPDATE stories SET published = 'not a date' WHERE id = ?", (bad.id,))
+    h.store.conn.execute("DELETE FROM stories WHERE id = ?", (gone.id,))
+
+    async def scenario() -> None:
+        h.queue(12, bad)
+        h.queue(12, gone)
+        h.queue(12, h.story("Good story"))
+        for _ in range(3):
+            await h.deliver()
+            h.clock.advance(60)
+        texts = [m["text"] for m in fake.messages_for(12)]
+        assert len(texts) == 1 and "Good story" in texts[0]
+
+    with caplog.at_level("ERROR", logger="newswatch.notifier"):
+        run(h, scenario)
+    rows = {r[0]: (r[1], r[2]) for r in h.store.conn.execute(
+        "SELECT story_id, state, last_error FROM outbox WHERE chat_id = 12")}
+    assert rows[bad.id][0] == "failed" and "not a date" in rows[bad.id][1], rows
+    assert rows[gone.id] == ("failed", "story no longer stored"), rows
+    failures = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert len(failures) == 2 and "chat 12" in failures[0], failures
+
+
+def test_telegram_refusing_a_message_for_good_fails_it_and_the_queue_moves_on(fake, tmp_path) -> None:
+    h = Harness(fake, tmp_path / "db.sqlite")
+    h.subs.start(13, ["summit"], now=T0)
+
+    async def scenario() -> None:
+        h.queue(13, h.story("Refused"))
+        h.queue(13, h.story("Accepted"))
+        fake.fail_next("sendMessage", status=400, description="Bad Request: message is too long")
+        await h.deliver()
+        texts = [m["text"] for m in fake.messages_for(13)]
+        assert len(texts) == 1 and "Accepted" in texts[0]
+
+    run(h, scenario)
+    assert h.outbox.counts() == {"failed": 1, "sent": 1}

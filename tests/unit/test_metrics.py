@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.config import ConfigError, parse_config
 from alerts.dispatch import DispatchSummary
+from alerts.heartbeat import Heartbeat
 from alerts.http_api import Health
 from alerts.metrics import Metrics
 from alerts.notifier import ConsoleSink, Notifier, RetryLater
@@ -247,3 +248,27 @@ def test_health_names_a_scheduler_that_has_not_started(tmp_path) -> None:
     assert not healthy and "does not answer" in body["checks"]["database"]["problem"]
     assert "sources" not in body
     assert T0 + timedelta(0) == s.notifier.last_progress
+
+
+def test_health_fails_on_refused_writes_a_stale_heartbeat_and_stuck_alerts(tmp_path) -> None:
+    s = Setup(tmp_path)
+    heartbeat = Heartbeat(s.store, s.clock, every=5, stale_after=30)
+    health = Health(store=s.store, outbox=s.outbox, notifier=s.notifier, scheduler=lambda: Scheduler(),
+                    sources=lambda: [WIRE], stuck_after=60, heartbeat=heartbeat)
+    heartbeat.beat()
+    s.queue()
+    healthy, body = health.check()
+    assert healthy and body["checks"]["outbox"] == {"ok": True, "pending": 1, "oldest_pending_seconds": 0,
+                                                    "stuck": 0}
+    assert body["checks"]["database"]["last_write"] == T0.isoformat()
+    s.clock.advance(31)
+    healthy, body = health.check()
+    assert not healthy and "no database write for 31s" in body["checks"]["database"]["problem"]
+    heartbeat.beat()
+    s.clock.advance(30)  # the alert has waited 61s, and nothing sends it
+    heartbeat.beat()
+    healthy, body = health.check()
+    assert not healthy and body["checks"]["database"]["ok"]
+    assert body["checks"]["outbox"]["stuck"] == 1 and "1 chat with an alert overdue" in body["checks"]["outbox"]["problem"]
+    s.sink.available = False  # the Bot API cannot be reached: the alert waits for it, it is not stuck
+    assert health.check()[0]

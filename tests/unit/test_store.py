@@ -1,11 +1,12 @@
-"""The story store: dedup by id, canonical URL and per-source GUID; fetch state; failures."""
+"""The story store: each source's dedup by id, canonical URL and GUID; fetch state; failures."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from crawler.story import Story, claimant_id, story_id
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -22,12 +23,57 @@ def test_dedup_by_url_guid_and_id(tmp_path) -> None:
     assert store.add_stories([first], NOW) == []                                  # same story
     assert store.add_stories([_story("a", "https://x.com/1", "g-new")], NOW) == []  # GUID rewritten
     assert store.add_stories([_story("a", "https://x.com/other", "g1")], NOW) == []  # link changed, same GUID
-    assert store.add_stories([_story("b", "https://x.com/1", "b1")], NOW) == []     # another feed, same URL
     fresh = _story("a", "https://x.com/2", "g2")
     assert store.add_stories([fresh], NOW) == [fresh]
     assert store.count() == 2
     assert [s.story.id for s in store.stories_after(0)] == [first.id, fresh.id]
     assert store.known_urls(["https://x.com/2", "https://x.com/3"]) == {"https://x.com/2"}
+
+
+def test_a_url_claimed_by_one_source_does_not_keep_another_sources_story_out(tmp_path) -> None:
+    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    junk = _story("junk", "https://x.com/1", "j1", title="junk")
+    assert store.add_stories([junk], NOW) == [junk]
+    real = _story("wire", "https://x.com/1", "w1", title="real")
+    [stored] = store.add_stories([real], NOW)
+    assert stored.id == claimant_id("wire", "https://x.com/1") != junk.id and stored.title == "real"
+    assert store.get(stored.id).story.source == "wire" and store.get(junk.id).story.source == "junk"
+    # each source's own dedup holds: the same story again, a new GUID, a changed link
+    assert store.add_stories([real], NOW) == []
+    assert store.add_stories([_story("wire", "https://x.com/1", "w-new")], NOW) == []
+    assert store.add_stories([_story("wire", "https://x.com/other", "w1")], NOW) == []
+    assert store.add_stories([junk], NOW) == []
+    assert store.count() == 2
+    assert store.known_urls(["https://x.com/1"], "wire") == {"https://x.com/1"}
+    assert store.known_urls(["https://x.com/1"], "third") == set()  # a feed's item: the page is still fetched
+    page = _story("site", "https://x.com/3", "https://x.com/3")
+    assert store.add_stories([page], NOW, from_page=True) == [page]
+    assert store.known_urls(["https://x.com/3"], "sitemap") == {"https://x.com/3"}  # read from the page already
+
+
+def test_a_database_of_an_earlier_release_keeps_urls_unique_per_source_only(tmp_path) -> None:
+    path = tmp_path / "db.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE stories (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+        " source TEXT NOT NULL, guid TEXT NOT NULL, url TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,"
+        " published TEXT NOT NULL, fetched TEXT NOT NULL, language TEXT NOT NULL DEFAULT '',"
+        " author TEXT NOT NULL DEFAULT '');"
+        "CREATE UNIQUE INDEX stories_url ON stories(url) WHERE url != '';"
+        "CREATE UNIQUE INDEX stories_source_guid ON stories(source, guid) WHERE guid != '';"
+    )
+    junk = _story("junk", "https://x.com/1", "j1")
+    old.execute("INSERT INTO stories (id, source, guid, url, title, text, published, fetched)"
+                " VALUES (?,?,?,?,?,?,?,?)", (junk.id, "junk", "j1", junk.url, "junk", "x", NOW.isoformat(),
+                                              NOW.isoformat()))
+    old.commit()
+    old.close()
+    store = StoryStore(open_database(path))
+    [stored] = store.add_stories([_story("wire", "https://x.com/1", "w1")], NOW)
+    assert stored.source == "wire" and store.count() == 2
+    assert store.add_stories([_story("junk", "https://x.com/1", "j2")], NOW) == []
+    indexes = {r[1]: r[2] for r in store.conn.execute("PRAGMA index_list(stories)")}
+    assert "stories_url" not in indexes and indexes["stories_source_url"] == 1
 
 
 def test_story_round_trips_with_aware_dates(tmp_path) -> None:
