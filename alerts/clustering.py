@@ -202,7 +202,14 @@ class StoryClusterer:
                 *_band_keys(heading, self._title_perms, self.title_bands, 1)]
         if heading:  # the exact title: aggregator copies of a headline always meet
             keys.append(_fold(sum(heading) & _MASK64 ^ 0x5BD1E995))
+        if body:
+            keys.append(self.content_key(title, text))
         return Sketch(_pack(body, self.k), _pack(heading, 1024), tuple(keys))
+
+    def content_key(self, title: str, text: str) -> int:
+        """A look-up key of the exact title and lead: a word-for-word copy (wire copy run as it
+        came) finds its original by this one key, without computing a sketch."""
+        return _fold(xxh3_64_intdigest(f"{title.strip()}\x00{text[: self.lead * 2]}".encode("utf-8")) ^ 0x3C6EF372)
 
     def same_story(self, a: Sketch, b: Sketch) -> bool:
         """The body rule (`same_event`); and, when either story is short or title-only (its text

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from alerts.clustering import StoryClusterer
 from alerts.matcher import Matcher, TopicScore
-from alerts.story_clusters import StoryClusters
+from alerts.story_clusters import StoryClusters, join_cluster
 from alerts.outbox import Outbox
 from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
 from alerts.watches import Watch, Watches
@@ -113,10 +113,7 @@ class Dispatcher:
         """Index the story; if it reports an event already alerted, the chats alerted for it."""
         if self.clusters is None:
             return set()
-        sketch = self.clusterer.sketch(story.title, story.text)
-        candidates = self.clusters.candidates(sketch.keys, seen - self.clusterer.window)
-        cluster = self.clusterer.match_cluster(sketch, seen, candidates)
-        self.clusters.add(story.id, cluster or story.id, story.source, sketch, seen)
+        cluster = join_cluster(self.clusters, self.clusterer, story.id, story.source, story.title, story.text, seen)
         return self.clusters.chats_alerted(cluster) if cluster else set()
 
     def _recipients(self, scores: list[TopicScore],

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 
-from alerts.clustering import Sketch
+from alerts.clustering import Sketch, StoryClusterer
 from crawler.store import db_time
 
 MAX_STORIES = 64  # stories looked at for a new one: those sharing most look-up keys with it
@@ -73,6 +73,15 @@ class StoryClusters:
         ranked = sorted(best.values(), key=lambda entry: -entry[0])
         return [candidate for _, candidate in ranked[:MAX_CANDIDATES]]
 
+    def exact_copy(self, content_key: int, since: datetime) -> tuple[str, Sketch] | None:
+        """(cluster_id, sketch without keys) of a story seen since `since` whose title and lead
+        are word for word those of `content_key` (`StoryClusterer.content_key`), or None."""
+        row = self.conn.execute(
+            "SELECT c.cluster_id, c.signature, c.title FROM cluster_keys k JOIN story_clusters c ON c.rowid = k.story"
+            " WHERE k.key = ? AND c.seen >= ? LIMIT 1", (content_key, db_time(since)),
+        ).fetchone()
+        return None if row is None else (row[0], Sketch(bytes(row[1]), bytes(row[2]), ()))
+
     def add(self, story_id: str, cluster_id: str, source: str, sketch: Sketch, seen: datetime) -> None:
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO story_clusters (story_id, cluster_id, source, signature, title, seen)"
@@ -111,3 +120,19 @@ class StoryClusters:
             (story_id,),
         )
         return list(dict.fromkeys(r[0] for r in rows))
+
+
+def join_cluster(clusters: StoryClusters, clusterer: StoryClusterer, story_id: str, source: str, title: str,
+                 text: str, seen: datetime) -> str | None:
+    """Index a story that alerts and return the earlier cluster it joins (None: a new event).
+    A word-for-word copy is found by its content key alone; anything else by its sketch's keys
+    and the clusterer's rules, among the stories seen within the window."""
+    since = seen - clusterer.window
+    copy = clusters.exact_copy(clusterer.content_key(title, text), since)
+    if copy is not None:  # its original's cluster, and no keys of its own
+        cluster, sketch = copy
+    else:
+        sketch = clusterer.sketch(title, text)
+        cluster = clusterer.match_cluster(sketch, seen, clusters.candidates(sketch.keys, since))
+    clusters.add(story_id, cluster or story_id, source, sketch, seen)
+    return cluster

@@ -9,8 +9,8 @@ stories, a third of them about the Koreas, so many match the shipped topics).
    archive, NYT April 2018, world headlines), each in `--copies` versions as outlets send
    them (the same text, retitled with the outlet's name, 12% of the words dropped). Then
    `--probe` new stories (more copies of those events, so each has a cluster to find) go through what
-   the dispatcher does for an alerting story: sketch, candidate look-up by keys, ranking,
-   insert. Reported: stories clustered per second at each N. Side by side at the smaller
+   the dispatcher does for an alerting story (`join_cluster`: a word-for-word copy by its content
+   key, anything else by sketch, candidate look-up by keys, ranking; then the insert). Reported: stories clustered per second at each N. Side by side at the smaller
    sizes, the same stories compared with every recent story (the look-up this replaced).
 2. Cold poll. A farm on 127.0.0.1 serves `--feeds` RSS feeds of `--per-feed` items each,
    every text in about `feeds * per_feed / 1016` feeds (syndicated wire copy: each outlet its
@@ -91,7 +91,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     """N recent stories: N / copies distinct real stories, each as `copies` outlets sent it
     (so the copies of one event stay the same at every N, as they do in the news)."""
     from alerts.clustering import StoryClusterer
-    from alerts.story_clusters import StoryClusters
+    from alerts.story_clusters import StoryClusters, join_cluster
     from crawler.store import open_database, transaction
 
     pool = distinct_texts()
@@ -122,11 +122,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     started = time.process_time()
     with transaction(conn):
         for j, (title, text) in enumerate(probes):
-            sketch = clusterer.sketch(title, text)
-            candidates = clusters.candidates(sketch.keys, now - clusterer.window)
-            cluster = clusterer.match_cluster(sketch, now, candidates)
-            found += cluster is not None
-            clusters.add(f"p{j}", cluster or f"p{j}", "probe", sketch, now)
+            found += join_cluster(clusters, clusterer, f"p{j}", "probe", title, text, now) is not None
     indexed = time.process_time() - started
     result = {"size": size, "copies": copies, "probe": probe, "found": found, "indexed_per_s": probe / indexed}
     if linear:

@@ -241,3 +241,18 @@ def test_sketch_keys_are_stable_across_processes() -> None:
             f"print(StoryClusterer().sketch({KIM_XI_TITLE!r}, {KIM_XI!r}).keys)")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert other.strip() == str(StoryClusterer().sketch(KIM_XI_TITLE, KIM_XI).keys)
+
+
+def test_a_word_for_word_copy_is_found_by_its_content_key(tmp_path) -> None:
+    from alerts.story_clusters import StoryClusters
+    from crawler.store import open_database
+
+    clusterer = StoryClusterer()
+    clusters = StoryClusters(open_database(tmp_path / "db.sqlite"))
+    original = clusterer.sketch(KIM_XI_TITLE, KIM_XI)
+    assert clusterer.content_key(KIM_XI_TITLE, KIM_XI) in original.keys
+    clusters.add("wire-1", "wire-1", "wire", original, T0)
+    found = clusters.exact_copy(clusterer.content_key(KIM_XI_TITLE, KIM_XI), T0 - timedelta(hours=1))
+    assert found is not None and found[0] == "wire-1" and found[1].signature == original.signature
+    assert clusters.exact_copy(clusterer.content_key(KIM_XI_TITLE, KIM_XI), T0 + timedelta(hours=1)) is None
+    assert clusters.exact_copy(clusterer.content_key(KIM_XI_TITLE + " - Reuters", KIM_XI), T0 - timedelta(hours=1)) is None
