@@ -91,6 +91,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     """N recent stories: N / copies distinct real stories, each as `copies` outlets sent it
     (so the copies of one event stay the same at every N, as they do in the news)."""
     from alerts.clustering import StoryClusterer
+    from alerts.daemon import DISPATCH_STEP
     from alerts.story_clusters import StoryClusters, join_cluster
     from crawler.store import open_database, transaction
 
@@ -120,9 +121,11 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     probes = [copy_of(*pool[rnd.randrange(events)], rnd, 10_000 + j) for j in range(probe)]
     found = 0
     started = time.process_time()
-    with transaction(conn):
-        for j, (title, text) in enumerate(probes):
-            found += join_cluster(clusters, clusterer, f"p{j}", "probe", title, text, now) is not None
+    for first in range(0, len(probes), DISPATCH_STEP):  # one transaction per step, as the daemon commits
+        with transaction(conn):
+            for j in range(first, min(first + DISPATCH_STEP, len(probes))):
+                title, text = probes[j]
+                found += join_cluster(clusters, clusterer, f"p{j}", "probe", title, text, now) is not None
     indexed = time.process_time() - started
     result = {"size": size, "copies": copies, "probe": probe, "found": found, "indexed_per_s": probe / indexed}
     if linear:
