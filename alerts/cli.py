@@ -203,6 +203,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from alerts.matcher import Matcher
 
     config = _config(args)
+    if args.cv:
+        return _cross_validate(args, config)
     try:
         result = evaluate(Matcher(config.topics), load_labels(args.labels))
     except LabelFileError as exc:
@@ -212,6 +214,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         print(format_eval_report(result))
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, config: NewswatchConfig) -> int:
+    from alerts.evaluation import LabelFileError, cross_validate, format_cv_report, load_labels
+    from alerts.matcher import Matcher
+
+    if args.folds < 2:
+        print("newswatch eval: --folds must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        result = cross_validate(
+            Matcher(config.topics), load_labels(args.labels), split=args.cv, folds=args.folds
+        )
+    except LabelFileError as exc:
+        print(f"newswatch eval: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print(format_cv_report(result, min_positives=args.min_positives))
     return 0
 
 
@@ -250,9 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("eval", parents=[common], help="precision/recall/F1 of the topics on labelled stories",
-                       epilog="example: newswatch eval -c config/newswatch.yaml labels.jsonl --json",
-                       description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.")
+                       epilog="examples:\n  newswatch eval -c config/newswatch.yaml labels.jsonl --json\n"
+                              "  newswatch eval labels.jsonl --cv origin --min-positives 3\n"
+                              "  newswatch eval labels.jsonl --cv time --folds 5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.\n"
+                                   "--cv reports each part apart, beside keyword baselines: each language (lang,\n"
+                                   "or the script), and each source held out (origin, by outlet or dataset) or\n"
+                                   "each time slice (published, oldest first).")
     p.add_argument("labels", metavar="LABELS.jsonl")
+    p.add_argument("--cv", choices=["origin", "time"], help="report per language and per held-out part")
+    p.add_argument("--folds", type=int, default=4, help="time slices for --cv time (default 4)")
+    p.add_argument("--min-positives", type=int, default=0, metavar="N",
+                   help="with --cv, pool the held-out parts with fewer than N positives of a topic")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("stats", parents=[common], help="sources' health, stories per topic per day, outbox state",
