@@ -187,6 +187,108 @@ SHIPPED_CASES = [
     # "the North" of geography is not North Korea.
     ("Research ship sets out for the North Pole", "", False, False, False),
     ("New sanctions hit Russian oil tankers in the North Sea", "", False, False, False),
+    # The kinds of false alert the rubric settles: a cyber-crime with no money for the
+    # North's weapons, a launch, a delegation's reception, a statement, an official's remarks,
+    # a ministry's schedule and the North in a list of threats.
+    (
+        "North Korean hackers broke into a South Korean shipbuilder's email servers",
+        "Police said hackers linked to North Korea stole design documents from the company "
+        "over several months.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "North Korea fires ballistic missile into the sea in breach of UN resolutions",
+        "South Korea's military said the launch violated Security Council resolutions that ban "
+        "the North's ballistic missile programme.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "North Korea launches spy satellite; Seoul says it violates UN resolutions",
+        "The satellite launch defies Security Council resolutions, the foreign ministry said.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "Reception given for visiting Lao friendship delegation in Pyongyang",
+        "A banquet was held for the delegation, which toured the capital and laid a wreath at "
+        "the Mansu Hill Grand Monument.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "DPRK Foreign Ministry spokesperson slams US-South Korea joint drills",
+        "In a press statement, the spokesperson said the drills were a rehearsal for invasion.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "South Korean defence minister says North is ready for a nuclear test",
+        "The minister told lawmakers that North Korea has finished preparations at its test site "
+        "and that Seoul and Washington would respond firmly.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "국방장관 “北, 핵실험 준비 끝나…한미 공조로 단호히 대응”",
+        "국방부 장관은 국회 국방위원회에서 북한이 핵실험 준비를 마쳤다고 말했다.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "[오늘의 주요일정] 정치(8월 3일 수요일)",
+        "▲통일부 장관, 국무회의 참석 ▲국회 본회의 ▲국민의힘 최고위원회의",
+        False,
+        False,
+        False,
+    ),
+    (
+        "Pentagon report names China, Russia, Iran and North Korea as top threats",
+        "The annual assessment ranks China as the main challenge for the armed forces.",
+        False,
+        False,
+        False,
+    ),
+    # What must still pass.
+    (
+        "US Treasury sanctions North Korean bank representatives in China and Russia",
+        "OFAC designated eight people who helped Pyongyang reach the international financial "
+        "system.",
+        False,
+        True,
+        True,
+    ),
+    (
+        "UN panel finds North Korea evading oil cap through ship-to-ship transfers",
+        "The Panel of Experts said tankers delivered refined petroleum to North Korean vessels "
+        "at sea.",
+        False,
+        True,
+        True,
+    ),
+    (
+        "Lazarus hackers stole $300 million in crypto to fund North Korea's weapons programme",
+        "Investigators said the stolen cryptocurrency was laundered through mixers.",
+        False,
+        True,
+        True,
+    ),
+    ("Trump says he will meet Kim Jong Un for a summit in Singapore on June 12", "", True, False, True),
+    (
+        "Kim Jong Un and Putin hold summit at Russian spaceport",
+        "The two leaders held talks for four hours at the Vostochny cosmodrome.",
+        True,
+        False,
+        True,
+    ),
 ]
 
 
@@ -218,6 +320,20 @@ SHIPPED_IDS = [
     "kim-meets-football-team",
     "north-pole",
     "north-sea-sanctions",
+    "hacking-without-financing",
+    "missile-launch-breaching-resolutions",
+    "satellite-launch",
+    "delegation-reception-in-pyongyang",
+    "ministry-press-statement",
+    "minister-remarks-en",
+    "minister-remarks-ko",
+    "ministry-schedule-ko",
+    "list-of-threats",
+    "treasury-designation",
+    "un-panel-ship-to-ship",
+    "crypto-theft-funding-weapons",
+    "trump-kim-summit-announced",
+    "kim-putin-summit",
 ]
 
 
