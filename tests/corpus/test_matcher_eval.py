@@ -2,15 +2,16 @@
 selected by topic, and story clustering on real articles grouped by event. Reads ../shared
 (next to the repository); skipped without it.
 
-Run with -s to see the tables. The labelled stories are split by a hash of their id: 70% is
-where the shipped topics were tuned, 30% was held out; both are reported, and the floors
-apply to all stories marked sure and to the held-out part.
+Run with -s to see the tables. The labelled stories are split by time: the shipped topics
+were written reading the mistakes on stories published before 2023 (and on the unlabelled
+real feeds); the stories from 2023 on, and the undated ones, were not read. Both parts are
+reported, with the tables of `newswatch eval --cv origin` and `--cv time`; the floors apply
+to all stories marked sure and to the unread part.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import html
 import itertools
 import json
@@ -24,7 +25,15 @@ import pytest
 import yaml
 
 from alerts.clustering import StoryClusterer
-from alerts.evaluation import KEYWORD_BASELINES, evaluate, format_eval_report, load_labels
+from alerts.evaluation import (
+    KEYWORD_BASELINES,
+    cross_validate,
+    evaluate,
+    format_cv_report,
+    format_eval_report,
+    load_labels,
+    published_at,
+)
 from alerts.matcher import Matcher
 from alerts.topics import TopicConfig
 
@@ -39,8 +48,8 @@ if not DEV.is_file():
     pytest.skip(f"{SHARED} is not there", allow_module_level=True)
 
 # Floors just under what the shipped topics reach (F1).
-FLOORS_ALL = {"summit": 0.93, "sanctions": 0.92, "north-korea": 0.98}
-FLOORS_HELD_OUT = {"summit": 0.93, "sanctions": 0.92, "north-korea": 0.96}
+FLOORS_ALL = {"summit": 0.91, "sanctions": 0.92, "north-korea": 0.98}
+FLOORS_UNREAD = {"summit": 0.92, "sanctions": 0.90, "north-korea": 0.97}
 
 
 def shipped_matcher() -> Matcher:
@@ -48,8 +57,11 @@ def shipped_matcher() -> Matcher:
     return Matcher({name: TopicConfig.model_validate(body) for name, body in raw["topics"].items()})
 
 
-def held_out(row: dict[str, Any]) -> bool:
-    return int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 10 < 3
+def unread(row: dict[str, Any]) -> bool:
+    """Published in 2023 or later, or undated: stories whose mistakes were not read while
+    the shipped topics were written."""
+    moment = published_at(row)
+    return moment is None or moment.year >= 2023
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +74,8 @@ def results(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     matcher = shipped_matcher()
     return {
         "all": evaluate(matcher, rows),
-        "tuned": evaluate(matcher, [r for r in rows if not held_out(r)]),
-        "held-out": evaluate(matcher, [r for r in rows if held_out(r)]),
+        "read": evaluate(matcher, [r for r in rows if not unread(r)]),
+        "unread": evaluate(matcher, [r for r in rows if unread(r)]),
     }
 
 
@@ -92,7 +104,7 @@ def test_matcher_beats_floors_and_baselines(
         baselines = "; ".join(
             f"{name} {_f1(rows, topic, rule):.3f}" for name, rule in BASELINES[topic]
         )
-        for part in ("all", "tuned", "held-out"):
+        for part in ("all", "read", "unread"):
             m = results[part]["topics"][topic]
             extra = baselines if part == "all" else ""
             lines.append(
@@ -104,9 +116,24 @@ def test_matcher_beats_floors_and_baselines(
 
     for topic, floor in FLOORS_ALL.items():
         assert results["all"]["topics"][topic]["f1"] >= floor, topic
-        assert results["held-out"]["topics"][topic]["f1"] >= FLOORS_HELD_OUT[topic], topic
+        assert results["unread"]["topics"][topic]["f1"] >= FLOORS_UNREAD[topic], topic
         best_baseline = max(_f1(rows, topic, rule) for _, rule in BASELINES[topic])
         assert results["all"]["topics"][topic]["f1"] > best_baseline, topic
+
+
+def test_cross_validation_by_source_and_by_time(rows: list[dict[str, Any]]) -> None:
+    """Each source held out in turn and each time slice: printed for reading, and every
+    topic beats its best keyword baseline on the whole set and on the unread part."""
+    matcher = shipped_matcher()
+    for split in ("origin", "time"):
+        result = cross_validate(matcher, rows, split=split, folds=5)
+        print("\n" + format_cv_report(result, min_positives=3))
+        overall = next(p for p in result["parts"] if p["kind"] == "all")["topics"]
+        for topic, m in overall.items():
+            assert m["f1"] > max(m["baselines"]), topic
+    late = cross_validate(matcher, [r for r in rows if unread(r)], split="origin")
+    for topic, m in next(p for p in late["parts"] if p["kind"] == "all")["topics"].items():
+        assert m["f1"] > max(m["baselines"]), topic
 
 
 def test_unsure_rows_are_left_out(

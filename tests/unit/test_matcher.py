@@ -717,10 +717,16 @@ def test_text_shortcut_normalizes_like_normalize() -> None:
     assert _normalized("  Ｋim  Jong-un\t") == normalize("  Ｋim  Jong-un\t")
 
 
-def test_ascii_view_finds_what_the_normalised_text_holds(shipped: Matcher) -> None:
+def test_ascii_view_finds_what_the_normalised_text_holds() -> None:
     """An ASCII story is read from a view of the text as it is, unless normalising it would
-    move a character; the hits must be those of its normalised text, position for position."""
+    move a character; the hits must be those of its normalised text, position for position.
+    (All shipped terms in one matcher: topics that read different lengths of text are scored
+    by one matcher per length, and this looks inside one.)"""
     import random
+
+    shipped = Matcher(
+        {name: t.model_copy(update={"text_chars": 2000}) for name, t in shipped_topics().items()}
+    )
 
     rnd = random.Random(7)
     words = ["North Korea", "n. korea", "U.S.", "summit", "Kim Jong-un", "Pyongyang, Jan 9",
@@ -908,6 +914,124 @@ def test_evaluate_counts_and_skips_unsure() -> None:
     assert [e["id"] for e in result["false_negatives"]["t"]] == ["3"]
     report = format_eval_report(result)
     assert "precision" in report and "Weather" in report
+
+
+@pytest.mark.parametrize(
+    ("origin", "group"),
+    [
+        ("feeds/newsis-politics-knewsrss-20220723.xml", "feeds/newsis"),
+        ("feeds/newsis-international-knewsrss-20220730.xml", "feeds/newsis"),
+        ("datasets/nytimes-articles-april2018.csv", "datasets/nytimes-articles-april2018"),
+        ("datasets/world-headlines-2021-11-to-2022-07-fwd.json", "datasets/world-headlines"),
+        ("extra/baram-001_0015821308.txt", "extra/baram"),
+        ("extra/rss23-2023-04-25-https.www.theguardian.comrss.json", "extra/rss23"),
+        ("extra/g5w-sanctions-oil-1a84923a92.json", "extra/g5w-sanctions-oil"),
+        ("mylabels.jsonl", "mylabels"),
+    ],
+)
+def test_origin_groups_hold_out_a_whole_source(origin: str, group: str) -> None:
+    from alerts.evaluation import origin_group
+
+    assert origin_group(origin) == group
+
+
+@pytest.mark.parametrize(
+    ("row", "language"),
+    [
+        ({"lang": "en-US", "title": "x"}, "en"),
+        ({"lang": "pt-pt", "title": "x"}, "pt"),
+        ({"lang": "", "title": "북한, 미사일 발사"}, "ko"),
+        ({"lang": "mul", "title": "北朝鮮、ミサイル発射"}, "ja"),
+        ({"lang": "", "title": "朝鲜发射导弹"}, "zh"),
+        ({"lang": "", "title": "Coreia do Norte lança míssil", "text": "O lançamento"}, "pt"),
+        ({"title": "North Korea fires missile"}, "en"),
+        ({"title": "…"}, "other"),
+    ],
+)
+def test_story_language_from_the_field_or_the_script(row: dict[str, str], language: str) -> None:
+    from alerts.evaluation import story_language
+
+    assert story_language(row) == language
+
+
+@pytest.mark.parametrize(
+    ("published", "day"),
+    [
+        ("2018-04-28 15:35:15", "2018-04-28"),
+        ("2022-07-22T23:23:24.000Z", "2022-07-22"),
+        ("Wed, 19 Aug 2026 07:05:50 +0000", "2026-08-19"),
+        ("June 27, 2022 8:17 AM", "2022-06-27"),
+        ("1728259200000", "2024-10-07"),
+        ("", None),
+        ("soon", None),
+    ],
+)
+def test_published_dates_in_the_forms_label_files_hold(published: str, day: str | None) -> None:
+    from alerts.evaluation import published_at
+
+    moment = published_at({"published": published})
+    assert (moment.date().isoformat() if moment else None) == day
+
+
+def test_cross_validation_reports_each_part_beside_the_baselines() -> None:
+    from alerts.evaluation import cross_validate, format_cv_report
+
+    matcher = Matcher({"t": topic()})
+    rows = [
+        {"title": "Summit opens", "t": 1, "origin": "feeds/a-x-1.xml", "published": "2020-01-01"},
+        {"title": "Summit opens", "t": 0, "origin": "feeds/a-y-2.xml", "published": "2020-01-02"},
+        {"title": "정상회담 열려", "t": 1, "origin": "feeds/b-x-1.xml", "published": "2021-01-01"},
+        {"title": "Weather", "t": 1, "origin": "feeds/b-x-2.xml", "published": "2021-01-02"},
+        {"title": "Weather", "t": 0, "origin": "feeds/b-x-3.xml", "published": ""},
+        {"title": "Summit opens", "t": 0, "origin": "feeds/b-x-3.xml", "unsure": True},
+    ]
+    baselines = {"t": [("says summit", lambda r: "summit" in r["title"].lower())]}
+    result = cross_validate(matcher, rows, split="origin", baselines=baselines)
+    assert result["stories"] == 5 and result["skipped_unsure"] == 1
+    parts = {(p["kind"], p["name"]): p["topics"]["t"] for p in result["parts"]}
+    assert parts["all", "all"] | {"baselines": None} == {
+        "n": 5, "positives": 3, "tp": 2, "fp": 1, "fn": 1,
+        "precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "baselines": None,
+    }  # fmt: skip
+    assert parts["all", "all"]["baselines"] == [0.4]
+    assert parts["language", "en"]["n"] == 4 and parts["language", "ko"]["tp"] == 1
+    assert parts["origin", "feeds/a"]["fp"] == 1 and parts["origin", "feeds/b"]["fn"] == 1
+
+    by_time = cross_validate(matcher, rows, split="time", folds=2, baselines=baselines)
+    slices = [p for p in by_time["parts"] if p["kind"] == "time"]
+    assert [(p["name"], p["first"], p["last"], p["topics"]["t"]["n"]) for p in slices] == [
+        ("1 of 2", "2020-01-01", "2020-01-02", 2),
+        ("2 of 2", "2021-01-01", "2021-01-02", 2),
+        ("undated", None, None, 1),
+    ]
+    report = format_cv_report(by_time)
+    assert "time 1 of 2: 2020-01-01..2020-01-02" in report and "B1 = says summit" in report
+    with pytest.raises(ValueError):
+        cross_validate(matcher, rows, split="topic")
+
+
+def test_eval_cv_command_prints_the_table(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        '{"title": "Kim Jong Un and Xi hold summit in Beijing", "summit": 1, "origin": "feeds/a-1.xml"}\n'
+        '{"title": "Weather", "summit": 0, "origin": "feeds/b-1.xml", "lang": "en"}\n',
+        "utf-8",
+    )
+    for args in (["--cv", "origin"], ["--cv", "time", "--folds", "2", "--min-positives", "1"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "summit  (baselines: B1 = contains summit" in proc.stdout
+        assert "lang en" in proc.stdout
+    assert "feeds/a" in subprocess.run(
+        [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG), "--cv", "origin"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout
 
 
 def test_load_labels_reports_file_and_line(tmp_path: Path) -> None:
