@@ -257,6 +257,7 @@ SHIPPED_CASES = [
         False,
         False,
     ),
+    ("Iran and North Korea deepen missile cooperation, report says", "", False, False, True),
     # What must still pass.
     (
         "US Treasury sanctions North Korean bank representatives in China and Russia",
@@ -329,6 +330,7 @@ SHIPPED_IDS = [
     "minister-remarks-ko",
     "ministry-schedule-ko",
     "list-of-threats",
+    "north-korea-beside-iran",
     "treasury-designation",
     "un-panel-ship-to-ship",
     "crypto-theft-funding-weapons",
