@@ -199,6 +199,14 @@ SHIPPED_CASES = [
         True,
     ),
     (
+        "North Korean hackers stole $1.5 million from a South Korean crypto exchange, police say",
+        "Police said the Lazarus group hacked the exchange last year and stole cryptocurrency "
+        "worth $1.5 million.",
+        False,
+        False,
+        True,
+    ),
+    (
         "North Korea fires ballistic missile into the sea in breach of UN resolutions",
         "South Korea's military said the launch violated Security Council resolutions that ban "
         "the North's ballistic missile programme.",
@@ -214,9 +222,24 @@ SHIPPED_CASES = [
         True,
     ),
     (
+        "North Korea fires two ballistic missiles; Seoul calls it a violation of UN resolutions",
+        "The launches violated Security Council resolutions, the Joint Chiefs of Staff said.",
+        False,
+        False,
+        True,
+    ),
+    (
         "Reception given for visiting Lao friendship delegation in Pyongyang",
         "A banquet was held for the delegation, which toured the capital and laid a wreath at "
         "the Mansu Hill Grand Monument.",
+        False,
+        False,
+        True,
+    ),
+    (
+        "Russian delegation tours Pyongyang, attends reception",
+        "A delegation of the Russian Federation visited the Mangyongdae native house and toured "
+        "a factory in Pyongyang. A reception was hosted in its honour.",
         False,
         False,
         True,
@@ -244,8 +267,24 @@ SHIPPED_CASES = [
         True,
     ),
     (
+        "尹 대통령 “北 핵실험 임박…대응 준비 끝났다”",
+        "윤석열 대통령은 출근길에 기자들과 만나 북한이 핵실험 준비를 마쳤다며 강력히 대응하겠다고 "
+        "말했다.",
+        False,
+        False,
+        True,
+    ),
+    (
         "[오늘의 주요일정] 정치(8월 3일 수요일)",
         "▲통일부 장관, 국무회의 참석 ▲국회 본회의 ▲국민의힘 최고위원회의",
+        False,
+        False,
+        False,
+    ),
+    (
+        "여야, 후반기 국회 원구성 합의…상임위원장 18명 선출",
+        "국회는 본회의를 열어 외교통일위원회 등 상임위원장을 선출했다. 통일부 업무보고는 다음 주로 "
+        "미뤄졌다.",
         False,
         False,
         False,
@@ -322,13 +361,18 @@ SHIPPED_IDS = [
     "north-pole",
     "north-sea-sanctions",
     "hacking-without-financing",
+    "crypto-theft-without-financing",
     "missile-launch-breaching-resolutions",
     "satellite-launch",
+    "missile-launch-violating-resolutions",
     "delegation-reception-in-pyongyang",
+    "delegation-tour-and-reception",
     "ministry-press-statement",
     "minister-remarks-en",
     "minister-remarks-ko",
+    "president-remarks-to-reporters-ko",
     "ministry-schedule-ko",
+    "assembly-committees-ko",
     "list-of-threats",
     "north-korea-beside-iran",
     "treasury-designation",
