@@ -48,8 +48,8 @@ if not DEV.is_file():
     pytest.skip(f"{SHARED} is not there", allow_module_level=True)
 
 # Floors just under what the shipped topics reach (F1).
-FLOORS_ALL = {"summit": 0.91, "sanctions": 0.92, "north-korea": 0.98}
-FLOORS_UNREAD = {"summit": 0.92, "sanctions": 0.90, "north-korea": 0.97}
+FLOORS_ALL = {"summit": 0.92, "sanctions": 0.92, "north-korea": 0.98}
+FLOORS_UNREAD = {"summit": 0.93, "sanctions": 0.90, "north-korea": 0.98}
 
 
 def shipped_matcher() -> Matcher:
