@@ -222,3 +222,23 @@ def test_dispatch_honours_lower_and_higher_chat_thresholds(db) -> None:
     assert (7, weak) in queued and (8, weak) not in queued
     assert (7, strong) in queued and (8, strong) not in queued
     assert not any(story == missing for _, story in queued)
+
+
+def test_a_failed_compilation_loses_no_change(db, monkeypatch) -> None:
+    import alerts.watches as module
+
+    _, _, watches = db
+    watches.add(7, "Hanoi", NOW)
+    assert watches.matcher() is not None
+    watches.add(8, "Hue", NOW)
+    real = module.compile_shard
+
+    def failing(members, known=None):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(module, "compile_shard", failing)
+    with pytest.raises(MemoryError):
+        watches.matcher()
+    assert watches.stale
+    monkeypatch.setattr(module, "compile_shard", real)
+    assert sorted(w.rule for w, _ in watches.matcher().score("Hanoi and Hue", "")) == ["Hanoi", "Hue"]
