@@ -26,6 +26,7 @@ from pydantic import (BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, 
 
 from alerts.service_config import HttpConfig
 from alerts.topics import TopicConfig
+from alerts.watches import MAX_PER_CHAT, MAX_WATCHES
 from crawler.addresses import AddressPolicy
 from crawler.sources import CrawlerConfig, Duration, SourceConfig, StorageConfig
 from crawler.urls import redact_url
@@ -79,6 +80,8 @@ class TelegramConfig(BaseModel):
     overall_per_second: float = Field(default=30, gt=0)
     group_per_minute: float = Field(default=20, gt=0)
     poll_timeout: int = Field(default=30, ge=0, le=50)
+    max_watches_per_chat: int = Field(default=MAX_PER_CHAT, ge=1)  # /watch rules one chat may keep
+    max_watches: int = Field(default=MAX_WATCHES, ge=1)  # /watch rules of all chats together
 
     @field_validator("api_url")
     @classmethod

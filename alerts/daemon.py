@@ -77,7 +77,8 @@ class Daemon:
         self.subscriptions = Subscriptions(self.conn)
         self.outbox = Outbox(self.conn)
         self.matcher = Matcher(config.topics)
-        self.watches = Watches(self.conn)
+        self.watches = Watches(self.conn, max_per_chat=config.telegram.max_watches_per_chat,
+                               max_watches=config.telegram.max_watches)
         self.policy = policy or address_policy(config)
         self.runtime_sources = RuntimeSources(self.conn, config.sources, policy=self.policy, resolver=resolver)
         self.sources = self.runtime_sources.enabled()
@@ -132,6 +133,7 @@ class Daemon:
             await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
         try:
             crawl = await self.crawler.crawl(self._fetchable(self.sources), self.runtime_sources.added_from_chat())
+            await self.watches.refresh()
             dispatch = self.dispatcher.run()
             delivery = await self.notifier.deliver_due()
         finally:
@@ -403,6 +405,9 @@ class Daemon:
             await self._dispatch_event.wait()
             self._dispatch_event.clear()
             try:
+                # Watches added or removed since the last step are compiled in a worker thread
+                # (the first step compiles every stored one): the loop never waits for that.
+                await self.watches.refresh()
                 summary = self.dispatcher.run(DISPATCH_STEP, batches=1)
             except sqlite3.Error as exc:
                 log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",

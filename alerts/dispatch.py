@@ -7,9 +7,10 @@ per batch. A crash between batches loses nothing and repeats nothing.
 
 A chat's own threshold replaces the topic's in both directions (a story below the topic's
 threshold reaches a chat that lowered it), but the topic's required groups still hold.
-Each story is also scored against every chat's personal watches (one matcher over all of
-them, rebuilt when a watch is added or removed); a watch queues an alert for its own chat
-only, merged with that chat's topic hits into one alert.
+Each story is also scored against every chat's personal watches (`Watches.matcher()`, whose
+shards are recompiled when a watch is added or removed; the daemon has them compiled in a
+worker thread before each step); a watch queues an alert for its own chat only, merged with
+that chat's topic hits into one alert.
 
 A story stored as held (`crawler.store`: published before its source's `alert_max_age`, or
 undated on its source's first fetch) has its matches recorded, so that /latest, stats and

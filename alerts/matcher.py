@@ -45,7 +45,7 @@ from alerts.topics import (
     unify_characters,
 )
 
-__all__ = ["Matcher", "TermHit", "TopicScore"]
+__all__ = ["TITLE_CHARS", "Matcher", "TermHit", "TopicScore"]
 
 _TITLE, _TEXT = 0, 1
 _SEPARATOR = "\n"
@@ -576,7 +576,8 @@ class Matcher:
         """What counts, for each topic with a counted hit, in configuration order. A hit
         inside a longer hit of its topic, or inside one of the topic's `ignore:` terms, does
         not count; nor does one that covers the same words as a counted hit of its group.
-        Only the first `text_chars` characters of `text` are read (see `_lead`). Topics
+        Only the first `text_chars` characters of `text` are read (see `_lead`), and the first
+        `TITLE_CHARS` of `title`. Topics
         without hits cost nothing but their share of three lists."""
         if self._parts:
             collected: list[_Found] = []
@@ -587,6 +588,8 @@ class Matcher:
             return collected
         if 0 < self._text_chars < len(text):
             text = _lead(text, self._text_chars)
+        if len(title) > TITLE_CHARS:
+            title = _lead(title, TITLE_CHARS)
         topics = len(self._topics)
         by_topic: list[_Found | None] = [None] * topics
         collected = []
@@ -867,6 +870,9 @@ def _check_hits(
 
 # How far back from the limit a text is cut at a space or line break rather than in a word.
 _CUT_WITHIN = 100
+# How much of a title is read: a headline is a line, and a page or feed that puts a whole
+# document in its title (the store keeps 1,000 characters) must not cost what the document does.
+TITLE_CHARS = 1_000
 
 
 def _lead(text: str, chars: int) -> str:

@@ -35,13 +35,16 @@ Writing terms
     "summitry", `Kim` does not match "Kimchi". Several words form a phrase. A hyphen (or a
     dash) reads as a space, in terms and in stories: `Kim Jong Un` covers "Kim Jong-un",
     `ship-to-ship` covers "ship to ship", `Trump-Kim` covers "Trump–Kim". Curly quotes read as
-    straight ones: `Workers' Party` covers "Workers’ Party". Soft hyphens and zero-width
-    spaces inside words are ignored.
+    straight ones: `Workers' Party` covers "Workers’ Party". Invisible characters inside
+    words are ignored (soft hyphens, zero-width spaces and joiners, direction marks,
+    variation selectors, fillers: every format character and default-ignorable code point);
+    a braille blank (U+2800), which shows as a blank, reads as a space.
   - A trailing `*` matches any ending: `sanction*` covers sanction, sanctions, sanctioned.
     A leading `*` matches any beginning, both match anywhere: `*Kim Jong Il*` also finds the
     name in text whose spaces were lost ("ChairmanKim Jong Ilvisited").
   - Parentheses mark an optional part, `|` separates choices: `summit(s)` is summit and
-    summits, `visit(s|ed|ing)` four words, `North Korea(n)` both forms.
+    summits, `visit(s|ed|ing)` four words, `North Korea(n)` both forms. Optional parts
+    multiply: a term may stand for at most 256 forms (`MAX_TERM_FORMS`).
   - Korean, Chinese and Japanese terms match anywhere, inside longer words too: `제재` matches
     "대북제재", `北朝鮮` matches "北朝鮮による".
   - `word:` makes a Korean, Chinese or Japanese term a whole word of its script:
@@ -94,10 +97,14 @@ from pydantic import (
 )
 
 __all__ = [
+    "MAX_TERM_FORMS",
     "NearRule",
     "Term",
     "TermGroup",
+    "TooManyForms",
     "TopicConfig",
+    "INVISIBLE_RANGES",
+    "count_forms",
     "expand_optional",
     "fold_text",
     "is_cjk",
@@ -149,36 +156,100 @@ def script(char: str) -> int:
 
 _ASTRAL_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
+# Characters that are not seen, and that pages and feeds leave inside words (a soft hyphen in
+# "Pyong\xadyang", a zero-width joiner or non-joiner, a direction mark, an invisible separator,
+# a variation selector after a letter): every format character (category Cf) and every other
+# default-ignorable code point (Unicode's DerivedCoreProperties.txt), as inclusive ranges. They
+# are dropped, so that the words they sit in match. A test checks the table against the
+# `unicodedata` of the running Python.
+INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD),  # soft hyphen
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),  # Arabic, Syriac
+    (0x0890, 0x0891), (0x08E2, 0x08E2),
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels
+    (0x180B, 0x180F),  # Mongolian variation selectors and vowel separator
+    (0x200B, 0x200F),  # zero-width space, non-joiner, joiner; left-to-right and right-to-left marks
+    (0x202A, 0x202E),  # bidirectional embeddings and overrides
+    (0x2060, 0x206F),  # word joiner, invisible operators and separator, isolates
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFE00, 0xFE0F),  # variation selectors (VS16 asks for an emoji's colour form)
+    (0xFEFF, 0xFEFF),  # zero-width no-break space, byte-order mark
+    (0xFFA0, 0xFFA0),  # half-width Hangul filler
+    (0xFFF0, 0xFFFB),  # unassigned, interlinear annotation marks
+    # beyond the Basic Multilingual Plane (`unify_characters` looks for these only in text
+    # that has such characters)
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),  # shorthand format controls
+    (0x1D173, 0x1D17A),  # musical symbol formatting
+    (0xE0000, 0xE0FFF),  # tags, variation selectors supplement, reserved
+)
+
+
+def _character_class(codes: list[int]) -> str:
+    return "".join(re.escape(chr(code)) for code in codes)
+
+
 # Typographic dashes and quotes, read as the ASCII characters writers and feeds use for them
-# just as often: "Trump–Kim" is "Trump-Kim", "Workers’ Party" is "Workers' Party". Invisible
-# characters that pages leave inside words (a soft hyphen in "Pyong\xadyang", a zero-width
-# space, a byte-order mark) are dropped.
+# just as often: "Trump–Kim" is "Trump-Kim", "Workers’ Party" is "Workers' Party". The braille
+# blank (U+2800), which shows as a blank and is used as one, reads as a space. One pass of a
+# regular expression tells whether a text has anything to change (most have nothing); then the
+# typographic characters are replaced, and text that is still not ASCII is searched for
+# invisible ones (English with curly quotes needs no second search).
 _TYPOGRAPHIC = {
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
     **dict.fromkeys("\u2018\u2019\u201a\u201b\u02bc", "'"),
     **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),
-    **dict.fromkeys("\u00ad\u200b\u2060\ufeff", ""),
 }
+_INVISIBLE_BMP = [
+    code for low, high in INVISIBLE_RANGES if high < 0x10000 for code in range(low, high + 1)
+]
+_BLANKS = {"\u2800": " "}
+_TO_DROP = re.compile(f"[{_character_class([*_INVISIBLE_BMP, *map(ord, _BLANKS)])}]")
+# Every character `unify_characters` changes, looked for in one pass: most texts have none.
+_TO_UNIFY = re.compile(
+    f"[{_character_class(sorted({*map(ord, _TYPOGRAPHIC), *_INVISIBLE_BMP, *map(ord, _BLANKS)}))}]"
+)
+_ASTRAL_INVISIBLE = re.compile(
+    "[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in INVISIBLE_RANGES if low >= 0x10000) + "]"
+)
 
 
 def unify_characters(text: str) -> str:
     """The first half of `normalize`, for text that is not ASCII: NFKC, typographic dashes and
-    quotes as ASCII, invisible characters dropped, and characters beyond the Basic Multilingual
-    Plane (emoji) and lone surrogates as U+FFFD, so that every character is one UTF-16 unit and
-    the text can be encoded. Often gives ASCII text (English with curly quotes)."""
+    quotes as ASCII, invisible characters dropped (`INVISIBLE_RANGES`), the braille blank as a
+    space, and characters beyond the Basic Multilingual Plane (emoji) and lone surrogates as
+    U+FFFD, so that every character is one UTF-16 unit and the text can be encoded. Often gives
+    ASCII text (English with curly quotes), which holds no invisible character."""
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
-    for char, plain in _TYPOGRAPHIC.items():
+    if _TO_UNIFY.search(text) is None:  # most texts: nothing to read otherwise
+        return text if text.isascii() else _one_unit_each(text)
+    for char, plain in _TYPOGRAPHIC.items():  # str.replace: str.translate is far slower
         if char in text:
             text = text.replace(char, plain)
     if text.isascii():
         return text
+    if _TO_DROP.search(text) is not None:
+        text = _TO_DROP.sub(lambda blank: _BLANKS.get(blank[0], ""), text)
+        # a mark that followed a dropped character may now compose with the letter before it
+        if not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
+        if text.isascii():
+            return text
+    return _one_unit_each(text)
+
+
+def _one_unit_each(text: str) -> str:
+    """`text` without invisible characters beyond the Basic Multilingual Plane, and its other
+    characters there (emoji) and lone surrogates as U+FFFD: one UTF-16 unit each."""
     try:
         wide = len(text.encode("utf-16-le")) != 2 * len(text)
     except UnicodeEncodeError:  # a lone surrogate, from bytes decoded with an escape
         wide = True
     if wide:
-        text = _ASTRAL_OR_SURROGATE.sub("\ufffd", text)
+        text = _ASTRAL_OR_SURROGATE.sub("\ufffd", _ASTRAL_INVISIBLE.sub("", text))
     return text
 
 
@@ -207,24 +278,68 @@ def normalize(text: str) -> str:
 
 _OPTIONAL = re.compile(r"\(([^()]*)\)")
 
+# The most forms one term may stand for. Each optional part multiplies them (ten parts of two
+# choices are 3^10 = 59,049 forms), so the count is worked out before anything is expanded.
+# The shipped topics' terms have at most five.
+MAX_TERM_FORMS = 256
 
-def expand_optional(text: str) -> list[str]:
-    """`visit(s|ed)` -> ["visit", "visits", "visited"]; several optional parts multiply."""
+
+class TooManyForms(ValueError):
+    """A term whose optional parts stand for more forms than allowed; names the term, the
+    count and the limit."""
+
+    def __init__(self, text: str, forms: int, limit: int) -> None:
+        super().__init__(
+            f"term {text!r} stands for {forms:,} forms (each (...) multiplies them); "
+            f"at most {limit:,} are allowed"
+        )
+        self.forms = forms
+        self.limit = limit
+
+
+def count_forms(text: str) -> int:
+    """How many forms `expand_optional` can give for `text`, without expanding it: the product,
+    over every pair of parentheses, of its choices plus one (leaving it out). An upper bound
+    (forms that come out equal are counted apart). Raise ValueError for unbalanced parentheses."""
+    forms = 1
+    choices: list[int] = []  # per open parenthesis, the choices seen so far
+    for char in text:
+        if char == "(":
+            choices.append(1)
+        elif char == "|" and choices:
+            choices[-1] += 1
+        elif char == ")":
+            if not choices:
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+            forms *= choices.pop() + 1
+    if choices:
+        raise ValueError(f"unbalanced parentheses in {text!r}")
+    return forms
+
+
+def expand_optional(text: str, limit: int = MAX_TERM_FORMS) -> list[str]:
+    """`visit(s|ed)` -> ["visit", "visits", "visited"]; several optional parts multiply. Raise
+    `TooManyForms` before expanding when `text` stands for more than `limit` forms."""
+    forms = count_forms(text)
+    if forms > limit:
+        raise TooManyForms(text, forms, limit)
+    out: dict[str, None] = {}
+    _expand(text, out)
+    return list(out)
+
+
+def _expand(text: str, out: dict[str, None]) -> None:
+    """Add the forms of `text` to `out` (in order, each once), innermost parentheses first."""
     match = _OPTIONAL.search(text)
     if match is None:
-        if "(" in text or ")" in text:
-            raise ValueError(f"unbalanced parentheses in {text!r}")
-        return [text]
+        out[text] = None
+        return
     options = match.group(1).split("|")
     if any(not option.strip() for option in options):
         raise ValueError(f"empty alternative inside parentheses in {text!r}")
     head, tail = text[: match.start()], text[match.end() :]
-    out: list[str] = []
     for option in ["", *options]:
-        for form in expand_optional(head + option + tail):
-            if form not in out:
-                out.append(form)
-    return out
+        _expand(head + option + tail, out)
 
 
 @dataclass(frozen=True)
@@ -274,7 +389,10 @@ def parse_term(raw: Any) -> Term:
         raise ValueError(f"term {label!r}: '|' separates choices inside parentheses only")
     if not core:
         raise ValueError(f"term {label!r} can match nothing at all")
-    forms = [normalize(form) for form in expand_optional(core)]
+    try:
+        forms = [normalize(form) for form in expand_optional(core)]
+    except TooManyForms as exc:
+        raise TooManyForms(label, exc.forms, exc.limit) from None
     if any(not form for form in forms):
         raise ValueError(f"term {label!r} can match nothing at all")
     cjk = any(is_cjk(c) for c in normalize(core))

@@ -17,28 +17,43 @@ syntax of `alerts.topics` except `re:` regular expressions, which are refused in
 A rule of N groups becomes a topic whose N groups are all required, weight 1 each, with a
 threshold of N; excluded terms form a group with a weight low enough that any hit sinks the
 score. A watch reads the whole text (`text_chars: 0`), as a search alert does: a rule names
-exactly what to look for, so a mention anywhere in the story counts. `Watches` keeps the
-rules in SQLite and hands the dispatcher one `Matcher` over every watch, rebuilt only when a
-watch is added or removed (`version`).
+exactly what to look for, so a mention anywhere in the story counts.
+
+Any chat can write a rule, so what one costs is bounded before anything is compiled: at most
+`MAX_RULE_FORMS` forms in all (optional parts multiply: `x(a|b)(c|d)` is nine words, and the
+count is worked out, not expanded), at most `max_per_chat` watches per chat and `max_watches`
+in all (`telegram.max_watches_per_chat`, `telegram.max_watches`).
+
+`Watches` keeps the rules in SQLite and the compiled matcher in memory, in shards of at most
+`SHARD_SIZE` watches: adding or removing a watch recompiles its shard only. `refresh()`
+compiles the changed shards in a worker thread, so that the event loop (and every chat's
+commands) never waits for it; `matcher()` does the same work in the calling thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from alerts.matcher import Matcher, TopicScore
-from alerts.topics import TermGroup, TopicConfig, parse_term
+from alerts.topics import TermGroup, TopicConfig, count_forms, parse_term
+
+log = logging.getLogger("newswatch.watches")
 
 MAX_RULE_CHARS = 200
 MAX_GROUPS = 8
 MAX_ALTERNATIVES = 8
 MAX_EXCLUDED = 8
 MAX_TERM_CHARS = 64
-MAX_PER_CHAT = 20
+MAX_RULE_FORMS = 64  # words and phrases a rule stands for, all its terms' forms together
+MAX_PER_CHAT = 20  # the default of telegram.max_watches_per_chat
+MAX_WATCHES = 10_000  # the default of telegram.max_watches
+SHARD_SIZE = 1000  # watches compiled together: one automaton, recompiled when one changes
 EXCLUDED_WEIGHT = -1000.0
 LABEL_CHARS = 40
 
@@ -120,17 +135,28 @@ def _tokens(text: str) -> list[tuple[str, bool, bool]]:
     return tokens
 
 
-def _check_term(term: str) -> str:
+def _check_term(term: str) -> int:
+    """Check one term; return how many forms it stands for (counted, not expanded)."""
     if len(term) > MAX_TERM_CHARS:
         raise RuleError(f"“{term[:20]}…” is longer than {MAX_TERM_CHARS} characters")
     if term.lower().startswith("re:"):
         raise RuleError("regular expressions (re:) are not allowed in watches; use words, "
                         "\"phrases\", OR, -word and word* instead")
     try:
-        parse_term(term)
+        forms = count_forms(term)
+        if forms <= MAX_RULE_FORMS:
+            parse_term(term)
     except ValueError as exc:
         raise RuleError(str(exc)) from None
-    return term
+    if forms > MAX_RULE_FORMS:
+        raise _too_many_forms(forms, f"“{term}” alone")
+    return forms
+
+
+def _too_many_forms(forms: int, what: str) -> RuleError:
+    return RuleError(f"the rule has too many forms: {what} stands for {forms:,} words or phrases "
+                     f"(each (…) part multiplies them), and a watch may stand for at most "
+                     f"{MAX_RULE_FORMS}")
 
 
 def parse_rule(text: str) -> Rule:
@@ -144,13 +170,18 @@ def parse_rule(text: str) -> Rule:
     excluded: list[str] = []
     join_next = False
     previous_positive = False
+    forms: dict[str, int] = {}
     for token, quoted, negative in _tokens(text):
         if token == "OR" and not quoted and not negative:
             if not previous_positive or join_next:
                 raise RuleError("OR must stand between two words or phrases, e.g. Hanoi OR Hue")
             join_next = True
             continue
-        term = _check_term(token)
+        term = token
+        if term not in forms:
+            forms[term] = _check_term(term)
+            if sum(forms.values()) > MAX_RULE_FORMS:
+                raise _too_many_forms(sum(forms.values()), "the rule")
         if negative:
             if join_next:
                 raise RuleError("OR cannot join an excluded term (-word); exclude each term on its own")
@@ -207,41 +238,90 @@ class Watch:
         return f"watch {rule}"
 
 
+@dataclass(frozen=True)
+class _Shard:
+    """Up to `SHARD_SIZE` watches compiled together. `topics` keeps each watch's parsed rule
+    (None for a rule that cannot be used), so that recompiling the shard parses only new ones."""
+
+    watches: tuple[Watch, ...]
+    topics: dict[int, TopicConfig | None]
+    matcher: Matcher | None
+    by_topic: dict[str, Watch] = field(default_factory=dict)
+
+
+def compile_shard(watches: tuple[Watch, ...], known: dict[int, TopicConfig | None] | None = None) -> _Shard:
+    """Compile `watches` into one shard (pure; the daemon runs it in a worker thread). A rule that
+    cannot be used any more (stored before a limit was added) is kept but never matches."""
+    known = known or {}
+    topics: dict[int, TopicConfig | None] = {}
+    for watch in watches:
+        if watch.id in known:
+            topics[watch.id] = known[watch.id]
+            continue
+        try:
+            topics[watch.id] = parse_rule(watch.rule).topic()
+        except RuleError as exc:
+            log.warning("watch %d of chat %s cannot be used and never matches: %s", watch.id, watch.chat_id, exc)
+            topics[watch.id] = None
+    usable = {w.topic: w for w in watches if topics[w.id] is not None}
+    matcher = Matcher({w.topic: topics[w.id] for w in usable.values()}) if usable else None
+    return _Shard(watches, topics, matcher, usable)
+
+
 class WatchMatcher:
     """Scores a story against every watch at once; returns the watches it passes."""
 
-    def __init__(self, watches: list[Watch]) -> None:
-        self.watches = {w.topic: w for w in watches}
-        self._matcher = Matcher({w.topic: parse_rule(w.rule).topic() for w in watches})
+    def __init__(self, watches: list[Watch] | None = None, *, shards: tuple[_Shard, ...] | None = None) -> None:
+        if shards is None:
+            listed = list(watches or [])
+            shards = tuple(compile_shard(tuple(listed[i : i + SHARD_SIZE]))
+                           for i in range(0, len(listed), SHARD_SIZE))
+        self.shards = shards
+        self.watches = {topic: w for shard in shards for topic, w in shard.by_topic.items()}
 
     def score(self, title: str, text: str) -> list[tuple[Watch, TopicScore]]:
-        return [(self.watches[s.topic], s) for s in self._matcher.matched(title, text) if s.passed]
+        passed = []
+        for shard in self.shards:
+            if shard.matcher is not None:
+                passed += [(shard.by_topic[s.topic], s) for s in shard.matcher.matched(title, text) if s.passed]
+        return passed
 
 
 class Watches:
-    """Per-chat watch rules in SQLite (the `watches` table, beside `chats`)."""
+    """Per-chat watch rules in SQLite (the `watches` table, beside `chats`), and their compiled
+    matcher: `refresh()` (in a worker thread) or `matcher()` (here) bring it up to date."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, max_per_chat: int = MAX_PER_CHAT,
+                 max_watches: int = MAX_WATCHES) -> None:
         self.conn = conn
         conn.executescript(_SCHEMA)
-        self.version = 0
-        self._matcher: tuple[int, WatchMatcher | None] | None = None
+        self.max_per_chat = max_per_chat
+        self.max_watches = max_watches
+        self._shards: tuple[_Shard, ...] | None = None  # None: the stored watches are not read yet
+        self._added: list[Watch] = []
+        self._removed: set[int] = set()
+        self._matcher: WatchMatcher | None = None
+        self._refreshing = asyncio.Lock()
 
     def add(self, chat_id: int, text: str, now: datetime | None = None) -> tuple[Watch, Rule]:
-        """Validate and store a rule; raise `RuleError` when it is bad or the chat has too many."""
+        """Validate and store a rule; raise `RuleError` when it is bad or there are too many."""
         rule = parse_rule(text)
         mine = self.of(chat_id)
         if any(w.rule == rule.text for w in mine):
             raise RuleError("this chat already has that watch")
-        if len(mine) >= MAX_PER_CHAT:
-            raise RuleError(f"this chat has {MAX_PER_CHAT} watches, the most allowed; /unwatch one first")
+        if len(mine) >= self.max_per_chat:
+            raise RuleError(f"this chat has {self.max_per_chat} watches, the most allowed; /unwatch one first")
+        if self.count() >= self.max_watches:
+            raise RuleError(f"this bot holds {self.max_watches:,} watches, the most it takes; "
+                            "try again when some have been removed")
         now = now or datetime.now(UTC)
         cur = self.conn.execute(
             "INSERT INTO watches (chat_id, rule, created) VALUES (?, ?, ?)",
             (chat_id, rule.text, now.astimezone(UTC).isoformat()),
         )
-        self.version += 1
-        return Watch(int(cur.lastrowid or 0), chat_id, rule.text, now), rule
+        watch = Watch(int(cur.lastrowid or 0), chat_id, rule.text, now)
+        self._added.append(watch)
+        return watch, rule
 
     def of(self, chat_id: int) -> list[Watch]:
         """A chat's watches in the order they were made (numbered from 1 in replies)."""
@@ -255,7 +335,7 @@ class Watches:
             return None
         watch = mine[number - 1]
         self.conn.execute("DELETE FROM watches WHERE id = ?", (watch.id,))
-        self.version += 1
+        self._removed.add(watch.id)
         return watch
 
     def all(self) -> list[Watch]:
@@ -264,18 +344,69 @@ class Watches:
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM watches").fetchone()[0]
 
+    @property
+    def stale(self) -> bool:
+        """True when the compiled matcher does not have every change yet."""
+        return self._shards is None or bool(self._added or self._removed)
+
     def matcher(self) -> WatchMatcher | None:
-        """One matcher over every stored watch (None when there is none), cached by version."""
-        if self._matcher is None or self._matcher[0] != self.version:
-            watches = []
-            for watch in self.all():
+        """The matcher over every stored watch (None when none can match), compiling the shards
+        that changed in this thread first. The daemon awaits `refresh()` instead."""
+        while self.stale:
+            shards, jobs = self._plan()
+            try:
+                built = {index: compile_shard(*job) for index, job in jobs.items()}
+            except BaseException:
+                self._shards = None  # the changes taken are not lost: read every watch again next time
+                raise
+            self._install(shards, built)
+        return self._matcher
+
+    async def refresh(self) -> WatchMatcher | None:
+        """`matcher()`, with each changed shard compiled in a worker thread; returns when the
+        matcher has every change made before or while it ran."""
+        async with self._refreshing:
+            while self.stale:
+                shards, jobs = self._plan()
+                built = {}
                 try:
-                    parse_rule(watch.rule)
-                except RuleError:
-                    continue  # stored under older rules; kept, but it cannot match
-                watches.append(watch)
-            self._matcher = (self.version, WatchMatcher(watches) if watches else None)
-        return self._matcher[1]
+                    for index, (members, known) in jobs.items():
+                        built[index] = await asyncio.to_thread(compile_shard, members, known)
+                except BaseException:  # cancelled at shutdown, or a failure the caller logs
+                    self._shards = None  # the changes taken are not lost: read every watch again
+                    raise
+                self._install(shards, built)
+        return self._matcher
+
+    def _plan(self) -> tuple[list[tuple[Watch, ...]], dict[int, tuple[tuple[Watch, ...], dict]]]:
+        """Take the pending changes: the members of every shard after them, and for each shard
+        that changed, its members and the parsed rules it can reuse."""
+        if self._shards is None:
+            self._added, self._removed = [], set()
+            stored = self.all()
+            members = [tuple(stored[i : i + SHARD_SIZE]) for i in range(0, len(stored), SHARD_SIZE)]
+            return members, {index: (shard, {}) for index, shard in enumerate(members)}
+        added, removed = self._added, self._removed
+        self._added, self._removed = [], set()
+        members = [[w for w in shard.watches if w.id not in removed] for shard in self._shards]
+        changed = {i for i, shard in enumerate(self._shards) if len(members[i]) != len(shard.watches)}
+        for watch in added:
+            if watch.id in removed:
+                continue
+            index = next((i for i, m in enumerate(members) if len(m) < SHARD_SIZE), len(members))
+            if index == len(members):
+                members.append([])
+            members[index].append(watch)
+            changed.add(index)
+        known = [shard.topics for shard in self._shards]
+        jobs = {i: (tuple(members[i]), known[i] if i < len(known) else {}) for i in sorted(changed)}
+        return [tuple(m) for m in members], jobs
+
+    def _install(self, members: list[tuple[Watch, ...]], built: dict[int, _Shard]) -> None:
+        previous = self._shards or ()
+        shards = tuple(built[i] if i in built else previous[i] for i in range(len(members)) if members[i])
+        self._shards = shards
+        self._matcher = WatchMatcher(shards=shards) if any(s.matcher for s in shards) else None
 
 
 def _watch(row: sqlite3.Row) -> Watch:

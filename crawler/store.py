@@ -32,6 +32,7 @@ CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexe
 HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
 HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
 HEARTBEAT_KEY = "heartbeat"       # meta: when the daemon last wrote to the database
+MAX_TITLE_CHARS = 1_000  # a headline is a line; a feed can put a whole page in one
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stories (
@@ -409,7 +410,7 @@ def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str
         "INSERT OR IGNORE INTO stories (id, source, guid, url, title, text, published,"
         " fetched, language, author, held, from_page) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            story.id, story.source, story.guid, story.url, story.title,
+            story.id, story.source, story.guid, story.url, story.title[:MAX_TITLE_CHARS],
             story.text[:MAX_TEXT_CHARS], db_time(story.published), db_time(fetched),
             story.language, story.author, held, int(from_page),
         ),

@@ -89,6 +89,13 @@ def test_shipped_config_is_valid() -> None:
         (("  - name: other", "  - name: example"), "cfg.yaml:10: sources[1].name: duplicate source name 'example' (first at line 6)"),
         (("  - name: other", "  - name: 'bad name!'"), "cfg.yaml:10: sources[1].name: must be 1-64"),
         (("terms: [summit]", "terms: ['re:(unclosed']"), "cfg.yaml:20: topics.summit.groups.meeting.terms[0]: regular expression"),
+        (("terms: [summit]", "terms: [summit, 'x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)']"),
+         "cfg.yaml:20: topics.summit.groups.meeting.terms[1]: term 'x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)' "
+         "stands for 59,049 forms (each (...) multiplies them); at most 256 are allowed"),
+        (("        terms: [summit]", "        terms: [summit]\n    ignore: ['*(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)xyz']"),
+         "cfg.yaml:21: topics.summit.ignore[0]: term '*(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)xyz' stands for 729 forms"),
+        (("telegram:\n  admins: [42]", "telegram:\n  admins: [42]\n  max_watches_per_chat: 0"),
+         "cfg.yaml:5: telegram.max_watches_per_chat: must be >= 1"),
         (("storage:\n  path: data/nw.db", "storage:\n  path: data/nw.db\n  pathh: x"), "cfg.yaml:3: storage.pathh: unknown key (did you mean 'path'?)"),
         (("topics:", "topicz:"), "cfg.yaml:13: topicz: unknown key (did you mean 'topics'?)"),
         (("admins: [42]", "admins: [{user: 42, chatz: [-100]}]"), "cfg.yaml:4: telegram.admins[0].chatz: unknown key (did you mean 'chats'?)"),

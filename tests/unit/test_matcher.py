@@ -1289,3 +1289,118 @@ def test_matched_is_score_without_the_topics_that_have_no_hits(shipped: Matcher)
     )
     assert [s.topic for s in many.matched("", "word250 and word7, word250")] == ["w7", "w250"]
     assert [s.topic for s in many.score("", "word250")][:2] == ["w0", "w1"]
+
+
+# -- bounded optional parts ---------------------------------------------------------------------
+
+HOSTILE_TERM = "x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)"  # 3^10 = 59,049 forms
+
+FORM_COUNTS = [
+    # (term, forms counted before expanding, forms after expanding or None when refused)
+    ("plain", 1, 1),
+    ("summit(s)", 2, 2),
+    ("visit(s|ed|ing)", 4, 4),
+    ("norte-corean(o|os|a|as)", 5, 5),
+    ("a(b(c|d))", 6, 4),  # nested: an upper bound; "a" comes out three times
+    ("(a|b)(c|d)(e|f)(g|h)(i|j)", 243, 243),
+    ("x(a)(b)(c)(d)(e)(f)(g)(h)", 256, 256),  # the most a term may stand for
+    ("x(a)(b)(c)(d)(e)(f)(g)(h)(i)", 512, None),
+    (HOSTILE_TERM, 59_049, None),
+    ("x" + "(a|b)" * 40, 3**40, None),  # would never finish expanding
+]
+
+
+@pytest.mark.parametrize(("term", "counted", "expanded"), FORM_COUNTS)
+def test_forms_are_counted_before_expanding(term: str, counted: int, expanded: int | None) -> None:
+    from alerts.topics import MAX_TERM_FORMS, TooManyForms, count_forms
+
+    assert count_forms(term) == counted
+    if expanded is None:
+        with pytest.raises(TooManyForms) as caught:
+            expand_optional(term)
+        assert f"{counted:,} forms" in str(caught.value)
+        assert f"at most {MAX_TERM_FORMS}" in str(caught.value)
+    else:
+        forms = expand_optional(term)
+        assert len(forms) == expanded == len(set(forms))
+
+
+@pytest.mark.parametrize("term", [HOSTILE_TERM, f"*{HOSTILE_TERM}*", "word:북" + "(한|측)" * 9])
+def test_a_term_with_too_many_forms_is_refused_with_its_name(term: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_term(term)
+    assert term in str(caught.value) and "forms" in str(caught.value)
+
+
+@pytest.mark.parametrize("term", ["summit(", "summit)", "a)b(c", "a((b)"])
+def test_unbalanced_parentheses_are_refused_before_counting(term: str) -> None:
+    with pytest.raises(ValueError, match="unbalanced parentheses"):
+        parse_term(term)
+
+
+# -- invisible characters -----------------------------------------------------------------------
+
+INVISIBLE = [
+    ("\u200c", "zero-width non-joiner"),
+    ("\u200d", "zero-width joiner"),
+    ("\u200e", "left-to-right mark"),
+    ("\u200f", "right-to-left mark"),
+    ("\u2063", "invisible separator"),
+    ("\u2066", "left-to-right isolate"),
+    ("\u202a", "left-to-right embedding"),
+    ("\u034f", "combining grapheme joiner"),
+    ("\u180e", "Mongolian vowel separator"),
+    ("\ufe0f", "variation selector 16"),
+    ("\ufe00", "variation selector 1"),
+    ("\U000e0100", "variation selector 17"),
+    ("\U000e0041", "tag letter"),
+    ("\u3164", "Hangul filler"),
+    ("\uffa0", "half-width Hangul filler"),
+    ("\u115f", "Hangul choseong filler"),
+    ("\u00ad", "soft hyphen"),
+    ("\u200b", "zero-width space"),
+    ("\ufeff", "byte-order mark"),
+]
+
+
+@pytest.mark.parametrize(("char", "name"), INVISIBLE)
+def test_invisible_characters_inside_words_are_dropped(char: str, name: str) -> None:
+    matcher = Matcher({"t": topic(groups={"main": {"weight": 3, "terms": ["sanctions", "North Korea", "북한"]}})})
+    for title in (f"New sanc{char}tions", f"North Kor{char}ea", f"North{char} Korea", f"{char}북{char}한{char}"):
+        assert one(matcher, title).passed, (name, title)
+        assert one(matcher, "", f"Officials said. {title} today").passed, (name, title)
+    assert normalize(f"Pyong{char}yang") == "pyongyang"
+
+
+def test_a_braille_blank_reads_as_a_space() -> None:
+    matcher = Matcher({"t": topic(groups={"main": {"weight": 3, "terms": ["North Korea"]}})})
+    assert normalize("North\u2800Korea") == "north korea"
+    assert one(matcher, "North\u2800Korea warns").passed
+
+
+def test_the_invisible_table_covers_every_format_character() -> None:
+    import unicodedata
+
+    from alerts.topics import INVISIBLE_RANGES
+
+    covered = {code for low, high in INVISIBLE_RANGES for code in range(low, high + 1)}
+    format_characters = {code for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"}
+    assert format_characters <= covered, sorted(hex(c) for c in format_characters - covered)
+    assert all(normalize(f"a{chr(code)}b") == "ab" for code in sorted(covered))
+
+
+def test_invisible_characters_leave_composed_letters_composed() -> None:
+    assert normalize("Cafe\u200d\u0301 talks") == normalize("Café talks") == "café talks"
+
+
+# -- long titles --------------------------------------------------------------------------------
+
+
+def test_only_the_first_thousand_characters_of_a_title_are_read() -> None:
+    from alerts.matcher import TITLE_CHARS
+
+    matcher = Matcher({"t": topic()})
+    filler = "word " * (TITLE_CHARS // 5)
+    assert one(matcher, "summit " + filler).passed
+    assert not one(matcher, filler + " summit").passed
+    assert one(matcher, "x" * 1_000_000).score == 0

@@ -100,3 +100,14 @@ def test_reopening_keeps_everything(tmp_path) -> None:
     path = tmp_path / "db.sqlite"
     StoryStore(open_database(path)).add_stories([_story("a", "https://x.com/1", "g1")], NOW)
     assert StoryStore(open_database(path)).count() == 1
+
+
+def test_titles_are_capped_like_texts(tmp_path) -> None:
+    from crawler.store import MAX_TITLE_CHARS
+
+    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    story = _story("a", "https://x.com/1", "g1", title="Summit " + "x" * 1_000_000)
+    store.add_stories([story], NOW)
+    back = store.get(story.id)
+    assert back is not None and len(back.story.title) == MAX_TITLE_CHARS == 1_000
+    assert back.story.title.startswith("Summit xx")

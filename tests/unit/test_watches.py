@@ -64,6 +64,13 @@ BAD = [
     ("a b c d e f g h i", "at most 8 required"),
     ("x" * 70, "longer than 64 characters"),
     ("word " * 50, "keep it under 200"),
+    # what a rule stands for is counted before anything is expanded
+    ("x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)", "stands for 59,049 words or phrases"),
+    ("x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)", "at most 64"),
+    ("Kim x(a|b)(c|d)(e|f)(g|h)", "“x(a|b)(c|d)(e|f)(g|h)” alone stands for 81"),
+    ("x" + "(a|b)" * 12, "531,441"),
+    ("a(b|c)(d|e) f(g|h)(i|j) k(l|m)(n|o) p(q|r)(s|t) u(v|w)(x|y) z(a|b)(c|d) m(a|b)(c|d) -n(a|b)(c|d)",
+     "the rule has too many forms: the rule stands for 72 words or phrases"),  # 9 forms a term
 ]
 
 
@@ -149,6 +156,116 @@ def test_a_chat_has_a_limited_number_of_watches(db) -> None:
         watches.add(7, "one more", NOW)
 
 
+def test_the_limits_per_chat_and_in_all_are_settings(db) -> None:
+    conn, subs, _ = db
+    watches = Watches(conn, max_per_chat=2, max_watches=3)
+    watches.add(7, "Hanoi", NOW)
+    watches.add(7, "Hue", NOW)
+    with pytest.raises(RuleError, match="this chat has 2 watches, the most allowed"):
+        watches.add(7, "Danang", NOW)
+    watches.add(8, "Danang", NOW)
+    with pytest.raises(RuleError, match="holds 3 watches, the most it takes"):
+        watches.add(8, "Saigon", NOW)
+    watches.remove(7, 1)
+    watches.add(8, "Saigon", NOW)
+    assert watches.count() == 3
+
+
+def test_a_rule_within_the_limit_of_forms_works() -> None:
+    rule = parse_rule("visit(s|ed|ing) Kim(s) 북한(의|은|이)")  # 4 + 2 + 4 forms
+    matcher = WatchMatcher([_watch(1, 7, rule.text)])
+    assert matcher.score("Kims visited", "북한이 밝혔다")
+    assert not matcher.score("Kims visit", "")
+
+
+INVISIBLE_IN_WATCHES = ["\u200c", "\u200d", "\u200e", "\u200f", "\u2063", "\u034f", "\u180e", "\ufe0f",
+                        "\u3164", "\U000e0100"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE_IN_WATCHES)
+def test_watches_see_through_invisible_characters(char: str) -> None:
+    matcher = WatchMatcher([_watch(1, 7, "Hanoi summit"), _watch(2, 8, "개성공단")])
+    assert [w.id for w, _ in matcher.score(f"Ha{char}noi sum{char}mit opens", "")] == [1]
+    assert [w.id for w, _ in matcher.score("", f"개성{char}공단 재가동")] == [2]
+
+
+def test_a_stored_rule_that_is_no_longer_allowed_never_matches_and_costs_nothing(db) -> None:
+    conn, _, watches = db
+    watches.add(7, "Hanoi", NOW)
+    hostile = "x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)(u|v)(w|y)"  # 531,441 forms
+    conn.execute("INSERT INTO watches (chat_id, rule, created) VALUES (8, ?, ?)", (hostile, NOW.isoformat()))
+    restarted = Watches(conn)  # as after a restart: every stored rule is compiled again
+    matcher = restarted.matcher()
+    assert matcher is not None and [w.rule for w in matcher.watches.values()] == ["Hanoi"]
+    assert [w.rule for w, _ in matcher.score("Hanoi xacegikmoqsuw", "")] == ["Hanoi"]
+
+
+def test_one_change_recompiles_one_shard(db, monkeypatch) -> None:
+    import alerts.watches as module
+
+    conn, subs, _ = db
+    monkeypatch.setattr(module, "SHARD_SIZE", 3)
+    for chat in range(10, 14):
+        subs.start(chat, [], now=NOW)
+    watches = Watches(conn)
+    for i in range(8):
+        watches.add(10 + i % 4, f"word{i}", NOW)
+    first = watches.matcher()
+    assert first is not None and [len(s.watches) for s in first.shards] == [3, 3, 2]
+    compiled: list[tuple[str, ...]] = []
+    real = module.compile_shard
+    monkeypatch.setattr(module, "compile_shard",
+                        lambda members, known=None: compiled.append(tuple(w.rule for w in members)) or real(members, known))
+
+    watches.add(12, "word8", NOW)  # fills the last shard
+    second = watches.matcher()
+    assert compiled == [("word6", "word7", "word8")]
+    assert second.shards[:2] == first.shards[:2]  # the same compiled objects, untouched
+    watches.remove(10, 1)  # word0, in the first shard
+    third = watches.matcher()
+    assert compiled[1:] == [("word1", "word2")] and third.shards[1:] == second.shards[1:]
+    watches.add(13, "word9", NOW)  # goes where there is room
+    assert watches.matcher().shards[0].watches[-1].rule == "word9" and compiled[2] == ("word1", "word2", "word9")
+    hits = watches.matcher().score("word1 word9 word8 word0", "")
+    assert sorted(w.rule for w, _ in hits) == ["word1", "word8", "word9"]
+
+
+def test_refresh_compiles_in_a_worker_thread_and_the_loop_keeps_turning(db, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    import alerts.watches as module
+
+    conn, subs, watches = db
+    monkeypatch.setattr(module, "SHARD_SIZE", 2)
+    for i in range(7):
+        watches.add(7 + i % 2, f"word{i}", NOW)
+    threads: list[int] = []
+    real = module.compile_shard
+    monkeypatch.setattr(module, "compile_shard",
+                        lambda members, known=None: threads.append(threading.get_ident()) or real(members, known))
+
+    async def main() -> tuple[int, object]:
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        matcher = await watches.refresh()
+        task.cancel()
+        return turns, matcher
+
+    turns, matcher = asyncio.run(main())
+    assert len(threads) == 4 and threading.get_ident() not in threads
+    assert turns >= 4  # the loop ran between the shards (and while each was compiled)
+    assert matcher is watches.matcher() and not watches.stale
+    assert sorted(w.rule for w, _ in matcher.score("word0 word6", "")) == ["word0", "word6"]
+
+
 def test_watches_follow_a_migrated_chat(db) -> None:
     _, subs, watches = db
     watches.add(7, "Hanoi", NOW)
@@ -222,3 +339,23 @@ def test_dispatch_honours_lower_and_higher_chat_thresholds(db) -> None:
     assert (7, weak) in queued and (8, weak) not in queued
     assert (7, strong) in queued and (8, strong) not in queued
     assert not any(story == missing for _, story in queued)
+
+
+def test_a_failed_compilation_loses_no_change(db, monkeypatch) -> None:
+    import alerts.watches as module
+
+    _, _, watches = db
+    watches.add(7, "Hanoi", NOW)
+    assert watches.matcher() is not None
+    watches.add(8, "Hue", NOW)
+    real = module.compile_shard
+
+    def failing(members, known=None):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(module, "compile_shard", failing)
+    with pytest.raises(MemoryError):
+        watches.matcher()
+    assert watches.stale
+    monkeypatch.setattr(module, "compile_shard", real)
+    assert sorted(w.rule for w, _ in watches.matcher().score("Hanoi and Hue", "")) == ["Hanoi", "Hue"]
