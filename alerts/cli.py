@@ -199,42 +199,29 @@ def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from alerts.evaluation import LabelFileError, evaluate, format_eval_report, load_labels
+    from alerts.evaluation import (LabelFileError, cross_validate, evaluate, format_cv_report, format_eval_report,
+                                   load_labels)
     from alerts.matcher import Matcher
 
     config = _config(args)
-    if args.cv:
-        return _cross_validate(args, config)
-    try:
-        result = evaluate(Matcher(config.topics), load_labels(args.labels))
-    except LabelFileError as exc:
-        print(f"newswatch eval: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
-    else:
-        print(format_eval_report(result))
-    return 0
-
-
-def _cross_validate(args: argparse.Namespace, config: NewswatchConfig) -> int:
-    from alerts.evaluation import LabelFileError, cross_validate, format_cv_report, load_labels
-    from alerts.matcher import Matcher
-
-    if args.folds < 2:
+    if args.cv and args.folds < 2:
         print("newswatch eval: --folds must be at least 2", file=sys.stderr)
         return 2
     try:
-        result = cross_validate(
-            Matcher(config.topics), load_labels(args.labels), split=args.cv, folds=args.folds
-        )
+        matcher, labels = Matcher(config.topics), load_labels(args.labels)
+        if args.cv:
+            result = cross_validate(matcher, labels, split=args.cv, folds=args.folds)
+        else:
+            result = evaluate(matcher, labels)
     except LabelFileError as exc:
         print(f"newswatch eval: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
-    else:
+    elif args.cv:
         print(format_cv_report(result, min_positives=args.min_positives))
+    else:
+        print(format_eval_report(result))
     return 0
 
 
