@@ -126,7 +126,7 @@ class Daemon:
         self._sources = list(sources)
         self._sources_by_name = {s.name: s for s in self._sources}
 
-    # -- one pass (newswatch crawl --once) -------------------------------------------------------
+    # -- one pass (newswatch crawl) --------------------------------------------------------------
     async def run_once(self) -> CycleReport:
         if self.link is not None:
             await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
