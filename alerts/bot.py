@@ -49,7 +49,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -131,7 +131,8 @@ NOT_STARTED = "This chat has no subscriptions yet: send /start first."
 class BotCommands:
     def __init__(self, *, config: NewswatchConfig, subscriptions: Subscriptions, watches: Watches,
                  history: History, runtime_sources: RuntimeSources, clock: Clock, outbox: Outbox | None = None,
-                 on_sources_changed: Callable[[list[SourceConfig]], None] | None = None) -> None:
+                 on_sources_changed: Callable[[list[SourceConfig]], None] | None = None,
+                 on_queued: Callable[[], None] = lambda: None) -> None:
         self.subscriptions = subscriptions
         self.watches = watches
         self.history = history
@@ -139,6 +140,7 @@ class BotCommands:
         self.clock = clock
         self.outbox = outbox
         self.on_sources_changed = on_sources_changed
+        self.on_queued = on_queued  # wakes delivery after a broadcast was queued in the outbox
         self.permissions = Permissions(config.telegram, clock)
         self.apply_config(config)
 
@@ -820,47 +822,22 @@ class BotCommands:
 
     @admin_command
     async def broadcast(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Queue the text for every active chat in the outbox; the sender is told at once how many
+        chats it is queued for, and again (a notice) once every copy has an outcome."""
         chat_id, message = update.effective_chat.id, update.effective_message
         text = _arg_text(message)
         if not text:
             await _reply(message, "Write the message after the command: /broadcast Maintenance tonight at 22:00 UTC.")
             return
-        chats = self.subscriptions.active_chats()
-        await _reply(message, f"Broadcasting to {plural(len(chats), 'active chat')}…")
-        context.application.create_task(self._broadcast(context, message, text, chats), update=update,
-                                        name="broadcast")
-
-    async def _broadcast(self, context: ContextTypes.DEFAULT_TYPE, origin: Message, text: str,
-                         chats: list[Chat]) -> None:
-        sent, failed = 0, []
-        for chat in chats:
-            for attempt in range(2):
-                try:
-                    await context.bot.send_message(chat.chat_id, text, message_thread_id=chat.thread_id,
-                                                   link_preview_options=LinkPreviewOptions(is_disabled=True))
-                    sent += 1
-                except RetryAfter as exc:
-                    if attempt == 0:
-                        await asyncio.sleep(_seconds(exc.retry_after))
-                        continue
-                    failed.append(f"{chat.chat_id}: flood limit")
-                except ChatMigrated as exc:
-                    self.subscriptions.migrate(chat.chat_id, exc.new_chat_id)
-                    chat = self.subscriptions.chat(exc.new_chat_id) or chat
-                    if attempt == 0:
-                        continue
-                    failed.append(f"{chat.chat_id}: moved")
-                except Forbidden as exc:
-                    self.subscriptions.deactivate(chat.chat_id, f"Telegram: {exc.message}")
-                    failed.append(f"{chat.chat_id}: {exc.message}")
-                except TelegramError as exc:
-                    failed.append(f"{chat.chat_id}: {exc.message}")
-                break
-        log.info("broadcast: %d sent, %d failed", sent, len(failed))
-        report = f"Broadcast delivered to {sent} of {plural(len(chats), 'chat')}."
-        if failed:
-            report += f" {len(failed)} failed: " + "; ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
-        await _reply(origin, escape(report))
+        if self.outbox is None:
+            await _reply(message, "Broadcasts are not available here.")
+            return
+        chats = [c.chat_id for c in self.subscriptions.active_chats()]
+        queued = self.outbox.queue_notice(chats, text, self.clock.now(), report_to=chat_id)
+        log.info("broadcast by user %s in chat %s: queued for %s", update.effective_user.id, chat_id,
+                 plural(queued, "chat"))
+        self.on_queued()
+        await _reply(message, f"Broadcast queued for {plural(queued, 'chat')}; you will be told when it is delivered.")
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, message = update.effective_chat, update.effective_message
@@ -994,11 +971,6 @@ def _num(value: float | None) -> str:
 
 def _every(seconds: int) -> str:
     return describe_duration(timedelta(seconds=seconds)) if seconds >= 60 else f"{seconds}s"
-
-
-def _seconds(value: object) -> float:
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if total else float(value)  # type: ignore[arg-type]
 
 
 def _ago(moment: datetime | None, now: datetime, zone: str) -> str:

@@ -1,4 +1,4 @@
-"""The `newswatch` command: run, crawl --once, check-config, explain, eval, stats, export, doctor.
+"""The `newswatch` command: run, crawl, check-config, explain, eval, stats, export, doctor.
 
 Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
 json), Scrapy's and httpx's chatter kept out, and the bot token and the credentials of any URL
@@ -27,7 +27,7 @@ log = logging.getLogger("newswatch")
 EXAMPLES = """examples:
   newswatch run                               start the daemon on ./config/newswatch.yaml
   newswatch run -c /etc/newswatch/newswatch.yaml
-  newswatch crawl --once                      one pass over all sources, then exit
+  newswatch crawl                             one pass over all sources, then exit
   newswatch check-config -c my.yaml           validate and print the effective config
   newswatch explain -c my.yaml story.txt      why a story scores what it scores
   newswatch eval -c my.yaml labels.jsonl      precision/recall/F1 per topic
@@ -117,9 +117,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    if not args.once:
-        print("newswatch crawl: only --once is supported; use `newswatch run` for the daemon", file=sys.stderr)
-        return 2
     from alerts.progress import crawl_once
 
     config = _config(args, delivering=True)
@@ -241,12 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("crawl", parents=[common], help="one pass over all sources, then exit",
-                       epilog="examples:\n  newswatch crawl --once\n  newswatch crawl --once -c /etc/newswatch/newswatch.yaml > crawl.log",
+                       epilog="examples:\n  newswatch crawl\n  newswatch crawl -c /etc/newswatch/newswatch.yaml > crawl.log",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Fetch every due source once, store, match, deliver, print a summary.\n"
                                    "On a terminal: a progress bar and tables; otherwise one line per source.\n"
                                    "Exits 1 when every source failed.")
-    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--once", action="store_true", help="one pass, then exit (what crawl always does; accepted for "
+                                                       "scripts that pass it)")
     p.set_defaults(func=cmd_crawl)
     p = sub.add_parser("check-config", parents=[common], help="validate the config and print it with secrets hidden",
                        epilog="example: newswatch check-config -c config/newswatch.yaml")

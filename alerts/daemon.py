@@ -127,7 +127,7 @@ class Daemon:
         self._sources = list(sources)
         self._sources_by_name = {s.name: s for s in self._sources}
 
-    # -- one pass (newswatch crawl --once) -------------------------------------------------------
+    # -- one pass (newswatch crawl) --------------------------------------------------------------
     async def run_once(self) -> CycleReport:
         if self.link is not None:
             await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
@@ -261,7 +261,7 @@ class Daemon:
             self.commands = BotCommands(
                 config=self.config, subscriptions=self.subscriptions, watches=self.watches,
                 history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
-                outbox=self.outbox, on_sources_changed=self._apply_sources,
+                outbox=self.outbox, on_sources_changed=self._apply_sources, on_queued=self._wake_notifier,
             )
             self.commands.install(app)
         await app.initialize()
@@ -370,7 +370,8 @@ class Daemon:
             await self._disable_failing(summary.failures)
 
     async def _disable_failing(self, failures: dict[str, str]) -> None:
-        """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins."""
+        """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins
+        (`telegram.notice_chats`) with a notice queued in the outbox."""
         limit = self.config.crawler.disable_after
         if not limit:
             return
@@ -391,14 +392,11 @@ class Daemon:
         self._apply_sources(self.runtime_sources.enabled())
         if self.application is None or not self.config.telegram.notice_chats:
             return
-        for name, error in disabled:
+        for name, error in disabled:  # through the outbox, as alerts go: retried, in order, once
             text = (f"⚠️ Source {name} was disabled after {plural(limit, 'failed fetch')} in a row.\n"
                     f"Last error: {error[:300]}\n/enablesource {name} polls it again.")
-            for admin in self.config.telegram.notice_chats:
-                try:
-                    await self.application.bot.send_message(chat_id=admin, text=text)
-                except Exception as exc:  # best effort: the log line above already says it
-                    log.warning("could not tell admin chat %s about source %s: %s", admin, name, exc)
+            self.outbox.queue_notice(self.config.telegram.notice_chats, text, self.clock.now())
+        self._notify_event.set()
 
     async def _dispatch_loop(self) -> None:
         while True:

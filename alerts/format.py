@@ -1,6 +1,8 @@
 """Alert text: how a matched story reads in Telegram and on the console.
 
-This module owns the wording and layout of every alert and does no I/O. It renders
+This module owns the wording and layout of every alert, notice and broadcast report,
+and does no I/O. A notice (an admin notice, a broadcast) is plain text: escaped, never
+markup, cut to fit one message. It renders
 Telegram HTML (``parse_mode="HTML"``) for single alerts and digests, a plain-text
 fallback for when Telegram rejects the markup, and a plain block for the console.
 
@@ -39,6 +41,8 @@ __all__ = [
     "render_alert_plain",
     "render_console",
     "render_digest",
+    "render_notice",
+    "broadcast_report",
     "safe_url",
     "stamp",
     "utf16_len",
@@ -501,3 +505,19 @@ def render_digest(views: Sequence[AlertView], *, title: str, tz: tzinfo = UTC,
         text = f"<b>{escape(heading)}</b>{counter}\n\n" + "\n\n".join(items)
         messages.append(fit(text, limit))
     return messages
+
+
+def render_notice(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT) -> str:
+    """A notice or broadcast as Telegram HTML: the text as written, escaped, within ``limit``."""
+    return fit(escape(text), limit)
+
+
+def broadcast_report(counts: dict[str, int], problems: Sequence[str], *, shown: int = 5) -> str:
+    """What the admin who sent a broadcast is told once every copy has an outcome:
+    ``counts`` maps outbox states (sent, dropped, failed) to copies, ``problems`` says why
+    the copies not sent were not."""
+    total = sum(counts.values())
+    report = f"Broadcast delivered to {counts.get('sent', 0)} of {plural(total, 'chat')}."
+    if problems:
+        report += f" {len(problems)} failed: " + "; ".join(problems[:shown]) + (" …" if len(problems) > shown else "")
+    return report

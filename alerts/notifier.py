@@ -1,5 +1,12 @@
 """Delivering: takes due outbox rows and hands them to a sink (Telegram or the console).
 
+Every message the bot sends on its own, alert, admin notice or broadcast, comes through here,
+with the same rate limits, retries, per-chat order, error map and bookkeeping. A notice is
+not news: mute, quiet hours and digests do not hold it, and it is sent as plain (escaped)
+text; it is dropped only when its chat is stored as inactive (stopped or gone). A chat that
+was never started (an admin chat in `telegram.notice_chats`) still receives notices. Once
+every copy of a broadcast has an outcome, its sender is told how many chats received it.
+
 The notifier runs beside the crawler as its own asyncio task, never inside a Scrapy
 pipeline. Per chat it sends strictly in outbox order; across chats it sends concurrently.
 An optional `DeliveryObserver` (the daemon's metrics) is told of every outcome, and
@@ -26,14 +33,14 @@ import logging
 import random
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from alerts.format import AlertView, plural, render_console
-from alerts.outbox import DROPPED, FAILED, MUTED, Outbox, OutboxItem
+from alerts.format import AlertView, broadcast_report, plural, render_console
+from alerts.outbox import DROPPED, FAILED, MUTED, NOTICE, Outbox, OutboxItem
 from alerts.story_clusters import StoryClusters
 from alerts.subscriptions import CONSOLE_CHAT, Chat, Subscriptions
 from alerts.timing import decide, zone
@@ -85,6 +92,8 @@ class Sink(Protocol):
     async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
                           title: str) -> int | None: ...
 
+    async def send_notice(self, chat_id: int, thread_id: int | None, text: str) -> int | None: ...
+
 
 class ConsoleSink:
     """Prints alerts as plain text blocks (the mode without a bot token)."""
@@ -102,6 +111,11 @@ class ConsoleSink:
     async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
                           title: str) -> int | None:
         self.out.write(f"== {title} ==\n" + "\n\n".join(render_console(v, tz=tz) for v in views) + "\n\n")
+        self.out.flush()
+        return None
+
+    async def send_notice(self, chat_id: int, thread_id: int | None, text: str) -> int | None:
+        self.out.write(f"== notice ==\n{text}\n\n")
         self.out.flush()
         return None
 
@@ -174,26 +188,34 @@ class Notifier:
         before = DeliverySummary(**vars(self.summary))
         semaphore = asyncio.Semaphore(self.concurrency)
 
-        async def drain(chat_id: int) -> None:
-            # Strictly in order within a chat; chats proceed independently of each other.
+        async def drain(chat_id: int, kind: str) -> None:
+            # Strictly in order within a chat's queue; queues proceed independently of each other.
             while self._sink(chat_id).available:
                 async with semaphore:
-                    item = self.outbox.head(chat_id, self.clock.now())
+                    item = self.outbox.head(chat_id, self.clock.now(), kind)
                     if item is None:
                         return
                     await self._deliver(item)
 
-        while heads := [h for h in self.outbox.due_heads(self.clock.now()) if self._sink(h.chat_id).available]:
-            await asyncio.gather(*(drain(item.chat_id) for item in heads))
+        while True:
+            self._report_broadcasts()
+            heads = [h for h in self.outbox.due_heads(self.clock.now()) if self._sink(h.chat_id).available]
+            if not heads:
+                break
+            await asyncio.gather(*(drain(item.chat_id, item.kind) for item in heads))
         return DeliverySummary(*(getattr(self.summary, f) - getattr(before, f) for f in vars(before)))
 
     async def _deliver(self, item: OutboxItem) -> None:
         now = self.clock.now()
         chat = self.subscriptions.chat(item.chat_id) if item.chat_id != CONSOLE_CHAT else None
-        if item.chat_id != CONSOLE_CHAT and (chat is None or not chat.active):
+        # an alert needs a started chat; a notice goes to any chat not stored as inactive
+        if item.chat_id != CONSOLE_CHAT and (not chat.active if chat else item.kind != NOTICE):
             self.outbox.finish(item.id, DROPPED, "chat inactive")
             self.summary.dropped += 1
             self._tell("dropped", item.chat_id)
+            return
+        if item.kind == NOTICE:
+            await self._deliver_notice(item, chat)
             return
         items = [item]
         if chat is not None:
@@ -210,20 +232,40 @@ class Notifier:
             if decision.action == "digest":
                 items = self.outbox.pending_for_chat(item.chat_id, now, limit=DIGEST_MAX_ITEMS)
         shown = [(i, v) for i, v in ((i, self._view(i)) for i in items) if v is not None]
-        if shown:
-            await self._send(item, chat, [i.id for i, _ in shown], [v for _, v in shown])
-
-    async def _send(self, item: OutboxItem, chat: Chat | None, ids: list[int], views: list[AlertView]) -> None:
-        """Send the alert (or digest) of the outbox rows `ids`, headed by `item`, and record the outcome."""
-        sink = self._sink(item.chat_id)
+        if not shown:
+            return
+        ids, views = [i.id for i, _ in shown], [v for _, v in shown]
         tz = zone(chat.timezone if chat else "UTC")
         thread_id = chat.thread_id if chat else None
+        if len(views) == 1 and (chat is None or chat.digest == "off"):
+            await self._send(item, ids, lambda sink: sink.send(item.chat_id, thread_id, views[0], tz))
+        else:
+            title = _digest_title(chat, len(views))
+            await self._send(item, ids, lambda sink: sink.send_digest(item.chat_id, thread_id, views, tz, title))
+
+    async def _deliver_notice(self, item: OutboxItem, chat: Chat | None) -> None:
+        """Send a notice or broadcast now, whatever the chat's mute, quiet hours or digest."""
+        text = self.outbox.notice_text(item.notice_id)
+        if text is None:
+            self._fail(item, [item.id], "notice text no longer stored")
+            return
+        thread_id = chat.thread_id if chat else None
+        await self._send(item, [item.id], lambda sink: sink.send_notice(item.chat_id, thread_id, text))
+
+    def _report_broadcasts(self) -> None:
+        """Queue, once, the report of each broadcast whose every copy has an outcome."""
+        for done in self.outbox.finished_broadcasts():
+            if self.outbox.queue_notice([done.report_to], broadcast_report(done.counts, done.problems),
+                                        self.clock.now(), reports=done.notice_id):
+                log.info("broadcast %s: %s", done.notice_id, ", ".join(f"{n} {s}" for s, n in done.counts.items()))
+
+    async def _send(self, item: OutboxItem, ids: list[int], send: Callable[[Sink], Awaitable[int | None]]) -> None:
+        """Send the message of the outbox rows `ids` (an alert, a digest, a notice), headed by
+        `item`, and record the outcome."""
+        sink = self._sink(item.chat_id)
         started = self.in_flight[item.id] = self.clock.now()
         try:
-            if len(views) == 1 and (chat is None or chat.digest == "off"):
-                message_id = await sink.send(item.chat_id, thread_id, views[0], tz)
-            else:
-                message_id = await sink.send_digest(item.chat_id, thread_id, views, tz, _digest_title(chat, len(views)))
+            message_id = await send(sink)
         except RetryLater as exc:
             self._postpone(item, started, exc)
         except ChatMoved as exc:
@@ -274,8 +316,8 @@ class Notifier:
         self.outbox.finish_many(ids, FAILED, reason)
         self.summary.failed += len(ids)
         self._tell("failed", item.chat_id, len(ids))
-        log.error("chat %s: alert for story %s failed for good (outbox row %s): %s", item.chat_id, item.story_id,
-                  item.id, reason)
+        what = f"notice {item.notice_id}" if item.kind == NOTICE else f"alert for story {item.story_id}"
+        log.error("chat %s: %s failed for good (outbox row %s): %s", item.chat_id, what, item.id, reason)
 
     def _view(self, item: OutboxItem) -> AlertView | None:
         """What the alert of `item` shows; None when it cannot be built (the row is then failed)."""

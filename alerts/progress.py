@@ -1,4 +1,4 @@
-"""`newswatch crawl --once` as a person sees it: progress while sources are fetched, then a summary.
+"""`newswatch crawl` (one pass) as a person sees it: progress while sources are fetched, then a summary.
 
 On a terminal: a progress bar that advances as each source is recorded, then summary tables
 (counts, failures, new stories). Anywhere else (a pipe, a log file, cron): one plain line per

@@ -347,7 +347,7 @@ def show_stats(config: Any, out: IO[str], *, days: int = 7, as_json: bool = Fals
     path = config.database_path
     conn = _open_existing(path)
     if conn is None:
-        print(f"newswatch stats: no database at {path} yet; `newswatch run` or `newswatch crawl --once` creates it",
+        print(f"newswatch stats: no database at {path} yet; `newswatch run` or `newswatch crawl` creates it",
               file=out)
         return 1
     try:

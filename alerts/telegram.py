@@ -2,8 +2,9 @@
 
 `build_application()` points PTB at `telegram.api_url` (Telegram, or a local Bot API
 server) with PTB's `AIORateLimiter` keeping under Telegram's limits; retries are not left to
-the limiter but decided durably by the notifier. `TelegramSink` sends one alert and maps
-PTB's exceptions onto the notifier's delivery errors. `TelegramLink` connects the bot beside
+the limiter but decided durably by the notifier. `TelegramSink` sends one alert or notice and maps
+PTB's exceptions onto the notifier's delivery errors: the one place Telegram's errors are
+mapped, for alerts, admin notices and broadcasts alike. `TelegramLink` connects the bot beside
 everything else and says whether the Bot API can be reached. The token is never logged.
 """
 
@@ -27,7 +28,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from alerts.config import TelegramConfig
-from alerts.format import AlertView, render_alert, render_alert_plain, render_digest
+from alerts.format import AlertView, render_alert, render_alert_plain, render_digest, render_notice
 from alerts.notifier import ChatGone, ChatMoved, Rejected, RetryLater
 from crawler.clock import Clock
 
@@ -175,7 +176,7 @@ class TelegramLink:
 
 
 class TelegramSink:
-    """Sends alerts with the Application's bot; HTML first, plain text if the markup is refused."""
+    """Sends alerts and notices with the Application's bot; HTML first, plain text if the markup is refused."""
 
     def __init__(self, application: Application, link: TelegramLink | None = None) -> None:
         self.bot = application.bot
@@ -195,6 +196,9 @@ class TelegramSink:
         for page in render_digest(views, title=title, tz=tz):
             message_id = await self._send(chat_id, thread_id, page, lambda page=page: _plain(page))
         return message_id
+
+    async def send_notice(self, chat_id: int, thread_id: int | None, text: str) -> int | None:
+        return await self._send(chat_id, thread_id, render_notice(text), lambda: text)
 
     async def _send(self, chat_id: int, thread_id: int | None, html_text: str, plain: Callable[[], str]) -> int:
         try:

@@ -34,11 +34,10 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from crawler.addresses import AddressPolicy, GuardedConnector, SourceGuard, guarded
-from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, answered_outcome, describe_error,
-                              parsed_outcome)
+from crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, ResponseTooLarge, answered_outcome,
+                              describe_error, parsed_outcome)
 from crawler.parse_pool import ParsePool
 from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.urls import redact_url
 
 log = logging.getLogger("newswatch.crawler")
 
@@ -132,9 +131,6 @@ class FeedReader:
             return await self._fetch(source, pacer)
         except asyncio.CancelledError:
             raise
-        except aiohttp.TooManyRedirects as exc:
-            return FetchOutcome(source, error=f"too many redirects, or a redirect loop (more than {MAX_REDIRECTS}, "
-                                              f"last to {redact_url(exc.request_info.real_url)})")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return FetchOutcome(source, error=describe_error(exc))
         except Exception as exc:  # a fault of ours must cost one source, not the pass
@@ -167,11 +163,11 @@ class FeedReader:
         """The decompressed body, refused past `max_bytes`."""
         cap = self.config.max_bytes
         if (response.content_length or 0) > cap and "Content-Encoding" not in response.headers:
-            raise ValueError(f"response too large ({response.content_length} bytes declared, cap {cap})")
+            raise ResponseTooLarge(f"response too large ({response.content_length} bytes declared, cap {cap})")
         chunks, size = [], 0
         async for chunk in response.content.iter_chunked(READ_CHUNK):
             size += len(chunk)
             if size > cap:
-                raise ValueError(f"response too large (over {cap} bytes)")
+                raise ResponseTooLarge(f"response too large (over {cap} bytes)")
             chunks.append(chunk)
         return b"".join(chunks)

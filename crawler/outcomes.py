@@ -5,7 +5,8 @@ sources), `OutcomeRecorder` (persisting outcomes: new stories and validators on 
 failure counts and backoff otherwise), `hold_reason` (which new stories may never alert:
 those published longer ago than the source's `alert_max_age`, and undated items of a source's
 first successful fetch, which are a baseline, not news) and `describe_error`, which turns any download
-exception, whichever HTTP client raised it, into one short, precise line. Both fetch paths,
+exception, whichever HTTP client raised it, into one short, precise line, by its class (aiohttp's,
+Scrapy's, Twisted's, and `ResponseTooLarge` of the feed reader), never by its text. Both fetch paths,
 the feed reader (`crawler.feed_reader`) and the Scrapy spiders (`crawler.fetch`,
 `crawler.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
 """
@@ -15,11 +16,21 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+from scrapy.exceptions import (CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError,
+                               DownloadTimeoutError, IgnoreRequest, ResponseDataLossError)
+from twisted.internet.error import ConnectionRefusedError as TxConnectionRefusedError
+from twisted.internet.error import DNSLookupError as TxDNSLookupError
+from twisted.internet.error import TimeoutError as TxTimeoutError
+from twisted.web.client import ResponseNeverReceived
+
+from crawler.addresses import AddressRefused
 from crawler.clock import Clock
 from crawler.feeds import ParsedFeed
 from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
@@ -255,23 +266,92 @@ class OutcomeRecorder:
         return {s.id: reason for s in outcome.stories if (reason := hold_reason(s, now, max_age, first))}
 
 
-def describe_error(exc: BaseException) -> str:
-    """A short, precise description of a download failure (no traceback, no credentials)."""
-    name = type(exc).__name__
-    text = redact_url(str(exc).strip())
-    lowered = text.lower()
-    if text.startswith("refused: "):  # the address policy's own explanation
+class ResponseTooLarge(ValueError):
+    """A response refused past its size cap; `str()` is the whole description."""
+
+
+# Classes of fetch failures, whichever client raised them: aiohttp (the feed reader, and under
+# Scrapy 2.19's asyncio download handler, which re-raises them as Scrapy's exceptions `from`
+# the original) and Twisted (Scrapy's Twisted download handlers).
+_DNS = (CannotResolveHostError, TxDNSLookupError, socket.gaierror)
+_TIMEOUTS = (TimeoutError, DownloadTimeoutError, TxTimeoutError)  # aiohttp.ServerTimeoutError is a TimeoutError
+_REFUSED = (DownloadConnectionRefusedError, TxConnectionRefusedError, ConnectionRefusedError)
+_CUT_SHORT = (aiohttp.ClientPayloadError, ResponseDataLossError)
+
+
+def _too_large(exc: BaseException, text: str) -> str | None:
+    if isinstance(exc, ResponseTooLarge):
         return text
-    if "maxsize" in lowered or "max size" in lowered or "exceeds" in lowered or "too large" in lowered:
-        return text if lowered.startswith("response too large") else f"response too large ({text})"
-    if ("CannotResolveHost" in name or "DNSError" in name or "Name or service not known" in text
-            or "nodename nor servname" in text or "Temporary failure in name resolution" in text):
-        host = re.search(r"host ([^\s:]+)", text)
-        return f"DNS lookup failed for {host.group(1) if host else 'the host'} (no such host, or no network)"
-    if "redirect" in lowered or "TooManyRedirects" in name:
-        return f"too many redirects, or a redirect loop ({text or name})"
-    if "timeout" in name.lower() or "timed out" in lowered:
-        return f"timed out ({text or name})"
+    # Scrapy cancels a download past `download_maxsize` with DownloadCancelledError of its own;
+    # one raised from Twisted's CancelledError is a cancellation, not a size
+    return f"response too large ({text})" if exc.__cause__ is None else "download cancelled"
+
+
+def _dns(exc: BaseException, text: str) -> str:
+    """The host from aiohttp's error, or from the text of Scrapy's or Twisted's."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        host = exc.host
+    else:
+        host = next(iter(re.findall(r"(?:host|lookup:) ([^\s:\[]+?)\.*(?=[\s:]|$)", text)), "the host")
+    return f"DNS lookup failed for {host} (no such host, or no network)"
+
+
+def _redirects(exc: BaseException, text: str) -> str:
+    assert isinstance(exc, aiohttp.TooManyRedirects)
+    followed = max(len(exc.history) - 1, 0)  # the history ends with the redirect that was not followed
+    last = redact_url(str(exc.request_info.real_url))
+    return f"too many redirects, or a redirect loop (more than {followed}, last to {last})"
+
+
+def _redirect_limit(exc: BaseException, text: str) -> str | None:
+    # Scrapy's RedirectMiddleware says it only with IgnoreRequest("max redirections reached")
+    return f"too many redirects, or a redirect loop ({text})" if "redirect" in text else None
+
+
+def _cannot_connect(exc: BaseException, text: str) -> str:
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return f"connection refused by {exc.host}:{exc.port}"
+    return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+
+
+Describe = Callable[[BaseException, str], "str | None"]
+_RULES: tuple[tuple[type | tuple[type, ...], Describe], ...] = (
+    (AddressRefused, lambda exc, text: text),  # the address policy's own explanation
+    ((ResponseTooLarge, DownloadCancelledError), _too_large),
+    (aiohttp.ClientConnectorDNSError, _dns),  # before Scrapy's wrapper of it: it names the host
+    (_DNS, _dns),
+    (aiohttp.TooManyRedirects, _redirects),
+    (IgnoreRequest, _redirect_limit),
+    (_TIMEOUTS, lambda exc, text: f"timed out ({text})"),
+    (aiohttp.ClientConnectorError, _cannot_connect),  # before Scrapy's wrapper of it: host, port, reason
+    (_REFUSED, lambda exc, text: f"connection refused ({text})"),
+    (_CUT_SHORT, lambda exc, text: f"response cut short ({text})"),
+    (ResponseNeverReceived, lambda exc, text: "connection closed before a response"),  # its text: tracebacks
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain) and len(chain) < 8:
+        chain.append(exc)
+        exc = exc.__cause__  # type: ignore[assignment]
+    return chain
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, precise description of a download failure (no traceback, no credentials),
+    found by the failure's class (`_RULES`, first match wins), or that of the exception it
+    was raised from: Scrapy wraps the errors of aiohttp and Twisted in its own."""
+    chain = _chain(exc)
+    for kinds, describe in _RULES:
+        for cause in chain:
+            if isinstance(cause, kinds):
+                said = describe(cause, redact_url(str(cause).strip()) or type(cause).__name__)
+                if said is not None:
+                    return said
+    name, text = type(exc).__name__, redact_url(str(exc).strip())
     return f"{name}: {text}" if text else name
 
 

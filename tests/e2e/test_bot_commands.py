@@ -409,7 +409,7 @@ def test_admin_sources_add_disable_broadcast(env: Env) -> None:
     assert len(env.feeds.hits_for("/extra.xml")) == polls, "a disabled source was still polled"
     assert "⏸ extra" in env.ask(ADMIN, "/sources", "Sources")["visible"]
 
-    env.ask(ADMIN, "/broadcast Maintenance at 22:00 UTC", "Broadcasting to")
+    env.ask(ADMIN, "/broadcast Maintenance at 22:00 UTC", "Broadcast queued for")
     env.reply(ADMIN, 0, "Broadcast delivered to")
     for chat in (ALICE, BOB, DAVE):
         assert any(m["visible"] == "Maintenance at 22:00 UTC" for m in env.bot.messages_for(chat)), chat

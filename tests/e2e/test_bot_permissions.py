@@ -211,7 +211,7 @@ def test_admin_commands_need_a_listed_person(env: Env) -> None:
 
 
 def test_a_listed_admin_broadcasts_from_a_private_chat_and_a_group(env: Env) -> None:
-    env.ask(ADMIN, "/broadcast Maintenance at 22:00 UTC", "Broadcasting to")
+    env.ask(ADMIN, "/broadcast Maintenance at 22:00 UTC", "Broadcast queued for")
     env.ask(ADMIN, "/help", "/broadcast")
     wait_until(lambda: any(m["visible"] == "Maintenance at 22:00 UTC" for m in env.bot.messages_for(ALICE)), 10,
                what="the broadcast to ALICE")
