@@ -1890,6 +1890,38 @@ class FakeBotAPI:
                              "reply_markup": markup, "time": time.time()})
         return copy.deepcopy(message)
 
+    def _edit_message_reply_markup(self, params: dict, files: dict) -> dict | bool:
+        """Replace (or, without ``reply_markup``, remove) the inline keyboard of a message."""
+        markup = self._reply_markup(params)
+        new_markup = markup if markup and "inline_keyboard" in markup else None
+        if params.get("inline_message_id"):
+            self._edited.append({"method": "editMessageReplyMarkup",
+                                 "inline_message_id": _as_str(params["inline_message_id"]),
+                                 "reply_markup": markup, "time": time.time()})
+            return True
+        chat = self._resolve_chat(params)
+        message_id = self._int(params, "message_id")
+        if message_id is None:
+            raise _bad("message identifier is not specified")
+        stored = self._messages.get((chat.id, message_id))
+        if stored is None:
+            raise _bad("message to edit not found")
+        if not stored["from_bot"]:
+            raise _bad("message can't be edited")
+        message = stored["message"]
+        if message.get("reply_markup") == new_markup:
+            raise _bad("message is not modified: specified new message content and reply markup "
+                       "are exactly the same as a current content and reply markup of the message")
+        self._check_flood(chat)
+        message.pop("reply_markup", None)
+        if new_markup:
+            message["reply_markup"] = new_markup
+        message["edit_date"] = int(time.time())
+        self._edited.append({"method": "editMessageReplyMarkup", "chat_id": chat.id, "message_id": message_id,
+                             "text": None, "visible": message.get("text"), "reply_markup": markup,
+                             "time": time.time()})
+        return copy.deepcopy(message)
+
     def _delete_message(self, params: dict, files: dict) -> bool:
         chat = self._resolve_chat(params)
         message_id = self._int(params, "message_id")
@@ -1977,7 +2009,7 @@ class FakeBotAPI:
 _CANONICAL_NAMES = (
     "getMe", "logOut", "close", "deleteWebhook", "setWebhook", "getWebhookInfo",
     "setMyCommands", "getMyCommands", "deleteMyCommands", "getUpdates", "sendMessage",
-    "editMessageText", "deleteMessage", "sendPhoto", "sendDocument", "answerCallbackQuery",
+    "editMessageText", "editMessageReplyMarkup", "deleteMessage", "sendPhoto", "sendDocument", "answerCallbackQuery",
     "getChat", "getChatMember", "leaveChat", "sendChatAction", "getFile",
 )
 _CANONICAL = {name.lower(): name for name in _CANONICAL_NAMES}

@@ -549,3 +549,23 @@ def test_channel_posts_are_delivered_as_channel_post_updates(fake):
 def test_wait_for_gives_up_with_timeout_error(fake):
     with pytest.raises(TimeoutError):
         fake.wait_for(lambda: fake.sent, timeout=0.05)
+
+
+def test_edit_message_reply_markup_replaces_or_removes_the_keyboard_like_telegram(fake):
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("👍", callback_data="vote:+:1")]])
+    counted = InlineKeyboardMarkup([[InlineKeyboardButton("👍 1", callback_data="vote:+:1")]])
+
+    async def action(bot):
+        sent = await bot.send_message(77, "Alert", reply_markup=keyboard)
+        edited = await bot.edit_message_reply_markup(77, sent.message_id, reply_markup=counted)
+        with pytest.raises(BadRequest, match="(?i)not modified"):
+            await bot.edit_message_reply_markup(77, sent.message_id, reply_markup=counted)
+        removed = await bot.edit_message_reply_markup(77, sent.message_id)
+        with pytest.raises(BadRequest, match="(?i)message to edit not found"):
+            await bot.edit_message_reply_markup(77, 9999, reply_markup=counted)
+        return edited, removed
+
+    edited, removed = run_with_bot(fake, action)
+    assert edited.text == "Alert" and edited.reply_markup.inline_keyboard[0][0].text == "👍 1"
+    assert removed.reply_markup is None
+    assert [e["method"] for e in fake.edited] == ["editMessageReplyMarkup"] * 2
