@@ -16,7 +16,8 @@ Who may do what (the rules and their guards are in `alerts.permissions`):
     for the persons listed in `telegram.admins` (`@admin_command`).
   * In groups, only the group's administrators change what the group receives
     (`@settings_change`), unless `telegram.group_settings: everyone`; what only reads
-    (/help, /topics, /latest, /search, /trend, /status, /settings, /watches) is open.
+    (/help, /topics, /latest, /search, /trend, /status, /settings, /watches, /feedback) is open,
+    and so are the 👍/👎 buttons under alerts (`alerts.feedback_commands`: one vote per person).
   * A plain message in a private chat gets a pointer to /help; in groups it is ignored.
   * Commands work in private chats, groups, forum topics (alerts go to the topic where
     /start was sent) and channels (posted as the bot's administrator). Replies in a group
@@ -72,6 +73,8 @@ from alerts.chat_settings import (
     parse_quiet,
 )
 from alerts.config import NewswatchConfig
+from alerts.feedback import VOTE_PREFIX, Votes
+from alerts.feedback_commands import FeedbackCommands
 from alerts.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag, plural, safe_url, stamp
 from alerts.history import History, search_words
 from alerts.outbox import Outbox
@@ -105,6 +108,7 @@ MENU = [
     ("search", "Search stored stories: /search Hanoi summit"),
     ("trend", "Chart of matched stories per day: /trend [topic] [days]"),
     ("status", "Sources, last fetch and alert queue"),
+    ("feedback", "Votes on alerts here and the precision they imply"),
     ("watch", "Watch your own words: /watch Hanoi summit"),
     ("watches", "List this chat's watches"),
     ("unwatch", "Remove a watch: /unwatch 1"),
@@ -131,6 +135,7 @@ NOT_STARTED = "This chat has no subscriptions yet: send /start first."
 class BotCommands:
     def __init__(self, *, config: NewswatchConfig, subscriptions: Subscriptions, watches: Watches,
                  history: History, runtime_sources: RuntimeSources, clock: Clock, outbox: Outbox | None = None,
+                 votes: Votes | None = None,
                  on_sources_changed: Callable[[list[SourceConfig]], None] | None = None,
                  on_queued: Callable[[], None] = lambda: None) -> None:
         self.subscriptions = subscriptions
@@ -139,6 +144,8 @@ class BotCommands:
         self.runtime_sources = runtime_sources
         self.clock = clock
         self.outbox = outbox
+        self.votes = votes
+        self.feedback = FeedbackCommands(votes, outbox, clock) if votes is not None and outbox is not None else None
         self.on_sources_changed = on_sources_changed
         self.on_queued = on_queued  # wakes delivery after a broadcast was queued in the outbox
         self.permissions = Permissions(config.telegram, clock)
@@ -167,9 +174,13 @@ class BotCommands:
             "sources": self.sources, "addsource": self.add_source, "disablesource": self.disable_source,
             "enablesource": self.enable_source, "broadcast": self.broadcast,
         }
+        if self.feedback is not None:
+            commands["feedback"] = self.feedback.show
         for name, handler in commands.items():
             application.add_handler(CommandHandler(name, handler, filters=only_new))
         application.add_handler(CallbackQueryHandler(self.on_topic_button, pattern=f"^{TOPIC_BUTTON}"))
+        if self.feedback is not None:
+            application.add_handler(CallbackQueryHandler(self.feedback.on_vote, pattern=f"^{VOTE_PREFIX}"))
         application.add_handler(ChatMemberHandler(self.on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE & only_new, self.unknown))
@@ -239,6 +250,8 @@ class BotCommands:
         self.subscriptions.migrate(old, new)
         if self.outbox is not None:
             self.outbox.migrate_chat(old, new)
+        if self.votes is not None:
+            self.votes.migrate_chat(old, new)
         log.info("chat %s: upgraded to supergroup %s; moved with its settings", old, new)
 
     async def refuse(self, update: Update, text: str) -> None:
@@ -909,6 +922,7 @@ def help_text(*, admin: bool = False, group_admins_only: bool = True) -> str:
         "/search <i>words</i> — search the stored stories",
         "/trend [<i>topic</i>] [<i>days</i>] — a chart of matched stories per day",
         "/status — sources, last fetch and the alert queue",
+        "/feedback — the 👍/👎 given under alerts here, and the precision they imply per topic",
         "",
         "<b>Your own watches</b> (alerts for this chat only)",
         "/watch <i>rule</i> — e.g. <code>/watch Hanoi summit</code> or <code>/watch 개성공단</code>",

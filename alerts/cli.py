@@ -1,4 +1,4 @@
-"""The `newswatch` command: run, crawl, check-config, explain, eval, stats, export, doctor.
+"""The `newswatch` command: run, crawl, check-config, explain, eval, stats, export, feedback, doctor.
 
 Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
 json), Scrapy's and httpx's chatter kept out, and the bot token and the credentials of any URL
@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   newswatch stats                             sources' health, stories per topic per day, outbox
   newswatch export --since 7d --format csv    matched stories of the last week
   newswatch doctor                            check config, database, sources and bot token
+  newswatch feedback export -o votes.jsonl    votes under alerts as labels for newswatch eval
 """
 
 
@@ -143,6 +144,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.output:
             out.close()
     log.info("exported %s%s", plural(count, "matched story"), f" to {args.output}" if args.output else "")
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """Write the votes given under alerts as labelled stories, as `newswatch eval` reads them."""
+    from alerts.feedback import Votes, export_labels
+
+    config = _config(args)
+    if not config.database_path.exists():
+        print(f"newswatch feedback export: {config.database_path}: no database yet", file=sys.stderr)
+        return 2
+    conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = export_labels(Votes(conn, create=False), out, chat_id=args.chat, topics=config.topics)
+    except OSError as exc:
+        print(f"newswatch feedback export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    chat = f" of chat {args.chat}" if args.chat is not None else ""
+    log.info("exported %s%s to %s", plural(count, "voted story"), chat, args.output)
     return 0
 
 
@@ -295,6 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="store_true", help="include each story's text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("feedback", help="the votes given under alerts in Telegram",
+                       description="Work with the 👍/👎 votes chats gave under alerts.")
+    feedback = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = feedback.add_parser("export", parents=[common], help="write the votes as labelled stories for newswatch eval",
+                            epilog="examples:\n  newswatch feedback export -o votes.jsonl && newswatch eval votes.jsonl\n"
+                                   "  newswatch feedback export --chat -1001234567 -o desk.jsonl",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="One JSON object per voted story (id, title, text, lang, ...) with a 0/1 field\n"
+                                        "per topic the alert carried: 👍 labels them 1, 👎 labels them 0. When several\n"
+                                        "people voted, the majority decides each topic; a tie leaves it out.")
+    p.add_argument("--chat", type=int, metavar="ID", help="only this chat's votes (default: every chat's)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the labels file to write")
+    p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("doctor", parents=[common], help="check config, database, sources and bot token; say what is wrong",
                        epilog="examples:\n  newswatch doctor\n  newswatch doctor -c /etc/newswatch/newswatch.yaml --timeout 5",
                        formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from alerts.bot import BotCommands
 from alerts.config import ConfigError, NewswatchConfig, address_policy, load_config
 from alerts.dispatch import Dispatcher, DispatchSummary
+from alerts.feedback import Votes
 from alerts.format import plural
 from alerts.heartbeat import Heartbeat
 from alerts.history import History
@@ -76,6 +77,7 @@ class Daemon:
         self.store = StoryStore(self.conn)
         self.subscriptions = Subscriptions(self.conn)
         self.outbox = Outbox(self.conn)
+        self.votes = Votes(self.conn)
         self.matcher = Matcher(config.topics)
         self.watches = Watches(self.conn, max_per_chat=config.telegram.max_watches_per_chat,
                                max_watches=config.telegram.max_watches)
@@ -261,7 +263,8 @@ class Daemon:
             self.commands = BotCommands(
                 config=self.config, subscriptions=self.subscriptions, watches=self.watches,
                 history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
-                outbox=self.outbox, on_sources_changed=self._apply_sources, on_queued=self._wake_notifier,
+                outbox=self.outbox, votes=self.votes, on_sources_changed=self._apply_sources,
+                on_queued=self._wake_notifier,
             )
             self.commands.install(app)
         await app.initialize()

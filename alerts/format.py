@@ -76,6 +76,7 @@ class AlertView:
     terms: tuple[str, ...] = ()
     summary: str = ""
     also_reported_by: tuple[str, ...] = ()
+    outbox_id: int | None = None  # the outbox row it is sent for: its vote buttons name it
 
     def __post_init__(self) -> None:
         if self.published.tzinfo is None or self.published.utcoffset() is None:

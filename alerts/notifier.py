@@ -331,6 +331,7 @@ class Notifier:
                     title=story.title, url=story.url, source=story.source, published=story.published,
                     topics=item.topics, terms=item.terms, summary=story.text,
                     also_reported_by=tuple(self.clusters.other_sources(item.story_id)) if self.clusters else (),
+                    outbox_id=item.id,
                 )
                 render_console(view, tz=zone("UTC"))  # every field can be shown
                 return view

@@ -165,6 +165,10 @@ class Outbox:
             outcomes.append(BroadcastOutcome(notice_id, report_to, counts, problems))
         return outcomes
 
+    def get(self, item_id: int) -> OutboxItem | None:
+        row = self.conn.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        return _item(row) if row else None
+
     # -- delivering -----------------------------------------------------------------------------
     def due_heads(self, now: datetime, limit: int = 200) -> list[OutboxItem]:
         """The oldest pending item of each chat's queues (alerts, notices), for those due now."""

@@ -22,12 +22,13 @@ from zoneinfo import ZoneInfo
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")  # retry_after as a timedelta, without deprecation noise
 
-from telegram import LinkPreviewOptions
+from telegram import InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from alerts.config import TelegramConfig
+from alerts.feedback_commands import vote_keyboard
 from alerts.format import AlertView, render_alert, render_alert_plain, render_digest, render_notice
 from alerts.notifier import ChatGone, ChatMoved, Rejected, RetryLater
 from crawler.clock import Clock
@@ -176,7 +177,8 @@ class TelegramLink:
 
 
 class TelegramSink:
-    """Sends alerts and notices with the Application's bot; HTML first, plain text if the markup is refused."""
+    """Sends alerts and notices with the Application's bot; HTML first, plain text if the markup is refused.
+    A single alert carries the 👍/👎 vote buttons (on the plain-text fallback too); digests and notices do not."""
 
     def __init__(self, application: Application, link: TelegramLink | None = None) -> None:
         self.bot = application.bot
@@ -188,7 +190,9 @@ class TelegramSink:
         return self.link is None or self.link.available
 
     async def send(self, chat_id: int, thread_id: int | None, view: AlertView, tz: ZoneInfo) -> int | None:
-        return await self._send(chat_id, thread_id, render_alert(view, tz=tz), lambda: render_alert_plain(view, tz=tz))
+        markup = vote_keyboard(view.outbox_id) if view.outbox_id is not None else None
+        return await self._send(chat_id, thread_id, render_alert(view, tz=tz), lambda: render_alert_plain(view, tz=tz),
+                                markup)
 
     async def send_digest(self, chat_id: int, thread_id: int | None, views: list[AlertView], tz: ZoneInfo,
                           title: str) -> int | None:
@@ -200,12 +204,13 @@ class TelegramSink:
     async def send_notice(self, chat_id: int, thread_id: int | None, text: str) -> int | None:
         return await self._send(chat_id, thread_id, render_notice(text), lambda: text)
 
-    async def _send(self, chat_id: int, thread_id: int | None, html_text: str, plain: Callable[[], str]) -> int:
+    async def _send(self, chat_id: int, thread_id: int | None, html_text: str, plain: Callable[[], str],
+                    markup: InlineKeyboardMarkup | None = None) -> int:
         try:
             try:
                 message = await self.bot.send_message(
                     chat_id=chat_id, text=html_text, parse_mode=ParseMode.HTML, message_thread_id=thread_id,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True), reply_markup=markup,
                 )
             except BadRequest as exc:
                 if "parse entities" not in str(exc).lower():
@@ -213,7 +218,7 @@ class TelegramSink:
                 log.warning("chat %s: HTML refused (%s); sending plain text", chat_id, exc)
                 message = await self.bot.send_message(
                     chat_id=chat_id, text=plain(), message_thread_id=thread_id,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True), reply_markup=markup,
                 )
         except RetryAfter as exc:
             raise RetryLater(_seconds(exc.retry_after), f"Telegram flood control: retry after {exc.retry_after}",

@@ -1,0 +1,166 @@
+"""Votes on alerts: the 👍/👎 buttons under each alert, what they imply, and labels made of them.
+
+Every single alert sent to Telegram carries two buttons whose callback data names its outbox
+row (`vote:+:<id>`, `vote:-:<id>`). A tap stores one vote per (chat, story, user) in `votes`,
+with the topics the alert carried and the time; a later tap by the same user replaces it. In
+a group everyone may vote, once each. `Votes.summary()` gives, per topic, the 👍 and 👎 a chat
+gave and the precision they imply, 👍/(👍+👎); `/feedback` shows it.
+
+`Votes.labels()` turns the votes into labelled stories in the format `newswatch eval` reads
+(see `alerts.evaluation`): a 👍 says the alert's topics were right (label 1), a 👎 that they
+were wrong (label 0). When several people voted on a story, the majority decides each topic;
+a tie leaves the topic unlabelled, and a story left with no label is not written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from crawler.store import db_time, transaction
+
+UP, DOWN = 1, -1
+VOTE_PREFIX = "vote:"
+SIGNS = {"+": UP, "-": DOWN}
+RECENT_DOWN = 5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS votes (
+    chat_id   INTEGER NOT NULL,
+    story_id  TEXT NOT NULL,
+    user_id   INTEGER NOT NULL,
+    vote      INTEGER NOT NULL CHECK (vote IN (1, -1)),
+    topics    TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    UNIQUE (chat_id, story_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS votes_story ON votes(story_id);
+"""
+
+
+@dataclass(frozen=True)
+class TopicFeedback:
+    """A chat's votes on the alerts of one topic."""
+    topic: str
+    up: int
+    down: int
+
+    @property
+    def precision(self) -> float | None:
+        total = self.up + self.down
+        return self.up / total if total else None
+
+
+def vote_data(sign: int, outbox_id: int) -> str:
+    """The callback data of a vote button (at most 64 bytes: an outbox id is a number)."""
+    return f"{VOTE_PREFIX}{'+' if sign == UP else '-'}:{outbox_id}"
+
+
+def parse_vote_data(data: str) -> tuple[int, int] | None:
+    """(vote, outbox id) from a button's callback data; None when it is not a vote button."""
+    parts = data.split(":")
+    if len(parts) != 3 or f"{parts[0]}:" != VOTE_PREFIX or parts[1] not in SIGNS or not parts[2].isdigit():
+        return None
+    return SIGNS[parts[1]], int(parts[2])
+
+
+class Votes:
+    """The `votes` table: one row per (chat, story, user)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
+        self.conn = conn
+        if create:  # False: a read-only connection, on a database that may predate votes
+            conn.executescript(_SCHEMA)
+        self.stored = create or bool(conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'votes'").fetchone())
+
+    def record(self, chat_id: int, story_id: str, user_id: int, vote: int, topics: Iterable[str],
+               at: datetime) -> int | None:
+        """Store the user's vote on the story in this chat, replacing an earlier one; return the
+        earlier vote (None when there was none)."""
+        if vote not in (UP, DOWN):
+            raise ValueError(f"a vote is {UP} or {DOWN}, not {vote!r}")
+        with transaction(self.conn) as conn:
+            row = conn.execute("SELECT vote FROM votes WHERE chat_id = ? AND story_id = ? AND user_id = ?",
+                               (chat_id, story_id, user_id)).fetchone()
+            conn.execute(
+                "INSERT INTO votes (chat_id, story_id, user_id, vote, topics, at) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (chat_id, story_id, user_id) DO UPDATE SET vote = excluded.vote,"
+                " topics = excluded.topics, at = excluded.at",
+                (chat_id, story_id, user_id, vote, json.dumps(list(topics), ensure_ascii=False), db_time(at)),
+            )
+        return row[0] if row else None
+
+    def counts(self, chat_id: int, story_id: str) -> tuple[int, int]:
+        """(👍, 👎) on one story in one chat."""
+        up, down = self.conn.execute(
+            "SELECT COALESCE(SUM(vote = 1), 0), COALESCE(SUM(vote = -1), 0) FROM votes"
+            " WHERE chat_id = ? AND story_id = ?", (chat_id, story_id)).fetchone()
+        return up, down
+
+    def summary(self, chat_id: int) -> list[TopicFeedback]:
+        """Per topic the chat's alerts carried: its 👍 and 👎 (one per user and story)."""
+        tally: dict[str, list[int]] = {}
+        for topics, vote in self.conn.execute("SELECT topics, vote FROM votes WHERE chat_id = ?", (chat_id,)):
+            for topic in json.loads(topics):
+                counts = tally.setdefault(topic, [0, 0])
+                counts[0 if vote == UP else 1] += 1
+        return [TopicFeedback(t, up, down) for t, (up, down) in sorted(tally.items())]
+
+    def recent_down(self, chat_id: int, limit: int = RECENT_DOWN) -> list[str]:
+        """Titles of the stories most recently marked 👎 in the chat (newest first)."""
+        rows = self.conn.execute(
+            "SELECT s.title, MAX(v.at) AS last FROM votes v JOIN stories s ON s.id = v.story_id"
+            " WHERE v.chat_id = ? AND v.vote = -1 GROUP BY v.story_id ORDER BY last DESC LIMIT ?",
+            (chat_id, limit)).fetchall()
+        return [row[0] for row in rows]
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup: its votes move with it."""
+        self.conn.execute("UPDATE OR IGNORE votes SET chat_id = ? WHERE chat_id = ?", (new_id, old_id))
+
+    def labels(self, chat_id: int | None = None, topics: Iterable[str] | None = None) -> Iterator[dict]:
+        """One labelled story per voted story still stored (of one chat, or of all), oldest vote
+        first, as `newswatch eval` reads them; `topics`, when given, limits the labels to those."""
+        if not self.stored:
+            return
+        wanted = set(topics) if topics is not None else None
+        where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
+        rows = self.conn.execute(
+            "SELECT v.story_id, v.user_id, v.vote, v.topics, s.title, s.text, s.language, s.source, s.published,"
+            f" s.url FROM votes v JOIN stories s ON s.id = v.story_id {where} ORDER BY v.at, v.rowid", args)
+        # one vote per person and story: the latest, when the same person voted in several chats
+        latest = {(row["story_id"], row["user_id"]): row for row in rows}
+        stories: dict[str, dict] = {}
+        tallies: dict[str, dict[str, int]] = {}
+        for row in latest.values():
+            story_id = row["story_id"]
+            stories.setdefault(story_id, _label_row(row))
+            tally = tallies.setdefault(story_id, {})
+            for topic in json.loads(row["topics"]):
+                if wanted is None or topic in wanted:
+                    tally[topic] = tally.get(topic, 0) + row["vote"]
+        for story_id, story in stories.items():
+            decided = {t: 1 if total > 0 else 0 for t, total in tallies[story_id].items() if total}
+            if decided:
+                yield {**story, **decided}
+
+
+def _label_row(row: sqlite3.Row) -> dict:
+    return {"id": row["story_id"], "origin": row["source"], "key": row["url"], "lang": row["language"],
+            "title": row["title"], "text": row["text"], "published": row["published"], "unsure": False}
+
+
+
+def export_labels(votes: Votes, out: TextIO, *, chat_id: int | None = None,
+                  topics: Iterable[str] | None = None) -> int:
+    """Write `votes.labels(...)` as JSON Lines to `out`; return how many stories were written."""
+    count = 0
+    for row in votes.labels(chat_id, topics):
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        count += 1
+    return count
