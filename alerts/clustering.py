@@ -30,8 +30,8 @@ compared on their titles: the same event when the titles' shingle sets overlap b
 Candidates are found without comparing a story with every recent one: a `Sketch` carries
 locality-sensitive keys (MinHash banding of the body's shingles, and of the title's, plus one
 key for the exact title), and only stories that share a key are compared. The keys are ints
-kept in SQLite (`alerts.story_clusters`), so the look-up costs the same at a thousand or a
-hundred thousand recent stories. `match_cluster` ranks those candidates inside the time window
+kept in SQLite (`alerts.story_clusters`), so the look-up does not compare a story with every
+recent one. `match_cluster` ranks those candidates inside the time window
 and returns the best matching cluster.
 
 Pure: no I/O, no clock; shingles are hashed with XXH3 (64 bits, unseeded) and the MinHash
@@ -84,11 +84,10 @@ def clean_title(title: str) -> str:
 def _own_text(title: str, text: str) -> str:
     """The text, or "" when it only repeats the title (an aggregator's link-only description,
     such as "TITLE  Reuters")."""
-    words = _TOKEN.findall(text)
-    if len(words) > len(_TOKEN.findall(title)) + 2 * _LINK_ONLY_WORDS:
+    words, title_words = _TOKEN.findall(text), _TOKEN.findall(title)
+    if len(words) > len(title_words) + 2 * _LINK_ONLY_WORDS:
         return text
-    extra = set(words) - set(_TOKEN.findall(title))
-    return "" if len(extra) <= _LINK_ONLY_WORDS else text
+    return "" if len(set(words) - set(title_words)) <= _LINK_ONLY_WORDS else text
 
 
 def _shingles_of(text: str, out: set[str]) -> set[str]:
@@ -124,11 +123,6 @@ def _story_shingles(title: str, text: str, lead: int) -> tuple[set[str], set[str
     head = normalize(clean_title(title))
     body = _own_text(head, normalize(text[: lead * 2])[:lead])
     return _shingles_of(f"{head}\n{body}", set()), _shingles_of(head, set())
-
-
-def title_shingles(title: str) -> set[str]:
-    """The shingles of the headline alone (without an outlet's name)."""
-    return _shingles_of(normalize(clean_title(title)), set())
 
 
 def _hash(shingle: str) -> int:
@@ -215,11 +209,17 @@ class StoryClusterer:
         """The body rule (`same_event`); and, when either story is short or title-only (its text
         adds fewer than `min_shingles` shingles to its title's), the title rule: their
         headlines share `title_jaccard` of their shingles."""
-        if self.same_event(a.signature, b.signature):
-            return True
-        if not (self._thin(a) or self._thin(b)):
-            return False
-        return self.title_similarity(a.title, b.title) >= self.title_jaccard
+        return self._judge(a, b) is not None
+
+    def _judge(self, a: Sketch, b: Sketch) -> tuple[float, float] | None:
+        """How alike two stories are, (Jaccard + containment, the titles' Jaccard), when they
+        are the same story by `same_story`'s rules; None when they are not."""
+        jaccard, containment, samples = self._compare(a.signature, b.signature)
+        titles = self.title_similarity(a.title, b.title)
+        if self._body_rule(jaccard, containment, samples, a.signature, b.signature) or (
+                (self._thin(a) or self._thin(b)) and titles >= self.title_jaccard):
+            return jaccard + containment, titles
+        return None
 
     def _thin(self, sketch: Sketch) -> bool:
         """A short or title-only story: its text adds fewer than `min_shingles` to its title's."""
@@ -286,7 +286,9 @@ class StoryClusterer:
 
     def same_event(self, sig_a: bytes, sig_b: bytes) -> bool:
         """True when the two stories are copies or versions of one report."""
-        jaccard, containment, samples = self._compare(sig_a, sig_b)
+        return self._body_rule(*self._compare(sig_a, sig_b), sig_a, sig_b)
+
+    def _body_rule(self, jaccard: float, containment: float, samples: int, sig_a: bytes, sig_b: bytes) -> bool:
         if jaccard >= self.jaccard:
             return True
         count_a, _ = self._unpack(sig_a)
@@ -310,12 +312,9 @@ class StoryClusterer:
         for cluster_id, other, when in candidates:
             if abs(published - when) > self.window:
                 continue
-            if not self.same_story(sketch, other):
-                continue
-            jaccard, containment = self.similarity(sketch.signature, other.signature)
-            rank = (jaccard + containment, self.title_similarity(sketch.title, other.title), cluster_id)
-            if best is None or rank[:2] > best[:2]:
-                best = rank
+            likeness = self._judge(sketch, other)
+            if likeness is not None and (best is None or likeness > best[:2]):
+                best = (*likeness, cluster_id)
         return None if best is None else best[2]
 
 
