@@ -2,7 +2,7 @@
 
 Only stories that alert (or could alert a chat) are indexed. Each indexed story's look-up
 keys (`alerts.clustering.Sketch.keys`) go into `cluster_keys`, so the candidates of a new story
-are found by an index look-up of its keys, whatever the number of recent stories; keys older
+are found by index look-ups of its keys, never by comparing it with every recent story; keys older
 than twice the clusterer's window are purged. A story that joins an existing cluster alerts
 only the chats that have not had an alert from that cluster, and the cluster's other outlets
 are shown as "also reported by" on alerts not yet sent.
