@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from crawler.store import db_time, transaction
+from crawler.store import add_missing_columns, db_time, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS matches (
@@ -101,11 +101,8 @@ class Outbox:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         conn.executescript(_SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-        if "kind" not in columns:  # a database of an earlier release: alerts only
-            conn.execute("ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'")
-        if "notice_id" not in columns:
-            conn.execute("ALTER TABLE outbox ADD COLUMN notice_id INTEGER")
+        # a database of an earlier release holds alerts only
+        add_missing_columns(conn, "outbox", {"kind": "TEXT NOT NULL DEFAULT 'alert'", "notice_id": "INTEGER"})
         conn.executescript(_INDEXES)
 
     # -- writing decisions (called inside the dispatcher's transaction) -----------------------

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from alerts.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY
 from crawler.sources import SourceConfig, parse_duration
-from crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore
+from crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore, table_columns
 from crawler.urls import redact_url
 
 STALE_AFTER_INTERVALS = 3
@@ -122,7 +122,7 @@ def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now
         if day in stories_per_day:
             stories_per_day[day] = count
     held_per_day: dict[str, dict[str, int]] = {}
-    if "held" in {row[1] for row in conn.execute("PRAGMA table_info(stories)")}:  # not before the daemon upgraded it
+    if "held" in table_columns(conn, "stories"):  # not before the daemon upgraded it
         for reason, day, count in conn.execute(
             "SELECT held, substr(fetched, 1, 10), COUNT(*) FROM stories WHERE held != '' AND fetched >= ? GROUP BY 1, 2",
             (since,),

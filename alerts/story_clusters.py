@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from alerts.clustering import Sketch, StoryClusterer
-from crawler.store import db_time
+from crawler.store import add_missing_columns, db_time
 
 MAX_STORIES = 64  # stories looked at for a new one: those sharing most look-up keys with it
 MAX_CANDIDATES = 16  # clusters compared with a new story: those whose stories share most keys with it
@@ -44,9 +44,7 @@ class StoryClusters:
         self.conn = conn
         self._forgotten_until: str | None = None
         conn.executescript(_SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(story_clusters)")}
-        if "title" not in columns:  # a database of an earlier release
-            conn.execute("ALTER TABLE story_clusters ADD COLUMN title BLOB NOT NULL DEFAULT x'00000000'")
+        add_missing_columns(conn, "story_clusters", {"title": "BLOB NOT NULL DEFAULT x'00000000'"})
 
     def candidates(self, keys: Iterable[int], since: datetime) -> list[tuple[str, Sketch, datetime]]:
         """(cluster_id, sketch, seen) of the clusters with a story seen since `since` that shares

@@ -138,16 +138,26 @@ def check_database_file(path: Path) -> None:
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Columns and indexes changed since the first release, for a database written by an earlier
     one (nothing is written when there is nothing to change: a read-only file still opens)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
-    if "held" not in columns:
-        conn.execute("ALTER TABLE stories ADD COLUMN held TEXT NOT NULL DEFAULT ''")
-    if "from_page" not in columns:
-        conn.execute("ALTER TABLE stories ADD COLUMN from_page INTEGER NOT NULL DEFAULT 0")
+    add_missing_columns(conn, "stories", {"held": "TEXT NOT NULL DEFAULT ''",
+                                          "from_page": "INTEGER NOT NULL DEFAULT 0"})
     conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
     # a canonical URL was unique across sources, so the first source to claim one kept every
     # other source's story out; it is unique per source now (stories_source_url)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'stories_url'").fetchone():
         conn.execute("DROP INDEX stories_url")
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add those of `columns` (name -> declaration) that `table` of an earlier release lacks;
+    nothing is written when none is missing."""
+    have = table_columns(conn, table)
+    for name, declaration in columns.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
 class InstanceLock:
