@@ -16,6 +16,7 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY newswatch ./newswatch
 COPY alerts ./alerts
 COPY crawler ./crawler
 COPY config ./config

@@ -24,12 +24,12 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from alerts.service_config import HttpConfig
-from alerts.topics import TopicConfig
-from alerts.watches import MAX_PER_CHAT, MAX_WATCHES
-from crawler.addresses import AddressPolicy
-from crawler.sources import CrawlerConfig, Duration, SourceConfig, StorageConfig
-from crawler.urls import redact_url
+from newswatch.alerts.service_config import HttpConfig
+from newswatch.alerts.match.topics import TopicConfig
+from newswatch.alerts.match.watches import MAX_PER_CHAT, MAX_WATCHES
+from newswatch.crawler.fetch.addresses import AddressPolicy
+from newswatch.crawler.sources import CrawlerConfig, Duration, SourceConfig, StorageConfig
+from newswatch.crawler.urls import redact_url
 
 TOKEN_ENV = "NEWSWATCH_TELEGRAM_TOKEN"
 TOKEN_FILE_ENV = "NEWSWATCH_TELEGRAM_TOKEN_FILE"
@@ -206,10 +206,10 @@ def load_config(path: str | Path | None = None) -> NewswatchConfig:
 
 
 def _builtin_config_text() -> str:
-    """The shipped newswatch.yaml, installed as the `newswatch_config` package (a namespace
+    """The shipped newswatch.yaml, installed as the `newswatch.config` package (a namespace
     package: in an editable install its path also holds the installer's import hook, which
     `importlib.resources` cannot read, so the folders on its path are searched directly)."""
-    spec = importlib.util.find_spec("newswatch_config")
+    spec = importlib.util.find_spec("newswatch.config")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(folder) / "newswatch.yaml"
         if candidate.is_file():
@@ -435,7 +435,7 @@ def telegram_token(environ: os._Environ[str] | dict[str, str] | None = None) -> 
 
 
 def address_policy(config: NewswatchConfig) -> AddressPolicy:
-    """The address policy the config asks for (see `crawler.addresses`)."""
+    """The address policy the config asks for (see `newswatch.crawler.fetch.addresses`)."""
     return AddressPolicy(allowed_networks=tuple(config.telegram.allow_private_source_networks),
                          restrict_config_sources=config.crawler.restrict_private_addresses)
 

@@ -12,12 +12,12 @@ shards are recompiled when a watch is added or removed; the daemon has them comp
 worker thread before each step); a watch queues an alert for its own chat only, merged with
 that chat's topic hits into one alert.
 
-A story stored as held (`crawler.store`: published before its source's `alert_max_age`, or
+A story stored as held (`newswatch.crawler.store`: published before its source's `alert_max_age`, or
 undated on its source's first fetch) has its matches recorded, so that /latest, stats and
 export show it, but alerts no chat.
 
 A story that would alert somebody is first compared with the recent alerting stories
-(`alerts.clustering`): when it reports the same event as one of them, it alerts only the
+(`newswatch.alerts.match.clustering`): when it reports the same event as one of them, it alerts only the
 chats that have had nothing from that event, and shows up as "also reported by" instead.
 """
 
@@ -26,14 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from alerts.clustering import StoryClusterer
-from alerts.matcher import Matcher, TopicScore
-from alerts.story_clusters import StoryClusters, join_cluster
-from alerts.outbox import Outbox
-from alerts.subscriptions import CONSOLE_CHAT, Subscriptions
-from alerts.watches import Watch, Watches
-from crawler.clock import Clock
-from crawler.store import StoryStore, transaction
+from newswatch.alerts.match.clustering import StoryClusterer
+from newswatch.alerts.match.matcher import Matcher, TopicScore
+from newswatch.alerts.story_clusters import StoryClusters, join_cluster
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.subscriptions import CONSOLE_CHAT, Subscriptions
+from newswatch.alerts.match.watches import Watch, Watches
+from newswatch.crawler.clock import Clock
+from newswatch.crawler.store import StoryStore, transaction
 
 log = logging.getLogger("newswatch.dispatch")
 

@@ -7,7 +7,7 @@ a group everyone may vote, once each. `Votes.summary()` gives, per topic, the �
 gave and the precision they imply, 👍/(👍+👎); `/feedback` shows it.
 
 `Votes.labels()` turns the votes into labelled stories in the format `newswatch eval` reads
-(see `alerts.evaluation`): a 👍 says the alert's topics were right (label 1), a 👎 that they
+(see `newswatch.alerts.match.evaluation`): a 👍 says the alert's topics were right (label 1), a 👎 that they
 were wrong (label 0). When several people voted on a story, the majority decides each topic;
 a tie leaves the topic unlabelled, and a story left with no label is not written.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from crawler.store import db_time, transaction
+from newswatch.crawler.store import db_time, transaction
 
 UP, DOWN = 1, -1
 VOTE_PREFIX = "vote:"

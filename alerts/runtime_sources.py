@@ -10,7 +10,7 @@ interval), and its host must not resolve to a loopback, private, link-local, mul
 otherwise reserved address, so that a chat cannot make the daemon probe its own machine or
 network. Networks listed in `telegram.allow_private_source_networks` are exempt (a feed
 server on the intranet, or tests on 127.0.0.1). This check is the admin's early answer; the
-same policy (`crawler.addresses`) is enforced again on every fetch, when it connects.
+same policy (`newswatch.crawler.fetch.addresses`) is enforced again on every fetch, when it connects.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver
 from pydantic import ValidationError
 
-from crawler.addresses import IPAddress, IPNetwork, AddressPolicy, forbidden_kind, resolve_addresses
-from crawler.sources import SourceConfig
+from newswatch.crawler.fetch.addresses import IPAddress, IPNetwork, AddressPolicy, forbidden_kind, resolve_addresses
+from newswatch.crawler.sources import SourceConfig
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runtime_sources (

@@ -16,7 +16,7 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crawler.sources import Duration
+from newswatch.crawler.sources import Duration
 
 DEFAULT_PORT = 9108
 DEFAULT_STUCK_AFTER = 120

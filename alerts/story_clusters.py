@@ -1,7 +1,7 @@
 """Which alerting stories report the same event: sketches and cluster membership in SQLite.
 
 Only stories that alert (or could alert a chat) are indexed. Each indexed story's look-up
-keys (`alerts.clustering.Sketch.keys`) go into `cluster_keys`, so the candidates of a new story
+keys (`newswatch.alerts.match.clustering.Sketch.keys`) go into `cluster_keys`, so the candidates of a new story
 are found by index look-ups of its keys, never by comparing it with every recent story; keys older
 than twice the clusterer's window are purged. A story that joins an existing cluster alerts
 only the chats that have not had an alert from that cluster, and the cluster's other outlets
@@ -14,8 +14,8 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 
-from alerts.clustering import Sketch, StoryClusterer
-from crawler.store import add_missing_columns, db_time
+from newswatch.alerts.match.clustering import Sketch, StoryClusterer
+from newswatch.crawler.store import add_missing_columns, db_time
 
 MAX_STORIES = 64  # stories looked at for a new one: those sharing most look-up keys with it
 MAX_CANDIDATES = 16  # clusters compared with a new story: those whose stories share most keys with it

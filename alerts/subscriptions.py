@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
-from crawler.store import transaction
+from newswatch.crawler.store import transaction
 
 CONSOLE_CHAT = 0
 _PER_CHAT_TABLES = ("watches",)  # other tables keyed by chat_id, moved along by migrate()

@@ -1,7 +1,7 @@
 """The pieces every benchmark mode shares: the farm process, the fake Bot API, the daemon's
 config and chats, and running the daemon (`crawl --once` or `run`) while measuring it.
 
-The daemon always runs as a user starts it, `python -m alerts.cli ...` in a subprocess, on
+The daemon always runs as a user starts it, `python -m newswatch.cli ...` in a subprocess, on
 a config written here: the shipped topics, one feed source per farm feed, Telegram pointed
 at the fake Bot API (token in the environment), and crawler settings for a farm that is a
 single host (see `crawler_settings`).
@@ -146,9 +146,9 @@ def write_config(work: Path, farm_base: str, feeds: int, *, api_url: str, interv
 
 def subscribe_chats(config_path: Path, chats: int) -> list[int]:
     """Chats subscribed to every topic, as /start would leave them."""
-    from alerts.config import load_config
-    from alerts.subscriptions import Subscriptions
-    from crawler.store import open_database
+    from newswatch.alerts.config import load_config
+    from newswatch.alerts.subscriptions import Subscriptions
+    from newswatch.crawler.store import open_database
 
     config = load_config(config_path)
     conn = open_database(config.database_path)
@@ -226,7 +226,7 @@ def crawl_once(config: Path, token: str, log_dir: Path, label: str, timeout: flo
     with ChildCPU() as usage:
         started = time.perf_counter()
         env = {"NEWSWATCH_TELEGRAM_TOKEN": token}
-        proc = subprocess.Popen([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+        proc = subprocess.Popen([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                                 cwd=ROOT, env=_env(env), stdout=out, stderr=err)
         sampler = TreeSampler(proc.pid, interval=0.1).start()
         try:
@@ -271,7 +271,7 @@ class DaemonRun:
         self.out = open(self.log_dir / f"{self.label}.out", "w")
         self.err = open(self.log_dir / f"{self.label}.err", "w")
         env = {"NEWSWATCH_TELEGRAM_TOKEN": self.token}
-        module = ["-m", "alerts.cli"]
+        module = ["-m", "newswatch.cli"]
         if self.probe is not None:
             module = ["-m", "bench.probe"]
             env["BENCH_PROBE_FILE"] = str(self.probe)

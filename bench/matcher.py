@@ -15,7 +15,7 @@ from bench.harness import ROOT, markdown
 
 
 def main(args) -> int:
-    from alerts.matcher import Matcher
+    from newswatch.alerts.match.matcher import Matcher
     from bench.matcher_bench import (
         STORY_CHARS,
         extra_topic,

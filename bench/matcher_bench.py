@@ -7,7 +7,7 @@
 `--against` loads the matcher module of another revision (for instance from
 `git worktree add /tmp/old REV`) and times it against this one on the same stories and topics,
 alternating the two in one process, best of `--rounds`. That module imports this revision's
-`alerts.topics` (normalisation and term syntax); `--instructions` runs each revision whole.
+`newswatch.alerts.match.topics` (normalisation and term syntax); `--instructions` runs each revision whole.
 
 `--instructions` counts the CPU instructions per story instead of timing (valgrind's
 callgrind, which must be installed): the count is the same from run to run whatever else the
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from alerts.matcher import Matcher
-from alerts.topics import TopicConfig, normalize, parse_term
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.match.topics import TopicConfig, normalize, parse_term
 
 ROOT = Path(__file__).resolve().parents[1]
 STORY_CHARS = 2000
@@ -215,8 +215,8 @@ def compare(path: Path, shipped: dict[str, TopicConfig], args: argparse.Namespac
 _SCORE_SET = """
 import json, sys, yaml
 sys.path.insert(0, sys.argv[1])
-from alerts.matcher import Matcher
-from alerts.topics import TopicConfig
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.match.topics import TopicConfig
 raw = yaml.safe_load(open(sys.argv[2], encoding="utf-8"))["topics"]
 matcher = Matcher({name: TopicConfig.model_validate(body) for name, body in raw.items()})
 stories = json.load(open(sys.argv[3], encoding="utf-8"))

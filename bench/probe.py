@@ -1,6 +1,6 @@
 """`python -m bench.probe run -c CONFIG`: the newswatch command line, plus a probe of its loop.
 
-Exactly `python -m alerts.cli ...`, except that while the daemon runs, a task in its event
+Exactly `python -m newswatch.cli ...`, except that while the daemon runs, a task in its event
 loop appends a JSON line to `$BENCH_PROBE_FILE` every `$BENCH_PROBE_EVERY` seconds (5):
 the time, how many asyncio tasks exist (`asyncio.all_tasks()`), threads, and open file
 descriptors. Task counts cannot be seen from outside the process; everything else the
@@ -33,7 +33,7 @@ async def _probe(path: str, every: float) -> None:
 
 
 def main() -> int:
-    from alerts import cli, daemon
+    from newswatch import cli, daemon
 
     path = os.environ.get("BENCH_PROBE_FILE")
     every = float(os.environ.get("BENCH_PROBE_EVERY", "5"))

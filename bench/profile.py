@@ -36,7 +36,7 @@ def _function(frame: str) -> str:
 
 STAGES = (
     ("Scrapy's per-response generator check (warn_on_generator_with_return_value)", ("warn_on_generator_with_return_value",)),
-    ("feed parsing (crawler.feeds.parse_feed, feedparser)", ("parse_feed (", "feedparser/")),
+    ("feed parsing (newswatch.crawler.parse.feeds.parse_feed, feedparser)", ("parse_feed (", "feedparser/")),
     ("story store and fetch state (crawler/store.py)", ("(store.py:",)),
     ("matching and dispatch (alerts/dispatch.py, alerts/matcher.py)", ("(dispatch.py:", "(matcher.py:")),
     ("delivery (alerts/notifier.py, alerts/outbox.py)", ("(notifier.py:", "(outbox.py:")),

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.harness import log, markdown, percentile
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 _WORDS = ("markets rose after the central bank held rates steady while officials said the economy would grow "
           "faster than expected this year despite weak exports and a slowdown in construction").split()

@@ -90,10 +90,10 @@ def copy_of(title: str, text: str, rnd: random.Random, outlet: int) -> tuple[str
 def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: bool) -> dict:
     """N recent stories: N / copies distinct real stories, each as `copies` outlets sent it
     (so the copies of one event stay the same at every N, as they do in the news)."""
-    from alerts.clustering import StoryClusterer
-    from alerts.daemon import DISPATCH_STEP
-    from alerts.story_clusters import StoryClusters, join_cluster
-    from crawler.store import open_database, transaction
+    from newswatch.alerts.match.clustering import StoryClusterer
+    from newswatch.daemon import DISPATCH_STEP
+    from newswatch.alerts.story_clusters import StoryClusters, join_cluster
+    from newswatch.crawler.store import open_database, transaction
 
     pool = distinct_texts()
     events = max(1, size // copies)
@@ -216,7 +216,7 @@ def cold_poll(args, work: Path) -> dict:
             sent = len(bot.sent)
         finally:
             bot.stop()
-        from crawler.store import open_database
+        from newswatch.crawler.store import open_database
 
         conn = open_database(work / "newswatch.db")
         stored = conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
@@ -247,7 +247,7 @@ def profile_crawl(config: Path, work: Path, top: int) -> str:
     for stale in work.glob("newswatch.db*"):
         stale.unlink()
     out = work / "cold-poll.prof"
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "alerts.cli", "crawl", "--once",
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "newswatch.cli", "crawl", "--once",
                     "-c", str(config)], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=3600)
     text = tempfile.SpooledTemporaryFile(mode="w+")

@@ -55,10 +55,10 @@ def make_rule(rnd: random.Random) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from alerts.subscriptions import Subscriptions
-    from alerts.watches import Watches
+    from newswatch.alerts.subscriptions import Subscriptions
+    from newswatch.alerts.match.watches import Watches
     from bench.matcher_bench import make_stories
-    from crawler.store import open_database
+    from newswatch.crawler.store import open_database
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rnd = random.Random(args.seed)

@@ -7,8 +7,8 @@ those published longer ago than the source's `alert_max_age`, and undated items 
 first successful fetch, which are a baseline, not news) and `describe_error`, which turns any download
 exception, whichever HTTP client raised it, into one short, precise line, by its class (aiohttp's,
 Scrapy's, Twisted's, and `ResponseTooLarge` of the feed reader), never by its text. Both fetch paths,
-the feed reader (`crawler.feed_reader`) and the Scrapy spiders (`crawler.fetch`,
-`crawler.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
+the feed reader (`newswatch.crawler.fetch.feed_reader`) and the Scrapy spiders (`newswatch.crawler.fetch.engine`,
+`newswatch.crawler.fetch.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from twisted.internet.error import DNSLookupError as TxDNSLookupError
 from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.web.client import ResponseNeverReceived
 
-from crawler.addresses import AddressRefused
-from crawler.clock import Clock
-from crawler.feeds import ParsedFeed
-from crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
-from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.store import HELD_BASELINE, HELD_TOO_OLD, StoryStore
-from crawler.story import Story
-from crawler.urls import redact_url
+from newswatch.crawler.fetch.addresses import AddressRefused
+from newswatch.crawler.clock import Clock
+from newswatch.crawler.parse.feeds import ParsedFeed
+from newswatch.crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
+from newswatch.crawler.sources import CrawlerConfig, SourceConfig
+from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, StoryStore
+from newswatch.crawler.story import Story
+from newswatch.crawler.urls import redact_url
 
 log = logging.getLogger("newswatch.crawler")
 

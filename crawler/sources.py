@@ -2,7 +2,7 @@
 
 Owns the pydantic models for `sources:`, `crawler:` and `storage:` and the parsing of
 durations ("90s", "5m", "1h30m" or plain seconds). The whole-file loader lives in
-`alerts.config`, which composes these models with the alerting sections.
+`newswatch.alerts.config`, which composes these models with the alerting sections.
 
 A source is one of three kinds, each with its own keys (a key of another kind is refused):
 
@@ -208,7 +208,7 @@ class CrawlerConfig(BaseModel):
     """How politely and how hard to fetch: `per_host` requests at once per host, `delay`
     seconds between them (AutoThrottle, when on, raises it for slow hosts), robots.txt kept
     for `robots_cache` between passes. `restrict_private_addresses` holds the config's own
-    sources to the address policy of sources added from Telegram (see `crawler.addresses`)."""
+    sources to the address policy of sources added from Telegram (see `newswatch.crawler.fetch.addresses`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

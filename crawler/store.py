@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from crawler.story import Story, claimant_id
+from newswatch.crawler.story import Story, claimant_id
 
 MAX_TEXT_CHARS = 50_000
 CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory

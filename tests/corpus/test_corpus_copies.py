@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.clustering import StoryClusterer
-from crawler.feeds import parse_feed
+from newswatch.alerts.match.clustering import StoryClusterer
+from newswatch.crawler.parse.feeds import parse_feed
 
 FEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "feeds"
 if not FEEDS.is_dir():

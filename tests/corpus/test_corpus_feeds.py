@@ -18,7 +18,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from crawler.feeds import parse_feed
+from newswatch.crawler.parse.feeds import parse_feed
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CORPUS = SHARED / "corpus"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.feeds import parse_feed
+from newswatch.crawler.parse.feeds import parse_feed
 from tests.e2e.conftest import ROOT, write_config
 from tests.fakes.feed_server import FeedServer
 
@@ -44,7 +44,7 @@ def test_feedparser_suite_through_ingest(tmp_path: Path) -> None:
             expected[name] = parse_feed(body, source=name, url=server.url(route), now=now).stories
         config = write_config(tmp_path, sources, crawler={"per_host": 64, "concurrency": 64, "timeout": 30,
                                                           "delay": 0, "autothrottle": False})
-        proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+        proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                               cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                               capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

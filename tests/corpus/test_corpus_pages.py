@@ -38,12 +38,12 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from crawler.clock import SystemClock
-from crawler.fetch import Crawler
-from crawler.outcomes import OutcomeRecorder
-from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.store import StoryStore, open_database
-from crawler.urls import canonical_url
+from newswatch.crawler.clock import SystemClock
+from newswatch.crawler.fetch.engine import Crawler
+from newswatch.crawler.outcomes import OutcomeRecorder
+from newswatch.crawler.sources import CrawlerConfig, SourceConfig
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.urls import canonical_url
 from tests.fakes.feed_server import FeedServer
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.clustering import StoryClusterer
-from alerts.evaluation import (
+from newswatch.alerts.match.clustering import StoryClusterer
+from newswatch.alerts.match.evaluation import (
     KEYWORD_BASELINES,
     cross_validate,
     evaluate,
@@ -34,8 +34,8 @@ from alerts.evaluation import (
     load_labels,
     published_at,
 )
-from alerts.matcher import Matcher
-from alerts.topics import TopicConfig
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.match.topics import TopicConfig
 
 pytestmark = pytest.mark.corpus
 

@@ -51,7 +51,7 @@ def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = N
 class DaemonProcess:
     """`newswatch run` in a subprocess, as a user starts it; its output kept in files."""
 
-    def __init__(self, config: Path, *, token: str | None, log_dir: Path, module: str = "alerts.cli",
+    def __init__(self, config: Path, *, token: str | None, log_dir: Path, module: str = "newswatch.cli",
                  extra_args: tuple[str, ...] = (), open_files: int | None = None,
                  wrapper: tuple[str, ...] = ()) -> None:
         self.config = config

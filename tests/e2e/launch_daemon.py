@@ -1,4 +1,4 @@
-"""`newswatch run`, as `alerts.cli` starts it, but with a scripted DNS resolver and an address
+"""`newswatch run`, as `newswatch.cli` starts it, but with a scripted DNS resolver and an address
 policy that takes 127.0.0.2 for a public address: how the end-to-end tests make a host name
 change its answer (DNS rebinding) against the real daemon, all on 127.0.0.0/8.
 
@@ -14,10 +14,10 @@ import ipaddress
 import json
 import sys
 
-from alerts.cli import setup_logging
-from alerts.config import address_policy, load_config, telegram_token
-from alerts.daemon import Daemon
-from crawler.addresses import forbidden_kind
+from newswatch.cli import setup_logging
+from newswatch.alerts.config import address_policy, load_config, telegram_token
+from newswatch.daemon import Daemon
+from newswatch.crawler.fetch.addresses import forbidden_kind
 from tests.fakes.resolver import ScriptedResolver
 
 PUBLIC_ALIAS = ipaddress.ip_address("127.0.0.2")

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.config import TelegramConfig
-from alerts.permissions import MEMBER_TTL, Permissions
-from alerts.telegram import build_application
-from crawler.clock import ManualClock
+from newswatch.alerts.config import TelegramConfig
+from newswatch.alerts.bot.permissions import MEMBER_TTL, Permissions
+from newswatch.alerts.deliver.telegram import build_application
+from newswatch.crawler.clock import ManualClock
 from tests.e2e.conftest import TOKEN, DaemonProcess, wait_until
 from tests.fakes.bot_api import FakeBotAPI
 

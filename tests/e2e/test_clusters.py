@@ -32,7 +32,7 @@ def test_two_outlets_in_one_pass_make_one_alert(tmp_path, feeds) -> None:
         {"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 60},
         {"name": "daily", "url": feeds.url("/daily.xml"), "kind": "feed", "interval": 60},
     ])
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -17,10 +17,10 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from alerts.config import load_config
-from alerts.matcher import Matcher
-from alerts.subscriptions import Subscriptions
-from crawler.store import open_database
+from newswatch.alerts.config import load_config
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.crawler.store import open_database
 from tests.e2e.conftest import wait_until, write_config
 from tests.fakes.feed_server import FeedItem
 

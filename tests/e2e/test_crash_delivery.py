@@ -12,10 +12,10 @@ import signal
 from collections import Counter
 from datetime import UTC, datetime
 
-from alerts.outbox import Outbox
-from alerts.subscriptions import Subscriptions
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 from tests.e2e.conftest import wait_until, write_config
 
 CHATS = list(range(500, 520))

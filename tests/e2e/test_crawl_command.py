@@ -10,7 +10,7 @@ from tests.e2e.test_skeleton import SEED
 
 
 def _crawl(config, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", *flags, "-c", str(config)],
+    return subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", *flags, "-c", str(config)],
                           cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 from tests.e2e.conftest import ROOT, wait_until, write_config
 from tests.e2e.test_freshness import SUMMITS
 from tests.e2e.test_service import free_port, healthz
@@ -109,7 +109,7 @@ def test_a_second_daemon_on_the_same_database_is_refused(tmp_path, feeds, daemon
     config = _config(tmp_path, feeds)
     first = daemon_factory(config, token=None).start()
     wait_until(lambda: len(feeds.hits_for("/wire.xml")) >= 1, what="the first daemon polling")
-    second = subprocess.run([sys.executable, "-m", "alerts.cli", "run", "-c", str(config)], cwd=ROOT,
+    second = subprocess.run([sys.executable, "-m", "newswatch.cli", "run", "-c", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 2, second.stderr[-2000:]
     lines = second.stderr.strip().splitlines()
@@ -142,7 +142,7 @@ def test_a_database_file_that_cannot_be_used_is_one_clear_line_and_exit_2(tmp_pa
     make(db)
     before = db.read_bytes()
     try:
-        result = subprocess.run([sys.executable, "-m", "alerts.cli", "run", "-c", str(config)], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "newswatch.cli", "run", "-c", str(config)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail(f"newswatch run kept running on a {kind} database file")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import TelegramConfig
-from alerts.notifier import ConsoleSink, Notifier
-from alerts.outbox import Outbox
-from alerts.subscriptions import Subscriptions
-from alerts.telegram import TelegramSink, build_application
-from crawler.clock import ManualClock
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.config import TelegramConfig
+from newswatch.alerts.deliver.notifier import ConsoleSink, Notifier
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.alerts.deliver.telegram import TelegramSink, build_application
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 from tests.fakes.bot_api import FakeBotAPI
 
 T0 = datetime(2026, 3, 1, 14, 30, tzinfo=UTC)  # 23:30 in Seoul

@@ -94,12 +94,12 @@ def test_only_the_fresh_story_of_five_alerts(tmp_path, feeds, bot_api, daemon_fa
     assert _alerted(bot_api, 4) == 1
     assert [_alerted(bot_api, i) for i in range(4)] == [0, 0, 0, 0]
     assert "4 too old to alert" in daemon.output()
-    stats = subprocess.run([sys.executable, "-m", "alerts.cli", "stats", "--json", "-c", str(config)],
+    stats = subprocess.run([sys.executable, "-m", "newswatch.cli", "stats", "--json", "-c", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert stats.returncode == 0, stats.stderr
     held = json.loads(stats.stdout)["held_per_day"]
     assert sum(held["too old"].values()) == 4
-    export = subprocess.run([sys.executable, "-m", "alerts.cli", "export", "--since", "3000d", "--format", "jsonl",
+    export = subprocess.run([sys.executable, "-m", "newswatch.cli", "export", "--since", "3000d", "--format", "jsonl",
                              "-c", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert export.returncode == 0, export.stderr
     assert sum(SUMMITS[0][0] in line for line in export.stdout.splitlines()) == 1  # stored and matched
@@ -150,7 +150,7 @@ def test_per_source_alert_max_age(tmp_path, feeds) -> None:
                                    _item(9, published=now - timedelta(days=9), site="weekly")])
     config = write_config(tmp_path, [{"name": "weekly", "url": feeds.url("/weekly.xml"), "interval": 60,
                                       "alert_max_age": "7d"}], **FAST)
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     alerts = proc.stdout.split("sources:")[0]

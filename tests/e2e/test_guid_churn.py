@@ -20,7 +20,7 @@ EVENTS = [
 
 
 def _crawl(config) -> str:
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -119,7 +119,7 @@ def test_hostile_feed_is_bounded_and_isolated(case: Case, tmp_path, feeds) -> No
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     started = time.monotonic()
     with open(tmp_path / "out", "w") as out_file, open(tmp_path / "err", "w") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+        proc = subprocess.Popen([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                                 cwd=ROOT, env=env, stdout=out_file, stderr=err_file)
         peak_mb = _watch_peak_rss_mb(proc)
     wall = time.monotonic() - started

@@ -62,7 +62,7 @@ def _config(tmp_path: Path, sources: list[dict], *, telegram: dict | None = None
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alerts.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "newswatch.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={"PATH": "/usr/bin:/bin", **(env or {})})
 
 

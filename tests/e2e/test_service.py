@@ -163,14 +163,14 @@ def test_healthz_fails_while_telegram_hangs_and_recovers(tmp_path, feeds, bot_ap
 
 
 def test_http_port_in_use_is_a_config_error(tmp_path) -> None:
-    from alerts.config import ConfigError, load_config
-    from alerts.http_api import start_http
-    from alerts.metrics import Metrics
-    from alerts.notifier import ConsoleSink, Notifier
-    from alerts.outbox import Outbox
-    from alerts.subscriptions import Subscriptions
-    from crawler.clock import SystemClock
-    from crawler.store import StoryStore, open_database
+    from newswatch.alerts.config import ConfigError, load_config
+    from newswatch.http_api import start_http
+    from newswatch.metrics import Metrics
+    from newswatch.alerts.deliver.notifier import ConsoleSink, Notifier
+    from newswatch.alerts.deliver.outbox import Outbox
+    from newswatch.alerts.subscriptions import Subscriptions
+    from newswatch.crawler.clock import SystemClock
+    from newswatch.crawler.store import StoryStore, open_database
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -192,7 +192,7 @@ def test_http_port_in_use_is_a_config_error(tmp_path) -> None:
 
 # -- the operator's commands ---------------------------------------------------------------------------
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alerts.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "newswatch.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={"PATH": "/usr/bin:/bin", **(env or {})})
 
 
@@ -201,7 +201,7 @@ def _on_terminal(*args: str) -> tuple[int, str]:
     pid, fd = pty.fork()
     if pid == 0:  # the child
         os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "alerts.cli", *args],
+        os.execve(sys.executable, [sys.executable, "-m", "newswatch.cli", *args],
                   {"PATH": "/usr/bin:/bin", "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
     chunks = []
     while True:

@@ -174,7 +174,7 @@ def test_full_text_feed_stores_whole_stories(tmp_path, feeds: FeedServer) -> Non
     feeds.set_feed("/wire.xml", items)
     config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed",
                                       "full_text": True, "interval": 60}], **FAST)
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = {r["url"]: r for r in stored(tmp_path / "newswatch.db")}
@@ -188,7 +188,7 @@ def test_full_text_feed_stores_whole_stories(tmp_path, feeds: FeedServer) -> Non
     assert not feeds.hits_for("/private/briefing.html")
     assert "Kim Jong Un holds summit talks" in proc.stdout
     # A second pass: the feed is unchanged (304) and no page is requested again.
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert all(len(feeds.hits_for(f"/story/{k}.html")) == 1 for k in ("kim-xi", "sanctions", "g20"))
@@ -252,11 +252,11 @@ def test_retry_after_halts_a_source_and_failures_back_it_off(tmp_path, feeds: Fe
     import asyncio
     import logging
 
-    from crawler.clock import ManualClock
-    from crawler.fetch import Crawler
-    from crawler.outcomes import OutcomeRecorder
-    from crawler.sources import CrawlerConfig, SourceConfig
-    from crawler.store import StoryStore, open_database
+    from newswatch.crawler.clock import ManualClock
+    from newswatch.crawler.fetch.engine import Crawler
+    from newswatch.crawler.outcomes import OutcomeRecorder
+    from newswatch.crawler.sources import CrawlerConfig, SourceConfig
+    from newswatch.crawler.store import StoryStore, open_database
 
     now = datetime.now(UTC).replace(microsecond=0)
     feeds.set("/busy/", listing([f"/busy/{i}.html" for i in range(5)]), content_type="text/html")

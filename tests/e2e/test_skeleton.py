@@ -121,7 +121,7 @@ def test_console_mode_without_token(tmp_path, feeds) -> None:
     feeds.set_feed("/wire.xml", [SEED, G20])
     config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 60}])
     env = {"PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Kim Jong Un arrives in Beijing") >= 1
@@ -129,7 +129,7 @@ def test_console_mode_without_token(tmp_path, feeds) -> None:
     assert "#summit" in proc.stdout and "#sanctions" in proc.stdout
     assert "sources: 1  ok: 1" in proc.stdout
     # A second pass: 304, nothing new, no alert printed again.
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "crawl", "--once", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "crawl", "--once", "-c", str(config)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "unchanged (304): 1" in proc.stdout

@@ -52,7 +52,7 @@ def test_outage_from_before_start_loses_and_repeats_nothing(tmp_path, feeds, bot
     status, body = wait_until(lambda: (h := healthz(port))[0] and h, 15, what="/healthz")
     assert status == 200, body
     assert body["telegram"].startswith("unreachable since"), body
-    stats = subprocess.run([sys.executable, "-m", "alerts.cli", "stats", "-c", str(config)],
+    stats = subprocess.run([sys.executable, "-m", "newswatch.cli", "stats", "-c", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "Bot API cannot be reached since" in stats.stdout, stats.stdout
 

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alerts.runtime_sources import RuntimeSources
-from crawler.addresses import AddressPolicy, forbidden_kind
-from crawler.clock import ManualClock
-from crawler.fetch import Crawler
-from crawler.outcomes import CrawlSummary, OutcomeRecorder
-from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.store import StoryStore, open_database
+from newswatch.alerts.runtime_sources import RuntimeSources
+from newswatch.crawler.fetch.addresses import AddressPolicy, forbidden_kind
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.fetch.engine import Crawler
+from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder
+from newswatch.crawler.sources import CrawlerConfig, SourceConfig
+from newswatch.crawler.store import StoryStore, open_database
 from tests.fakes.feed_server import FeedItem, FeedServer
 from tests.fakes.resolver import ScriptedResolver
 

@@ -12,10 +12,10 @@ import pytest
 from parsel import Selector
 from pydantic import ValidationError
 
-from crawler.articles import article_story, decode_html, extract_article, parse_date, strip_site_name
-from crawler.sites import listing_links, next_page
-from crawler.sitemaps import parse_sitemap
-from crawler.sources import SourceConfig
+from newswatch.crawler.parse.articles import article_story, decode_html, extract_article, parse_date, strip_site_name
+from newswatch.crawler.fetch.sites import listing_links, next_page
+from newswatch.crawler.parse.sitemaps import parse_sitemap
+from newswatch.crawler.sources import SourceConfig
 
 KST = timezone(timedelta(hours=9))
 KOREAN = "김정은 북한 국무위원장이 블라디보스토크에서 푸틴 러시아 대통령과 정상회담을 열었다."
@@ -263,7 +263,7 @@ def test_valid_sources() -> None:
 def test_config_file_errors_name_line_and_field() -> None:
     from pathlib import Path
 
-    from alerts.config import ConfigError, parse_config
+    from newswatch.alerts.config import ConfigError, parse_config
 
     text = """\
 sources:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from alerts.chat_settings import (
+from newswatch.alerts.bot.chat_settings import (
     SettingError,
     describe_duration,
     find_timezone,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.clustering import StoryClusterer, clean_title, shingles
+from newswatch.alerts.match.clustering import StoryClusterer, clean_title, shingles
 
 T0 = datetime(2019, 1, 8, 9, 0, tzinfo=UTC)
 
@@ -237,15 +237,15 @@ def test_sketch_keys_are_stable_across_processes() -> None:
     import subprocess
     import sys
 
-    code = ("from alerts.clustering import StoryClusterer; "
+    code = ("from newswatch.alerts.match.clustering import StoryClusterer; "
             f"print(StoryClusterer().sketch({KIM_XI_TITLE!r}, {KIM_XI!r}).keys)")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert other.strip() == str(StoryClusterer().sketch(KIM_XI_TITLE, KIM_XI).keys)
 
 
 def test_a_word_for_word_copy_is_found_by_its_content_key(tmp_path) -> None:
-    from alerts.story_clusters import StoryClusters
-    from crawler.store import open_database
+    from newswatch.alerts.story_clusters import StoryClusters
+    from newswatch.crawler.store import open_database
 
     clusterer = StoryClusterer()
     clusters = StoryClusters(open_database(tmp_path / "db.sqlite"))

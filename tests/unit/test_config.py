@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import ConfigError, load_config, parse_config, redacted, telegram_token
-from crawler.sources import parse_duration
+from newswatch.alerts.config import ConfigError, load_config, parse_config, redacted, telegram_token
+from newswatch.crawler.sources import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def test_redacted_hides_token(tmp_path: Path) -> None:
 def test_check_config_cli_reports_wrong_type(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(GOOD.replace("threshold: 3", "threshold: [1, 2]"))
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "check-config", "-c", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "check-config", "-c", str(path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2
     assert f"{path}:16: topics.summit.threshold: must be a number" in proc.stderr
@@ -176,7 +176,7 @@ def test_telegram_enabled_without_token_is_refused_with_line(tmp_path: Path) -> 
     path = tmp_path / "tg.yaml"
     path.write_text(GOOD.replace("telegram:\n  admins: [42]", "telegram:\n  admins: [42]\n  enabled: true"))
     env = {"PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "check-config", "-c", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "check-config", "-c", str(path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert proc.returncode == 2
     assert f"{path}:5: telegram.enabled: true, but no bot token is set" in proc.stderr
@@ -194,13 +194,9 @@ def test_readme_config_example_is_valid(tmp_path: Path) -> None:
 
 
 def test_built_in_config_is_found_from_any_folder(tmp_path: Path) -> None:
-    """Without -c, outside a checkout, the installed copy is used (also in an editable install)."""
-    import importlib.util
-
-    if importlib.util.find_spec("newswatch_config") is None:
-        pytest.skip("newswatch is not installed (pip install -e .)")
+    """Without -c, run from another folder, the copy shipped as `newswatch.config` is used."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "check-config"],
+    proc = subprocess.run([sys.executable, "-m", "newswatch.cli", "check-config"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("# <built-in newswatch.yaml>: OK (")

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crawler.clock import ManualClock
-from crawler.feed_reader import FeedReader
-from crawler.outcomes import CrawlSummary, OutcomeRecorder
-from crawler.parse_pool import ParsePool
-from crawler.sources import CrawlerConfig, SourceConfig
-from crawler.store import StoryStore, open_database
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.fetch.feed_reader import FeedReader
+from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder
+from newswatch.crawler.parse.pool import ParsePool
+from newswatch.crawler.sources import CrawlerConfig, SourceConfig
+from newswatch.crawler.store import StoryStore, open_database
 from tests.fakes.feed_server import FeedItem, FeedServer
 
 NOW = datetime(2019, 1, 8, 3, 0, tzinfo=UTC)

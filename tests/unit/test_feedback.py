@@ -15,16 +15,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from telegram.ext import ApplicationBuilder
 
-from alerts.config import load_config
-from alerts.evaluation import evaluate, load_labels
-from alerts.feedback import DOWN, UP, Votes, export_labels, parse_vote_data, vote_data
-from alerts.feedback_commands import feedback_text, vote_keyboard
-from alerts.format import AlertView
-from alerts.matcher import Matcher
-from alerts.outbox import Outbox
-from alerts.telegram import TelegramSink
-from crawler.store import StoryStore, open_database
-from crawler.story import Story
+from newswatch.alerts.config import load_config
+from newswatch.alerts.match.evaluation import evaluate, load_labels
+from newswatch.alerts.feedback import DOWN, UP, Votes, export_labels, parse_vote_data, vote_data
+from newswatch.alerts.bot.feedback import feedback_text
+from newswatch.alerts.deliver.telegram import vote_keyboard
+from newswatch.alerts.deliver.format import AlertView
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.deliver.telegram import TelegramSink
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story
 from tests.fakes.bot_api import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from crawler.feeds import ParsedFeed, parse_feed
-from crawler.story import story_id
+from newswatch.crawler.parse.feeds import ParsedFeed, parse_feed
+from newswatch.crawler.story import story_id
 
 UTC = timezone.utc
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -22,8 +22,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseNeverReceived
 from yarl import URL
 
-from crawler.addresses import AddressRefused
-from crawler.outcomes import ResponseTooLarge, describe_error, describe_failure
+from newswatch.crawler.fetch.addresses import AddressRefused
+from newswatch.crawler.outcomes import ResponseTooLarge, describe_error, describe_failure
 
 DNS_FAILED = "DNS lookup failed for {} (no such host, or no network)"
 REFUSAL = "refused: http://127.0.0.1/admin resolves to a loopback address (127.0.0.1), not allowed for source x"

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from telegram import Bot
 
-from alerts.format import (
+from newswatch.alerts.deliver.format import (
     AlertView,
     escape,
     fit,
@@ -25,10 +25,10 @@ from alerts.format import (
     utf16_len,
     visible_length,
 )
-from alerts.progress import describe_outcome
-from crawler.outcomes import FetchOutcome
-from crawler.sources import SourceConfig
-from crawler.story import Story
+from newswatch.progress import describe_outcome
+from newswatch.crawler.outcomes import FetchOutcome
+from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.story import Story
 from tests.fakes.bot_api import FakeBotAPI, parse_html
 
 PUBLISHED = datetime(2025, 3, 1, 0, 30, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crawler.health import backoff_delay, freshness_floor, retry_after_seconds
+from newswatch.crawler.health import backoff_delay, freshness_floor, retry_after_seconds
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -6,10 +6,10 @@ import logging
 import sqlite3
 from datetime import UTC, datetime
 
-from alerts.heartbeat import Heartbeat
-from alerts.outbox import Outbox
-from crawler.clock import ManualClock
-from crawler.store import StoryStore, open_database
+from newswatch.heartbeat import Heartbeat
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.store import StoryStore, open_database
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

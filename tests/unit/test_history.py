@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.history import History, search_words
-from alerts.outbox import Outbox
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.bot.history import History, search_words
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 STORIES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from alerts.http_api import ACCEPT_ERROR, ThrottledLog, quiet_accept_errors
+from newswatch.http_api import ACCEPT_ERROR, ThrottledLog, quiet_accept_errors
 
 
 class Clock:

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from alerts.matcher import Matcher, TopicScore
-from alerts.topics import TopicConfig, expand_optional, normalize, parse_term
+from newswatch.alerts.match.matcher import Matcher, TopicScore
+from newswatch.alerts.match.topics import TopicConfig, expand_optional, normalize, parse_term
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "newswatch.yaml"
 
@@ -536,7 +536,7 @@ def test_topics_read_their_own_length_of_text() -> None:
 
 
 def test_explain_says_how_much_of_the_text_counted() -> None:
-    from alerts.evaluation import format_explanation
+    from newswatch.alerts.match.evaluation import format_explanation
 
     matcher = Matcher({"t": topic(text_chars=100)})
     shown = format_explanation(matcher.explain("Economy", FILLER * 4))
@@ -599,7 +599,7 @@ def test_proximity_check_agrees_with_comparing_every_pair() -> None:
     gives what comparing every pair gives."""
     import random
 
-    from alerts.matcher import _close
+    from newswatch.alerts.match.matcher import _close
 
     rnd = random.Random(7)
 
@@ -623,7 +623,7 @@ def test_proximity_check_agrees_with_comparing_every_pair() -> None:
 def test_scores_are_rounded_to_four_decimals() -> None:
     import random
 
-    from alerts.matcher import _rounded
+    from newswatch.alerts.match.matcher import _rounded
 
     rnd = random.Random(3)
     weights = [0.5, 1.5, 2.5, 3, -2, 0.1, 0.3, 1 / 3, 0.0625, 0.03125, 1.96875, 1e-5]
@@ -745,8 +745,8 @@ def test_proximity_counts_characters_in_korean_text() -> None:
 def test_text_shortcut_normalizes_like_normalize() -> None:
     import random
 
-    from alerts.matcher import _folded
-    from alerts.topics import unify_characters
+    from newswatch.alerts.match.matcher import _folded
+    from newswatch.alerts.match.topics import unify_characters
 
     def _normalized(text: str) -> str:  # as the matcher reads a title or text
         return _folded(text if text.isascii() else unify_characters(text))
@@ -827,7 +827,7 @@ def test_typographic_dashes_and_quotes_read_as_ascii() -> None:
 def test_regex_terms_are_searched_only_where_they_can_match(
     source: str, required: str | None
 ) -> None:
-    from alerts.matcher import _required_text
+    from newswatch.alerts.match.matcher import _required_text
 
     regex = parse_term(f"re:{source}").regex
     assert regex is not None
@@ -934,7 +934,7 @@ def test_matcher_needs_a_topic() -> None:
 
 
 def test_evaluate_counts_and_skips_unsure() -> None:
-    from alerts.evaluation import evaluate, format_eval_report
+    from newswatch.alerts.match.evaluation import evaluate, format_eval_report
 
     matcher = Matcher({"t": topic(), "u": topic()})
     rows = [
@@ -976,7 +976,7 @@ def test_evaluate_counts_and_skips_unsure() -> None:
     ],
 )
 def test_origin_groups_hold_out_a_whole_source(origin: str, group: str) -> None:
-    from alerts.evaluation import origin_group
+    from newswatch.alerts.match.evaluation import origin_group
 
     assert origin_group(origin) == group
 
@@ -995,7 +995,7 @@ def test_origin_groups_hold_out_a_whole_source(origin: str, group: str) -> None:
     ],
 )
 def test_story_language_from_the_field_or_the_script(row: dict[str, str], language: str) -> None:
-    from alerts.evaluation import story_language
+    from newswatch.alerts.match.evaluation import story_language
 
     assert story_language(row) == language
 
@@ -1013,14 +1013,14 @@ def test_story_language_from_the_field_or_the_script(row: dict[str, str], langua
     ],
 )
 def test_published_dates_in_the_forms_label_files_hold(published: str, day: str | None) -> None:
-    from alerts.evaluation import published_at
+    from newswatch.alerts.match.evaluation import published_at
 
     moment = published_at({"published": published})
     assert (moment.date().isoformat() if moment else None) == day
 
 
 def test_cross_validation_reports_each_part_beside_the_baselines() -> None:
-    from alerts.evaluation import cross_validate, format_cv_report
+    from newswatch.alerts.match.evaluation import cross_validate, format_cv_report
 
     matcher = Matcher({"t": topic()})
     rows = [
@@ -1068,20 +1068,20 @@ def test_eval_cv_command_prints_the_table(tmp_path: Path) -> None:
     )
     for args in (["--cv", "origin"], ["--cv", "time", "--folds", "2", "--min-positives", "1"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG), *args],
+            [sys.executable, "-m", "newswatch.cli", "eval", str(labels), "-c", str(CONFIG), *args],
             capture_output=True, text=True, timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         assert "summit  (baselines: B1 = contains summit" in proc.stdout
         assert "lang en" in proc.stdout
     assert "feeds/a" in subprocess.run(
-        [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG), "--cv", "origin"],
+        [sys.executable, "-m", "newswatch.cli", "eval", str(labels), "-c", str(CONFIG), "--cv", "origin"],
         capture_output=True, text=True, timeout=60,
     ).stdout
 
 
 def test_load_labels_reports_file_and_line(tmp_path: Path) -> None:
-    from alerts.evaluation import LabelFileError, load_labels
+    from newswatch.alerts.match.evaluation import LabelFileError, load_labels
 
     good = tmp_path / "good.jsonl"
     good.write_text('{"title": "a", "t": 1}\n\n{"title": "b", "text": "x", "t": 0}\n', "utf-8")
@@ -1121,7 +1121,7 @@ def test_eval_and_explain_commands_report_bad_input_without_a_traceback(tmp_path
         (["eval", str(bad_label)], f"newswatch eval: {bad_label}:2: 'summit' must be 0 or 1, got 2"),
         (["explain", str(latin_story)], f"newswatch explain: {latin_story}: not UTF-8 (byte 4)"),
     ]:
-        proc = subprocess.run([sys.executable, "-m", "alerts.cli", *args, "-c", str(CONFIG)],
+        proc = subprocess.run([sys.executable, "-m", "newswatch.cli", *args, "-c", str(CONFIG)],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode in (1, 2), proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
@@ -1135,7 +1135,7 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     labels.write_text('{"title": "Kim Jong Un meets Xi", "summit": 1}\n' * 50, "utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts.cli", "eval", str(labels), "-c", str(CONFIG)],
+        [sys.executable, "-m", "newswatch.cli", "eval", str(labels), "-c", str(CONFIG)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
@@ -1146,7 +1146,7 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
 
 
 def test_bad_label_value_names_the_file_and_line(tmp_path: Path) -> None:
-    from alerts.evaluation import LabelFileError, evaluate, load_labels
+    from newswatch.alerts.match.evaluation import LabelFileError, evaluate, load_labels
 
     path = tmp_path / "labels.jsonl"
     path.write_text('{"title": "a", "t": 1}\n{"title": "b", "t": "yes"}\n', "utf-8")
@@ -1155,7 +1155,7 @@ def test_bad_label_value_names_the_file_and_line(tmp_path: Path) -> None:
 
 
 def test_format_explanation_is_readable() -> None:
-    from alerts.evaluation import format_explanation
+    from newswatch.alerts.match.evaluation import format_explanation
 
     groups = {
         "summit": {"weight": 3, "terms": ["summit"]},
@@ -1195,7 +1195,7 @@ ORACLE_GLUE = [" ", " ", " ", "  ", "-", ", ", ".", "'", "’", "(", ")", "\n", 
 
 
 def _oracle_glued(char: str, need: int) -> bool:
-    from alerts.topics import LATIN, script
+    from newswatch.alerts.match.topics import LATIN, script
 
     if not char.isalnum():
         return False
@@ -1208,7 +1208,7 @@ def _oracle_hits(topics: dict[str, TopicConfig], title: str, text: str) -> list[
     """(topic, group, label, where) for every counted hit, by the documented rules, slowly."""
     import re
 
-    from alerts.topics import script
+    from newswatch.alerts.match.topics import script
 
     out = []
     for where, field in (("title", title), ("text", text)):
@@ -1312,7 +1312,7 @@ FORM_COUNTS = [
 
 @pytest.mark.parametrize(("term", "counted", "expanded"), FORM_COUNTS)
 def test_forms_are_counted_before_expanding(term: str, counted: int, expanded: int | None) -> None:
-    from alerts.topics import MAX_TERM_FORMS, TooManyForms, count_forms
+    from newswatch.alerts.match.topics import MAX_TERM_FORMS, TooManyForms, count_forms
 
     assert count_forms(term) == counted
     if expanded is None:
@@ -1381,7 +1381,7 @@ def test_a_braille_blank_reads_as_a_space() -> None:
 def test_the_invisible_table_covers_every_format_character() -> None:
     import unicodedata
 
-    from alerts.topics import INVISIBLE_RANGES
+    from newswatch.alerts.match.topics import INVISIBLE_RANGES
 
     covered = {code for low, high in INVISIBLE_RANGES for code in range(low, high + 1)}
     format_characters = {code for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"}
@@ -1397,7 +1397,7 @@ def test_invisible_characters_leave_composed_letters_composed() -> None:
 
 
 def test_only_the_first_thousand_characters_of_a_title_are_read() -> None:
-    from alerts.matcher import TITLE_CHARS
+    from newswatch.alerts.match.matcher import TITLE_CHARS
 
     matcher = Matcher({"t": topic()})
     filler = "word " * (TITLE_CHARS // 5)

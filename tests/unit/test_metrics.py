@@ -11,20 +11,20 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.config import ConfigError, parse_config
-from alerts.dispatch import DispatchSummary
-from alerts.heartbeat import Heartbeat
-from alerts.http_api import Health
-from alerts.metrics import Metrics
-from alerts.notifier import ConsoleSink, Notifier, RetryLater
-from alerts.outbox import Outbox
-from alerts.service_config import HttpConfig, split_listen
-from alerts.subscriptions import Subscriptions
-from crawler.clock import ManualClock
-from crawler.outcomes import CrawlSummary, FetchOutcome
-from crawler.sources import SourceConfig
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.config import ConfigError, parse_config
+from newswatch.alerts.dispatch import DispatchSummary
+from newswatch.heartbeat import Heartbeat
+from newswatch.http_api import Health
+from newswatch.metrics import Metrics
+from newswatch.alerts.deliver.notifier import ConsoleSink, Notifier, RetryLater
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.service_config import HttpConfig, split_listen
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.outcomes import CrawlSummary, FetchOutcome
+from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TOPICS = "topics:\n  t:\n    description: A topic.\n    groups:\n      g: {weight: 1, terms: [x]}\n    threshold: 1\n"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from alerts.notifier import ChatGone, ConsoleSink, Notifier, RetryLater
-from alerts.outbox import Outbox
-from alerts.subscriptions import Subscriptions
-from crawler.clock import ManualClock
-from crawler.store import StoryStore, open_database
+from newswatch.alerts.deliver.notifier import ChatGone, ConsoleSink, Notifier, RetryLater
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.store import StoryStore, open_database
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

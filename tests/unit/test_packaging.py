@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.config import parse_config
+from newswatch.alerts.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -6,7 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from crawler.parse_pool import ParsePool
+from newswatch.crawler.parse.pool import ParsePool
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FEED = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
@@ -74,7 +74,7 @@ def test_inline_mode() -> None:
 WORKER_SCRIPT = """
 import asyncio, os, sys
 from datetime import datetime, UTC
-from crawler.parse_pool import ParsePool
+from newswatch.crawler.parse.pool import ParsePool
 
 async def main():
     pool = ParsePool(workers=2, inline_below=0)

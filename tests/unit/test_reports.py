@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from alerts.outbox import Outbox
-from alerts.reports import (
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.reports import (
     collect_stats, matched_stories, parse_since, render_stats, source_health, write_csv, write_jsonl,
 )
-from alerts.subscriptions import Subscriptions
-from crawler.sources import SourceConfig
-from crawler.store import FetchState, StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.store import FetchState, StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 

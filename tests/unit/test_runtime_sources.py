@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alerts.runtime_sources import RuntimeSources, SourceRefused, forbidden_kind
-from crawler.sources import SourceConfig
-from crawler.store import open_database
+from newswatch.alerts.runtime_sources import RuntimeSources, SourceRefused, forbidden_kind
+from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.store import open_database
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = [SourceConfig(name="wire", url="https://wire.example.com/feed.xml", interval=300),

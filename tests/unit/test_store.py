@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, claimant_id, story_id
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, claimant_id, story_id
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -103,7 +103,7 @@ def test_reopening_keeps_everything(tmp_path) -> None:
 
 
 def test_titles_are_capped_like_texts(tmp_path) -> None:
-    from crawler.store import MAX_TITLE_CHARS
+    from newswatch.crawler.store import MAX_TITLE_CHARS
 
     store = StoryStore(open_database(tmp_path / "db.sqlite"))
     story = _story("a", "https://x.com/1", "g1", title="Summit " + "x" * 1_000_000)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from alerts.history import History
-from alerts.outbox import Outbox
-from alerts.trend import daily_counts, days_of, render_png
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.bot.history import History
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.bot.trend import daily_counts, days_of, render_png
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.urls import canonical_url, is_tracking_param
+from newswatch.crawler.urls import canonical_url, is_tracking_param
 
 CANONICAL = [
     # (input, canonical form)

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alerts.dispatch import Dispatcher
-from alerts.matcher import Matcher
-from alerts.outbox import Outbox
-from alerts.subscriptions import Subscriptions
-from alerts.topics import TopicConfig
-from alerts.watches import MAX_PER_CHAT, RuleError, Watch, WatchMatcher, Watches, parse_rule
-from crawler.clock import ManualClock
-from crawler.store import StoryStore, open_database
-from crawler.story import Story, story_id
+from newswatch.alerts.dispatch import Dispatcher
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.alerts.match.topics import TopicConfig
+from newswatch.alerts.match.watches import MAX_PER_CHAT, RuleError, Watch, WatchMatcher, Watches, parse_rule
+from newswatch.crawler.clock import ManualClock
+from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -201,7 +201,7 @@ def test_a_stored_rule_that_is_no_longer_allowed_never_matches_and_costs_nothing
 
 
 def test_one_change_recompiles_one_shard(db, monkeypatch) -> None:
-    import alerts.watches as module
+    import newswatch.alerts.match.watches as module
 
     conn, subs, _ = db
     monkeypatch.setattr(module, "SHARD_SIZE", 3)
@@ -234,7 +234,7 @@ def test_refresh_compiles_in_a_worker_thread_and_the_loop_keeps_turning(db, monk
     import asyncio
     import threading
 
-    import alerts.watches as module
+    import newswatch.alerts.match.watches as module
 
     conn, subs, watches = db
     monkeypatch.setattr(module, "SHARD_SIZE", 2)
@@ -342,7 +342,7 @@ def test_dispatch_honours_lower_and_higher_chat_thresholds(db) -> None:
 
 
 def test_a_failed_compilation_loses_no_change(db, monkeypatch) -> None:
-    import alerts.watches as module
+    import newswatch.alerts.match.watches as module
 
     _, _, watches = db
     watches.add(7, "Hanoi", NOW)

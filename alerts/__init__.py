@@ -1,0 +1,1 @@
+"""Deciding and delivering: stories in, Telegram messages out. `match` scores stories against topics and watches and groups copies (pure), `dispatch` turns a story's matches into outbox rows in one transaction, `deliver` sends the outbox through one notifier, `bot` is the Telegram interface. May import `newswatch.crawler`; never the application layer."""

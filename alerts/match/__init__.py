@@ -1,0 +1,1 @@
+"""Matching: topics and their scoring (`topics`, `matcher`), per-chat watches (`watches`), grouping of syndicated copies (`clustering`) and evaluation against labelled stories (`evaluation`). Pure: no I/O, no database."""

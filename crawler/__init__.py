@@ -1,0 +1,1 @@
+"""Collecting: sources in, stories out. `fetch` talks to the network (the feed reader, the Scrapy crawls of sites, the address policy), `parse` turns bytes into `Story` values (feeds, article pages, sitemaps), `store` keeps them; `outcomes` records what each fetch gave and `health` what it means for the source. Never imports `newswatch.alerts` or the application layer."""

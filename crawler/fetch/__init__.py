@@ -1,0 +1,1 @@
+"""Fetching: the network side of collecting. One pass over the due sources (`engine`), the feed reader (`feed_reader`), the Scrapy spiders for sites (`sites`), and the address policy every connection passes (`addresses`)."""

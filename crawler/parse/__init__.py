@@ -1,0 +1,1 @@
+"""Parsing: bytes in, `Story` values out, with no I/O. Feeds (`feeds`), article pages (`articles`), sitemaps (`sitemaps`), and the process pool that runs the feed parser off the event loop (`pool`)."""

@@ -1,0 +1,372 @@
+"""The `newswatch` command: run, crawl, check-config, explain, eval, stats, export, feedback, doctor.
+
+Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
+json), Scrapy's and httpx's chatter kept out, and the bot token and the credentials of any URL
+masked in every record.
+Alerts in console mode go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from newswatch.alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
+from newswatch.alerts.deliver.format import plural
+from newswatch.crawler.store import DatabaseFileError
+from newswatch.crawler.urls import redact_url
+
+log = logging.getLogger("newswatch")
+
+EXAMPLES = """examples:
+  newswatch run                               start the daemon on ./config/newswatch.yaml
+  newswatch run -c /etc/newswatch/newswatch.yaml
+  newswatch crawl                             one pass over all sources, then exit
+  newswatch check-config -c my.yaml           validate and print the effective config
+  newswatch explain -c my.yaml story.txt      why a story scores what it scores
+  newswatch eval -c my.yaml labels.jsonl      precision/recall/F1 per topic
+  newswatch stats                             sources' health, stories per topic per day, outbox
+  newswatch export --since 7d --format csv    matched stories of the last week
+  newswatch doctor                            check config, database, sources and bot token
+  newswatch feedback export -o votes.jsonl    votes under alerts as labels for newswatch eval
+"""
+
+
+class _TokenMask(logging.Filter):
+    """Hides the bot token, and the user name and password of every URL, in each record."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self._mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
+        return True
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<token>")
+        return redact_url(text) if "@" in text else text
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str, token: str | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_TokenMask([token] if token else []))
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("scrapy", "twisted", "httpx", "httpcore", "telegram", "apscheduler", "asyncio", "charset_normalizer", "trafilatura", "htmldate", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy in ("scrapy", "twisted", "apscheduler") else logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def _config(args: argparse.Namespace, *, delivering: bool = False) -> NewswatchConfig:
+    """The config; when the command delivers alerts, also settle Telegram vs console mode."""
+    config = load_config(args.config)
+    if delivering:
+        args.token = config.effective_token(args.token)
+    return config
+
+
+def _daemon(config: NewswatchConfig, token: str | None):
+    """The daemon on its database, which no other newswatch may be using (`InstanceLock`, held
+    until the process ends); a database it cannot use is a `DatabaseFileError`."""
+    from newswatch.daemon import Daemon
+    from newswatch.crawler.store import DatabaseFileError, InstanceLock
+
+    lock = InstanceLock(config.database_path)
+    lock.acquire()
+    try:
+        return Daemon(config, token=token, instance_lock=lock)
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args, delivering=True)
+    daemon = _daemon(config, args.token)
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from newswatch.progress import crawl_once
+
+    config = _config(args, delivering=True)
+    return crawl_once(_daemon(config, args.token), sys.stdout)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from newswatch.reports import show_stats
+
+    return show_stats(_config(args), sys.stdout, days=args.days, as_json=args.json)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from newswatch.reports import export
+
+    config = _config(args)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        count = export(config, out, since=args.since, fmt=args.format, topics=args.topic, with_text=args.text)
+    except ValueError as exc:
+        print(f"newswatch export: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.output:
+            out.close()
+    log.info("exported %s%s", plural(count, "matched story"), f" to {args.output}" if args.output else "")
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """Write the votes given under alerts as labelled stories, as `newswatch eval` reads them."""
+    from newswatch.alerts.feedback import Votes, export_labels
+
+    config = _config(args)
+    if not config.database_path.exists():
+        print(f"newswatch feedback export: {config.database_path}: no database yet", file=sys.stderr)
+        return 2
+    conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = export_labels(Votes(conn, create=False), out, chat_id=args.chat, topics=config.topics)
+    except OSError as exc:
+        print(f"newswatch feedback export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    chat = f" of chat {args.chat}" if args.chat is not None else ""
+    log.info("exported %s%s to %s", plural(count, "voted story"), chat, args.output)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from newswatch.doctor import doctor
+
+    return doctor(_config(args, delivering=True), args.token, sys.stdout, timeout=args.timeout)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args, delivering=True)
+    print(f"# {config.file}: OK ({plural(len(config.sources), 'source')}, {plural(len(config.topics), 'topic')})")
+    print(redacted(config, args.token), end="")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from newswatch.alerts.match.evaluation import format_explanation
+    from newswatch.alerts.match.matcher import Matcher
+
+    config = _config(args)
+    matcher = Matcher(config.topics)
+    title, text = _read_story(args.story, config)
+    result = matcher.explain(title, text)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_explanation(result))
+    return 0
+
+
+def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
+    """A story from a file or stdin (first line title, rest text) or from the store by URL/id."""
+    if source != "-" and not Path(source).exists():
+        from newswatch.crawler.store import StoryStore, open_database
+
+        if config.database_path.exists():
+            stored = StoryStore(open_database(config.database_path)).find(source)
+            if stored:
+                return stored.story.title, stored.story.text
+        raise SystemExit(f"newswatch explain: {source}: no such file, and no stored story with that URL or id")
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        raw = data.decode("utf-8-sig")
+    except OSError as exc:
+        raise SystemExit(f"newswatch explain: {source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"newswatch explain: {source}: not UTF-8 (byte {exc.start + 1})") from None
+    title, _, text = raw.strip().partition("\n")
+    return title.strip(), text.strip()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from newswatch.alerts.match.evaluation import (LabelFileError, cross_validate, evaluate, format_cv_report, format_eval_report,
+                                   load_labels)
+    from newswatch.alerts.match.matcher import Matcher
+
+    config = _config(args)
+    if args.cv and args.folds < 2:
+        print("newswatch eval: --folds must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        matcher, labels = Matcher(config.topics), load_labels(args.labels)
+        if args.cv:
+            result = cross_validate(matcher, labels, split=args.cv, folds=args.folds)
+        else:
+            result = evaluate(matcher, labels)
+    except LabelFileError as exc:
+        print(f"newswatch eval: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    elif args.cv:
+        print(format_cv_report(result, min_positives=args.min_positives))
+    else:
+        print(format_eval_report(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newswatch", description="Watch news sources and alert Telegram chats about matching stories.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $NEWSWATCH_CONFIG, ./config/newswatch.yaml, "
+                        "./newswatch.yaml, else the built-in one)")
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--log-format", default="text", choices=["text", "json"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon", epilog="example: newswatch run -c config/newswatch.yaml",
+                       description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("crawl", parents=[common], help="one pass over all sources, then exit",
+                       epilog="examples:\n  newswatch crawl\n  newswatch crawl -c /etc/newswatch/newswatch.yaml > crawl.log",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Fetch every due source once, store, match, deliver, print a summary.\n"
+                                   "On a terminal: a progress bar and tables; otherwise one line per source.\n"
+                                   "Exits 1 when every source failed.")
+    p.add_argument("--once", action="store_true", help="one pass, then exit (what crawl always does; accepted for "
+                                                       "scripts that pass it)")
+    p.set_defaults(func=cmd_crawl)
+    p = sub.add_parser("check-config", parents=[common], help="validate the config and print it with secrets hidden",
+                       epilog="example: newswatch check-config -c config/newswatch.yaml")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("explain", parents=[common], help="show how a story scores against each topic",
+                       epilog="examples:\n  newswatch explain story.txt\n  echo 'Title\\nBody' | newswatch explain -\n"
+                              "  newswatch explain https://example.com/stored-story-url --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="STORY is a text file (first line title, the rest body), '-' for stdin, or the URL or id of a stored story.")
+    p.add_argument("story", nargs="?", default="-", metavar="STORY")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("eval", parents=[common], help="precision/recall/F1 of the topics on labelled stories",
+                       epilog="examples:\n  newswatch eval -c config/newswatch.yaml labels.jsonl --json\n"
+                              "  newswatch eval labels.jsonl --cv origin --min-positives 3\n"
+                              "  newswatch eval labels.jsonl --cv time --folds 5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.\n"
+                                   "--cv reports each part apart, beside keyword baselines: each language (lang,\n"
+                                   "or the script), and each source held out (origin, by outlet or dataset) or\n"
+                                   "each time slice (published, oldest first).")
+    p.add_argument("labels", metavar="LABELS.jsonl")
+    p.add_argument("--cv", choices=["origin", "time"], help="report per language and per held-out part")
+    p.add_argument("--folds", type=int, default=4, help="time slices for --cv time (default 4)")
+    p.add_argument("--min-positives", type=int, default=0, metavar="N",
+                   help="with --cv, pool the held-out parts with fewer than N positives of a topic")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("stats", parents=[common], help="sources' health, stories per topic per day, outbox state",
+                       epilog="examples:\n  newswatch stats\n  newswatch stats --days 14\n  newswatch stats --json | jq .outbox",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read the database (safe while the daemon runs) and show each source's health,\n"
+                                   "the stories stored and matched per topic per day (UTC), and the alert outbox.")
+    p.add_argument("--days", type=int, default=7, choices=range(1, 91), metavar="N", help="days to show (default 7)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_stats)
+    p = sub.add_parser("export", parents=[common], help="export matched stories as JSON lines or CSV",
+                       epilog="examples:\n  newswatch export --since 7d > week.jsonl\n"
+                              "  newswatch export --since 2026-03-01 --format csv -o march.csv\n"
+                              "  newswatch export --since 24h --topic sanctions --text",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write every stored story that passed a topic since --since, oldest first: one JSON\n"
+                                   "object per line (id, matched_at, published, fetched, source, title, url, topics\n"
+                                   "with scores, terms), or CSV with topics as summit:8.0;sanctions:7.5.")
+    p.add_argument("--since", default="7d", help="a duration back from now (7d, 12h, 90m) or a date (2026-03-01); default 7d")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
+    p.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only this topic (repeatable)")
+    p.add_argument("--text", action="store_true", help="include each story's text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("feedback", help="the votes given under alerts in Telegram",
+                       description="Work with the 👍/👎 votes chats gave under alerts.")
+    feedback = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = feedback.add_parser("export", parents=[common], help="write the votes as labelled stories for newswatch eval",
+                            epilog="examples:\n  newswatch feedback export -o votes.jsonl && newswatch eval votes.jsonl\n"
+                                   "  newswatch feedback export --chat -1001234567 -o desk.jsonl",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="One JSON object per voted story (id, title, text, lang, ...) with a 0/1 field\n"
+                                        "per topic the alert carried: 👍 labels them 1, 👎 labels them 0. When several\n"
+                                        "people voted, the majority decides each topic; a tie leaves it out.")
+    p.add_argument("--chat", type=int, metavar="ID", help="only this chat's votes (default: every chat's)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the labels file to write")
+    p.set_defaults(func=cmd_feedback_export)
+    p = sub.add_parser("doctor", parents=[common], help="check config, database, sources and bot token; say what is wrong",
+                       epilog="examples:\n  newswatch doctor\n  newswatch doctor -c /etc/newswatch/newswatch.yaml --timeout 5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Check the config, the database, that every enabled source answers (one GET each),\n"
+                                   "the bot token (Telegram getMe) and the http endpoint.\n"
+                                   "Exits 1 when something must be fixed.")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.token = telegram_token()
+    except ConfigError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, args.log_format, args.token)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"newswatch: the config has {plural(len(exc.problems), 'problem')}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except DatabaseFileError as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader left early (`newswatch export | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second one at exit
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

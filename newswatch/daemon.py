@@ -1,0 +1,452 @@
+"""The long-running daemon: wires config, crawler, dispatcher, notifier and bot in one loop.
+
+Data flows one way: APScheduler marks each source due at its interval -> the crawl task
+fetches every due source in one Scrapy crawl and stores new stories -> the dispatch task
+scores them and queues alerts in the outbox -> the notify task delivers them. Each stage
+wakes the next with an event, and each picks up from the database after a restart, so a
+crash at any point loses and repeats nothing. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sqlite3
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TextIO
+
+from aiohttp.abc import AbstractResolver
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from newswatch.alerts.bot.core import BotCommands
+from newswatch.alerts.config import ConfigError, NewswatchConfig, address_policy, load_config
+from newswatch.alerts.dispatch import Dispatcher, DispatchSummary
+from newswatch.alerts.feedback import Votes
+from newswatch.alerts.deliver.format import plural
+from newswatch.heartbeat import Heartbeat
+from newswatch.alerts.bot.history import History
+from newswatch.alerts.match.matcher import Matcher
+from newswatch.metrics import Metrics
+from newswatch.alerts.deliver.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY, ConsoleSink, DeliverySummary, Notifier
+from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.runtime_sources import RuntimeSources
+from newswatch.alerts.story_clusters import StoryClusters
+from newswatch.alerts.subscriptions import Subscriptions
+from newswatch.alerts.match.watches import Watches
+from newswatch.crawler.fetch.addresses import AddressPolicy
+from newswatch.crawler.clock import Clock, SystemClock
+from newswatch.crawler.fetch.engine import Crawler
+from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
+from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.store import InstanceLock, StoryStore, db_time, open_database, set_busy_timeout
+
+log = logging.getLogger("newswatch")
+
+STARTUP_SPREAD = 5.0  # seconds over which the first polls are spread
+MAX_CONCURRENT_CRAWLS = 3
+SHUTDOWN_GRACE = 10.0
+DISPATCH_STEP = 50  # stories matched per transaction between turns of the event loop
+DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
+DB_BUSY_TIMEOUT = 0.25  # seconds a write on the event loop waits for another process's lock
+
+
+@dataclass
+class CycleReport:
+    crawl: CrawlSummary
+    dispatch: DispatchSummary
+    delivery: DeliverySummary
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, config: NewswatchConfig, *, token: str | None, clock: Clock | None = None,
+                 console: TextIO | None = None, rng: random.Random | None = None,
+                 policy: AddressPolicy | None = None, resolver: AbstractResolver | None = None,
+                 instance_lock: InstanceLock | None = None) -> None:
+        self.config = config
+        self.instance_lock = instance_lock  # held while this daemon uses the database
+        self.token = token
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.conn = open_database(config.database_path)
+        self.store = StoryStore(self.conn)
+        self.subscriptions = Subscriptions(self.conn)
+        self.outbox = Outbox(self.conn)
+        self.votes = Votes(self.conn)
+        self.matcher = Matcher(config.topics)
+        self.watches = Watches(self.conn, max_per_chat=config.telegram.max_watches_per_chat,
+                               max_watches=config.telegram.max_watches)
+        self.policy = policy or address_policy(config)
+        self.runtime_sources = RuntimeSources(self.conn, config.sources, policy=self.policy, resolver=resolver)
+        self.sources = self.runtime_sources.enabled()
+        self.scheduler: AsyncIOScheduler | None = None
+        self.clusters = StoryClusters(self.conn)
+        self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
+                                     console=token is None, watches=self.watches, clusters=self.clusters)
+        self.application = None
+        self.link = None
+        self.commands: BotCommands | None = None
+        telegram_sink = None
+        if token:
+            from newswatch.alerts.deliver.telegram import TelegramLink, TelegramSink, build_application
+
+            self.application = build_application(token, config.telegram)
+            self.link = TelegramLink(self.application, self.clock, api_url=config.telegram.api_url,
+                                     start=self._start_bot, on_up=self._wake_notifier,
+                                     on_change=self._telegram_changed, rng=self.rng)
+            telegram_sink = TelegramSink(self.application, self.link)
+        self.metrics = Metrics()
+        self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
+                                 ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics,
+                                 clusters=self.clusters)
+        self.recorder = OutcomeRecorder(self.store, self.clock, config.crawler, self._stories_stored, self.rng,
+                                        alert_max_age=config.alert_max_age)
+        self.recorder.observers.append(self.metrics.fetched)
+        self.metrics.known([s.name for s in self.sources], self.matcher.topics, self.store)
+        self.metrics.watch(self.outbox, self.notifier)
+        self.crawler = Crawler(config.crawler, self.recorder, policy=self.policy, resolver=resolver)
+        self.heartbeat = Heartbeat(self.store, self.clock)
+        # every statement runs on the event loop: a lock held elsewhere fails it quickly, and the
+        # loops retry it later (DB_RETRY), instead of freezing the bot, delivery and /healthz
+        set_busy_timeout(self.conn, DB_BUSY_TIMEOUT)
+        self._due: set[str] = set()
+        self._due_event = asyncio.Event()
+        self._dispatch_event = asyncio.Event()
+        self._notify_event = asyncio.Event()
+
+    @property
+    def sources(self) -> list[SourceConfig]:
+        """The sources polled now (config plus runtime changes)."""
+        return self._sources
+
+    @sources.setter
+    def sources(self, sources: list[SourceConfig]) -> None:
+        self._sources = list(sources)
+        self._sources_by_name = {s.name: s for s in self._sources}
+
+    # -- one pass (newswatch crawl) --------------------------------------------------------------
+    async def run_once(self) -> CycleReport:
+        if self.link is not None:
+            await self.link.check_once()  # unreachable: the alerts wait in the outbox for the daemon
+        try:
+            crawl = await self.crawler.crawl(self._fetchable(self.sources), self.runtime_sources.added_from_chat())
+            await self.watches.refresh()
+            dispatch = self.dispatcher.run()
+            delivery = await self.notifier.deliver_due()
+        finally:
+            await self.crawler.close()
+            if self.application:
+                await self.application.shutdown()
+        return CycleReport(crawl, dispatch, delivery, crawl.failures)
+
+    # -- the daemon -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set), (signal.SIGHUP, self.reload)):
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
+                pass
+        mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
+        log.info("newswatch starting: %s, topics %s, database %s, alerts to %s",
+                 plural(len(self.sources), "source"), ", ".join(self.matcher.topics), self.config.database_path, mode)
+        self.heartbeat.beat()
+        http = None
+        if self.config.http is not None:
+            from newswatch.http_api import start_http
+
+            http = await start_http(self.config, self.metrics, store=self.store, outbox=self.outbox,
+                                    notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources,
+                                    telegram=self._telegram_state, heartbeat=self.heartbeat)
+        scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
+        for source in self.sources:
+            self._schedule(source)
+        scheduler.start()
+        tasks = [
+            asyncio.create_task(self._crawl_loop(), name="crawl"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._notify_loop(), name="notify"),
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+        ]
+        if self.link is not None:  # the bot connects beside the rest, never before it
+            tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
+        self._dispatch_event.set()  # catch up on anything stored before a restart
+        self._notify_event.set()
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception():
+                log.error("task %s died: %r", task.get_name(), task.exception())
+        log.info("newswatch stopping")
+        scheduler.shutdown(wait=False)
+        for task in [stopper, *tasks]:
+            task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks, stopper, return_exceptions=True), SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning("some work did not stop within %.0fs; stopping anyway (nothing is lost: it resumes "
+                        "from the database)", SHUTDOWN_GRACE)
+        await self._stop_bot()
+        if http:
+            await http.stop()
+        await self.crawler.close()
+        self.conn.close()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+        log.info("newswatch stopped")
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). A bad file is refused and the running config stays."""
+        path = self.config.file
+        if not path or path.startswith("<"):
+            log.warning("config reload: the built-in config cannot be reloaded; start with -c FILE")
+            return False
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("config reload refused, still running the previous config: %s", "; ".join(exc.problems))
+            return False
+        restart = [name for name in ("storage", "telegram", "crawler", "http")
+                   if getattr(new, name) != getattr(self.config, name)]
+        self.config = new
+        self.recorder.alert_max_age = new.alert_max_age
+        self.matcher = self.dispatcher.matcher = Matcher(new.topics)
+        self.runtime_sources.config_sources = list(new.sources)
+        self._apply_sources(self.runtime_sources.enabled())
+        if self.commands is not None:
+            self.commands.apply_config(new)
+        log.info("config reloaded from %s: %s polled, topics %s", path, plural(len(self.sources), "source"),
+                 ", ".join(new.topics))
+        if restart:
+            log.warning("config reload: changes to %s take effect after a restart", ", ".join(restart))
+        return True
+
+    def _schedule(self, source: SourceConfig) -> None:
+        assert self.scheduler is not None
+        first = self.clock.now() + timedelta(seconds=self.rng.uniform(0, min(STARTUP_SPREAD, source.interval)))
+        self.scheduler.add_job(
+            self._mark_due, IntervalTrigger(seconds=source.interval), args=[source.name],
+            id=f"source:{source.name}", next_run_time=first, coalesce=True, max_instances=1,
+            misfire_grace_time=max(1, source.interval // 2), replace_existing=True,
+        )
+
+    def _apply_sources(self, enabled: list[SourceConfig]) -> None:
+        """Sources were added, disabled or enabled at runtime: poll exactly `enabled` from now on."""
+        before = {s.name: s for s in self.sources}
+        after = {s.name: s for s in enabled}
+        self.sources = list(enabled)
+        if self.scheduler is None:
+            return
+        for name in before.keys() - after.keys():
+            if self.scheduler.get_job(f"source:{name}"):
+                self.scheduler.remove_job(f"source:{name}")
+            self._due.discard(name)
+        for name, source in after.items():
+            if name not in before:
+                self.store.clear_backoff(name)
+            if before.get(name) != source:
+                self._schedule(source)
+        log.info("sources changed: %d polled (%s)", len(self.sources), ", ".join(sorted(after)) or "none")
+
+    async def _start_bot(self) -> None:
+        """Initialise the bot, publish its menu and start polling (`TelegramLink` calls this until it
+        succeeds; every step may be repeated after a failure)."""
+        app = self.application
+        assert app is not None and self.link is not None
+        if self.commands is None:
+            self.commands = BotCommands(
+                config=self.config, subscriptions=self.subscriptions, watches=self.watches,
+                history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
+                outbox=self.outbox, votes=self.votes, on_sources_changed=self._apply_sources,
+                on_queued=self._wake_notifier,
+            )
+            self.commands.install(app)
+        await app.initialize()
+        try:
+            await self.commands.publish_menu(app)
+        except Exception as exc:
+            log.warning("could not publish the command menu: %s", exc)
+        if not app.running:
+            await app.start()
+        if not app.updater.running:
+            await app.updater.start_polling(
+                timeout=self.config.telegram.poll_timeout, drop_pending_updates=False,
+                allowed_updates=["message", "edited_message", "channel_post", "callback_query", "my_chat_member"],
+                error_callback=self.link.polling_error,
+            )
+        log.info("Telegram bot @%s is listening", app.bot.username)
+
+    def _telegram_state(self) -> str:
+        return self.link.describe() if self.link is not None else "not used (console output)"
+
+    def _telegram_changed(self, since, reason: str) -> None:
+        """Keep the Bot API's state in the database, where `newswatch stats` reads it."""
+        try:
+            self.store.set_meta(TELEGRAM_DOWN_KEY, db_time(since) or "")
+            self.store.set_meta(TELEGRAM_PROBLEM_KEY, reason)
+        except sqlite3.Error as exc:
+            log.warning("could not record the Telegram state in the database: %s", exc)
+
+    def _wake_notifier(self) -> None:
+        self._notify_event.set()
+
+    async def _stop_bot(self) -> None:
+        app = self.application
+        if app is None:
+            return
+        try:
+            if app.updater and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        except Exception as exc:
+            log.warning("bot shutdown: %s", exc)
+
+    async def _mark_due(self, name: str) -> None:
+        self._due.add(name)
+        self._due_event.set()
+
+    def _fetchable(self, sources: list[SourceConfig]) -> list[SourceConfig]:
+        blocked = self.store.blocked_until(self.clock.now())
+        return [s for s in sources if s.name not in blocked]
+
+    def _stories_stored(self, source: str, stories: list) -> None:
+        self._dispatch_event.set()
+
+    async def _crawl_loop(self) -> None:
+        """Start a crawl for the due sources whenever some are due; a slow crawl (a big site,
+        a hanging server) does not hold up the next ones, and no source is crawled twice at once."""
+        crawling: set[str] = set()
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                await self._due_event.wait()
+                self._due_event.clear()
+                if len(running) >= MAX_CONCURRENT_CRAWLS:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    self._due_event.set()
+                    continue
+                by_name = self._sources_by_name
+                names = sorted(n for n in self._due if n in by_name and n not in crawling)
+                self._due -= set(names)
+                batch = self._fetchable([by_name[n] for n in names])
+                if not batch:
+                    continue
+                names = [s.name for s in batch]
+                crawling.update(names)
+                task = asyncio.create_task(self._crawl(batch))
+                running.add(task)
+
+                def finished(task: asyncio.Task, names: list[str] = names) -> None:
+                    running.discard(task)
+                    crawling.difference_update(names)
+                    if self._due:  # sources that came due while these were being crawled
+                        self._due_event.set()
+
+                task.add_done_callback(finished)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _crawl(self, batch: list[SourceConfig]) -> None:
+        try:
+            summary = await self.crawler.crawl(batch, self.runtime_sources.added_from_chat())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("crawl of %s failed", plural(len(batch), "source"))
+            return
+        log.info("cycle: %s (%d ok, %d unchanged, %d failed), %s of %d seen%s, %.1fs",
+                 plural(summary.sources, "source"), summary.ok, summary.not_modified, summary.failed,
+                 plural(summary.stories_new, "new story"), summary.stories_seen, held_note(summary), summary.seconds)
+        self.metrics.crawled(summary)
+        self._dispatch_event.set()
+        if summary.failures:
+            await self._disable_failing(summary.failures)
+
+    async def _disable_failing(self, failures: dict[str, str]) -> None:
+        """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins
+        (`telegram.notice_chats`) with a notice queued in the outbox."""
+        limit = self.config.crawler.disable_after
+        if not limit:
+            return
+        disabled = []
+        for name, error in failures.items():
+            if self.store.fetch_state(name).failures < limit:
+                continue
+            try:
+                self.runtime_sources.set_enabled(name, False, by=0, now=self.clock.now())
+            except Exception as exc:
+                log.error("source %s: could not disable it: %s", name, exc)
+                continue
+            disabled.append((name, error))
+            log.warning("source %s: disabled after %s in a row (last: %s); /enablesource %s resumes it",
+                        name, plural(limit, "failure"), error, name)
+        if not disabled:
+            return
+        self._apply_sources(self.runtime_sources.enabled())
+        if self.application is None or not self.config.telegram.notice_chats:
+            return
+        for name, error in disabled:  # through the outbox, as alerts go: retried, in order, once
+            text = (f"⚠️ Source {name} was disabled after {plural(limit, 'failed fetch')} in a row.\n"
+                    f"Last error: {error[:300]}\n/enablesource {name} polls it again.")
+            self.outbox.queue_notice(self.config.telegram.notice_chats, text, self.clock.now())
+        self._notify_event.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._dispatch_event.wait()
+            self._dispatch_event.clear()
+            try:
+                # Watches added or removed since the last step are compiled in a worker thread
+                # (the first step compiles every stored one): the loop never waits for that.
+                await self.watches.refresh()
+                summary = self.dispatcher.run(DISPATCH_STEP, batches=1)
+            except sqlite3.Error as exc:
+                log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",
+                          type(exc).__name__, exc, DB_RETRY)
+                await asyncio.sleep(DB_RETRY)
+                self._dispatch_event.set()
+                continue
+            except Exception:
+                log.exception("matching new stories failed; will retry on the next batch")
+                await asyncio.sleep(1)
+                continue
+            self.metrics.dispatched(summary)
+            if summary.queued:
+                log.info("matched %d of %s; %s queued", summary.matched, plural(summary.stories, "new story"),
+                         plural(summary.queued, "alert"))
+                self._notify_event.set()
+            if summary.more:
+                self._dispatch_event.set()
+                await asyncio.sleep(0)  # let waiting sends record their result between steps
+
+    async def _notify_loop(self) -> None:
+        while True:
+            try:
+                await self.notifier.deliver_due()
+            except sqlite3.Error as exc:
+                log.error("delivering alerts: the database refused the write (%s: %s); retrying in %.0fs",
+                          type(exc).__name__, exc, DB_RETRY)
+                await asyncio.sleep(DB_RETRY)
+                self._notify_event.set()
+            except Exception:
+                log.exception("delivering alerts failed; will retry in %.0fs", DB_RETRY)
+                await asyncio.sleep(DB_RETRY)  # never a busy loop
+            next_due = None if self.notifier.waiting_for_telegram else self.outbox.next_due()
+            timeout = None
+            if next_due is not None:
+                timeout = max(0.05, (next_due - self.clock.now()).total_seconds())
+            try:
+                await asyncio.wait_for(self._notify_event.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._notify_event.clear()
