@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -252,3 +253,53 @@ def test_readme_systemd_section_adds_the_http_section_before_calling_healthz() -
     unit_header = UNIT.read_text().split("[Unit]")[0]
     if "healthz" in unit_header:
         assert unit_header.index("http:") < unit_header.index("healthz")
+
+
+# -- the installed package ------------------------------------------------------------------------------
+def declared_packages() -> tuple[list[str], dict[str, str]]:
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return setup["packages"], setup["package-dir"]
+
+
+def test_every_folder_of_code_is_an_installed_package() -> None:
+    """A folder of modules left out of `packages` would be missing from an installed wheel while
+    every test run from the checkout still passes."""
+    packages, folders = declared_packages()
+    assert all(name == "newswatch" or name.startswith("newswatch.") for name in packages)
+    found = set()
+    for top, name in (("newswatch", "newswatch"), *((folder, name) for name, folder in folders.items())):
+        for init in (ROOT / top).rglob("*.py"):
+            parts = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *parts)))
+    assert "newswatch.crawler.parse" in found and "newswatch.config" in packages
+    assert found - {"newswatch.config"} <= set(packages), sorted(found - set(packages))
+
+
+def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
+    """Built and installed, the project adds `newswatch` only (its parts under it, the shipped
+    YAML as package data), and the installed command finds the shipped config from any folder."""
+    pytest.importorskip("wheel", reason="building a wheel needs the `wheel` package (pip install wheel)")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            str(ROOT), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = (tmp_path / "dist").glob("newswatch-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"newswatch", wheel.name.split("-py")[0] + ".dist-info"}
+    assert "newswatch/config/newswatch.yaml" in names
+    assert "newswatch/crawler/parse/feeds.py" in names and "newswatch/alerts/match/matcher.py" in names
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(target), *sys.path[1:]])}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if Path(p) != ROOT)
+    proc = subprocess.run([sys.executable, "-c", "import newswatch.crawler.story as s, newswatch.cli as c;"
+                           "print(s.__file__); c.main(['check-config'])"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(str(target / "newswatch" / "crawler" / "story.py"))
+    assert "# <built-in newswatch.yaml>: OK (" in proc.stdout
