@@ -3,6 +3,10 @@
 Every token the fake Bot API served is known (`FakeBotAPI.tokens_issued`, plus the e2e
 token); each test report's captured stdout, stderr and log, and its failure text, are
 searched. The daemons' own output files are checked by the e2e fixtures.
+
+Also the two servers the address-policy tests (unit and e2e) aim at: `forbidden` on 127.0.0.1
+(loopback, never to be fetched) and `public` on 127.0.0.2 (the alias those tests' policy
+treats as a public address).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import TOKEN
 from tests.fakes.bot_api import FakeBotAPI
+from tests.fakes.feed_server import FeedServer
 
 _leaks: list[str] = []
 
@@ -33,3 +38,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _leaks:
         print("\nA bot token appeared in the output of: " + ", ".join(sorted(set(_leaks))))
         session.exitstatus = 1
+
+
+@pytest.fixture
+def forbidden():
+    with FeedServer() as server:
+        server.set("/secret", "<html><body><article><h1>internal</h1><p>do not fetch</p></article></body></html>",
+                   content_type="text/html")
+        yield server
+
+
+@pytest.fixture
+def public():
+    with FeedServer(host="127.0.0.2") as server:
+        yield server

@@ -41,16 +41,20 @@ def test_two_outlets_in_one_pass_make_one_alert(tmp_path, feeds) -> None:
     assert "also reported by" in alerts
 
 
-def test_later_report_by_another_outlet_does_not_alert_again(tmp_path, feeds, bot_api, daemon_factory) -> None:
-    feeds.set_feed("/wire.xml", [SEED])
-    feeds.set_feed("/daily.xml", [])
-    config = write_config(tmp_path, [
-        {"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1},
-        {"name": "daily", "url": feeds.url("/daily.xml"), "kind": "feed", "interval": 1},
-    ], api_url=f"{bot_api.url}/bot")
+def _subscribed_daemon(tmp_path, feeds, bot_api, daemon_factory, *names: str):
+    """A daemon polling the feeds /NAME.xml every second, with CHAT subscribed."""
+    config = write_config(tmp_path, [{"name": name, "url": feeds.url(f"/{name}.xml"), "kind": "feed", "interval": 1}
+                                     for name in names], api_url=f"{bot_api.url}/bot")
     daemon = daemon_factory(config).start()
     bot_api.user_message(CHAT, "/start")
     wait_until(lambda: any("Subscribed" in (m.get("text") or "") for m in bot_api.messages_for(CHAT)), what="/start")
+    return daemon
+
+
+def test_later_report_by_another_outlet_does_not_alert_again(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    feeds.set_feed("/wire.xml", [SEED])
+    feeds.set_feed("/daily.xml", [])
+    daemon = _subscribed_daemon(tmp_path, feeds, bot_api, daemon_factory, "wire", "daily")
     wait_until(lambda: [m for m in bot_api.messages_for(CHAT) if "Beijing" in (m.get("text") or "")],
                what="the first outlet's alert")
     feeds.set_feed("/daily.xml", [REWRITE])
@@ -88,13 +92,7 @@ def _hanoi_alerts(bot_api) -> list[dict]:
 def _one_alert_whichever_first(tmp_path, feeds, bot_api, daemon_factory, first: FeedItem, second: FeedItem) -> None:
     feeds.set_feed("/first.xml", [])
     feeds.set_feed("/second.xml", [])
-    config = write_config(tmp_path, [
-        {"name": "first", "url": feeds.url("/first.xml"), "kind": "feed", "interval": 1},
-        {"name": "second", "url": feeds.url("/second.xml"), "kind": "feed", "interval": 1},
-    ], api_url=f"{bot_api.url}/bot")
-    daemon = daemon_factory(config).start()
-    bot_api.user_message(CHAT, "/start")
-    wait_until(lambda: any("Subscribed" in (m.get("text") or "") for m in bot_api.messages_for(CHAT)), what="/start")
+    daemon = _subscribed_daemon(tmp_path, feeds, bot_api, daemon_factory, "first", "second")
     wait_until(lambda: len(feeds.hits_for("/second.xml")) >= 2, what="the second source's first polls")
     feeds.set_feed("/first.xml", [first])  # after /start: the first item has a chat to alert
     wait_until(lambda: _hanoi_alerts(bot_api), what="the first item's alert")

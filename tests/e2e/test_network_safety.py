@@ -25,31 +25,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT, TOKEN, shipped_topics, wait_until
 from tests.e2e.test_skeleton import SEED
 from tests.fakes.bot_api import FakeBotAPI
-from tests.fakes.feed_server import FeedItem, FeedServer
+from tests.fakes.feed_server import FeedItem
 
 ADMIN = 1001
 FAST = {"delay": 0, "autothrottle": False, "timeout": 5}
 SECRET = "s3cr3t-Pa55"
-
-
-@pytest.fixture
-def forbidden():
-    with FeedServer() as server:
-        server.set("/secret", "<html><body><article><h1>internal</h1><p>do not fetch</p></article></body></html>",
-                   content_type="text/html")
-        yield server
-
-
-@pytest.fixture
-def public():
-    with FeedServer(host="127.0.0.2") as server:
-        yield server
 
 
 def _config(tmp_path: Path, sources: list[dict], *, telegram: dict | None = None, crawler: dict | None = None,

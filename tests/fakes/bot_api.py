@@ -652,6 +652,22 @@ def _as_str(value: Any) -> str:
     return str(value)
 
 
+
+class _Recorded:
+    """A read-only attribute that returns a copy of one of the server's recorded lists, taken
+    under its lock (the server records from its own thread)."""
+
+    def __init__(self, attribute: str, doc: str) -> None:
+        self.attribute = attribute
+        self.__doc__ = doc
+
+    def __get__(self, server: FakeBotAPI | None, owner: type | None = None):
+        if server is None:
+            return self
+        with server._lock:
+            return list(getattr(server, self.attribute))
+
+
 class FakeBotAPI:
     """A Telegram Bot API double on 127.0.0.1, running in a background thread.
 
@@ -850,49 +866,19 @@ class FakeBotAPI:
 
     # ------------------------------------------------------------------ recorded state
 
-    @property
-    def calls(self) -> list[tuple[str, dict]]:
-        """Every request that reached a method, as (method, params), failed ones included."""
-        with self._lock:
-            return list(self._calls)
-
-    @property
-    def sent(self) -> list[dict]:
-        """Every accepted sendMessage / sendPhoto / sendDocument, in order.
+    calls = _Recorded("_calls", "Every request that reached a method, as (method, params), failed ones included.")
+    sent = _Recorded("_sent", """Every accepted sendMessage / sendPhoto / sendDocument, in order.
 
         Keys: method, chat_id (int), message_id, text (the text or caption as sent),
         caption (media only), visible (after markup parsing), entities, parse_mode,
         message_thread_id, reply_markup (parsed JSON), photo / document (bytes),
         filename, disable_notification, time (time.time()).
-        """
-        with self._lock:
-            return list(self._sent)
-
-    @property
-    def edited(self) -> list[dict]:
-        with self._lock:
-            return list(self._edited)
-
-    @property
-    def deleted(self) -> list[tuple[int, int]]:
-        with self._lock:
-            return list(self._deleted)
-
-    @property
-    def answered_callbacks(self) -> list[dict]:
-        with self._lock:
-            return list(self._answered)
-
-    @property
-    def chat_actions(self) -> list[tuple[int, str]]:
-        with self._lock:
-            return list(self._actions)
-
-    @property
-    def errors(self) -> list[str]:
-        """Unexpected exceptions inside the fake itself (answered with 500)."""
-        with self._lock:
-            return list(self._errors)
+        """)
+    edited = _Recorded("_edited", "Every accepted edit, in order.")
+    deleted = _Recorded("_deleted", "Every deleted message, as (chat_id, message_id).")
+    answered_callbacks = _Recorded("_answered", "Every answerCallbackQuery, in order.")
+    chat_actions = _Recorded("_actions", "Every sendChatAction, as (chat_id, action).")
+    errors = _Recorded("_errors", "Unexpected exceptions inside the fake itself (answered with 500).")
 
     @property
     def pending_updates(self) -> int:

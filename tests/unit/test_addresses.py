@@ -21,7 +21,7 @@ from newswatch.crawler.fetch.engine import Crawler
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
 from newswatch.crawler.store import StoryStore, open_database
-from tests.fakes.feed_server import FeedItem, FeedServer
+from tests.fakes.feed_server import FeedItem
 from tests.fakes.resolver import ScriptedResolver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -33,20 +33,6 @@ def loopback_alias_is_public(address) -> str | None:
 
 
 TEST_POLICY = AddressPolicy(classify=loopback_alias_is_public)
-
-
-@pytest.fixture
-def forbidden():
-    with FeedServer() as server:
-        server.set("/secret", "<html><body><article><h1>secret</h1><p>internal data</p></article></body></html>",
-                   content_type="text/html")
-        yield server
-
-
-@pytest.fixture
-def public():
-    with FeedServer(host="127.0.0.2") as server:
-        yield server
 
 
 # -- the rules -------------------------------------------------------------------------------------
