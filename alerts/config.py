@@ -106,6 +106,23 @@ class TelegramConfig(BaseModel):
         return {a.user for a in self.admins} | {c for a in self.admins for c in (a.chats or ())}
 
 
+class ModelConfig(BaseModel):
+    """The `model:` section: how much a model trained by `newswatch train` moves the scores.
+
+    blend: 0 keeps the rules alone, 1 trusts the model alone; a topic's score is
+    (1 - blend) x rule score + blend x probability x 2 x threshold (see
+    `newswatch.alerts.match.model`). Without a model file the rules score alone, whatever blend.
+    path: the model file (default: beside the database, <database name>.model.npz).
+    retrain_after_votes: the daemon trains the model again after this many new votes (0: never).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blend: float = Field(default=0.5, ge=0, le=1)
+    path: str | None = None
+    retrain_after_votes: int = Field(default=0, ge=0)
+
+
 class NewswatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -115,6 +132,7 @@ class NewswatchConfig(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=list)
     topics: dict[str, TopicConfig]
     http: HttpConfig | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
     alert_max_age: Duration = 24 * 3600  # stories published longer ago are stored, never alerted
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -159,6 +177,14 @@ class NewswatchConfig(BaseModel):
     @property
     def database_path(self) -> Path:
         return self.resolve(self.storage.path)
+
+    @property
+    def model_path(self) -> Path:
+        """The trained model's file: `model.path`, or <database name>.model.npz beside the database."""
+        if self.model.path:
+            return self.resolve(self.model.path)
+        database = self.database_path
+        return database.with_name(f"{database.stem}.model.npz")
 
 
 class ConfigError(Exception):

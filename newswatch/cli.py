@@ -35,6 +35,7 @@ EXAMPLES = """examples:
   newswatch export --since 7d --format csv    matched stories of the last week
   newswatch doctor                            check config, database, sources and bot token
   newswatch feedback export -o votes.jsonl    votes under alerts as labels for newswatch eval
+  newswatch train -c my.yaml labels.jsonl     learn from labels and votes; write the model file
 """
 
 
@@ -183,12 +184,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matcher(config: NewswatchConfig):
+    """The topics' matcher, blended with the trained model when there is one and `model.blend` > 0."""
+    from newswatch.alerts.match.blended import BlendedMatcher
+    from newswatch.alerts.match.matcher import Matcher
+    from newswatch.alerts.model_file import load_model
+
+    blend = config.model.blend
+    model = load_model(config.model_path, config.topics, missing=logging.DEBUG) if blend > 0 else None
+    return BlendedMatcher(Matcher(config.topics), model, blend)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from newswatch.alerts.match.evaluation import format_explanation
-    from newswatch.alerts.match.matcher import Matcher
 
     config = _config(args)
-    matcher = Matcher(config.topics)
+    matcher = _matcher(config)
     title, text = _read_story(args.story, config)
     result = matcher.explain(title, text)
     if args.json:
@@ -222,14 +233,13 @@ def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from newswatch.alerts.match.evaluation import (LabelFileError, cross_validate, evaluate, format_cv_report, format_eval_report,
                                    load_labels)
-    from newswatch.alerts.match.matcher import Matcher
 
     config = _config(args)
     if args.cv and args.folds < 2:
         print("newswatch eval: --folds must be at least 2", file=sys.stderr)
         return 2
     try:
-        matcher, labels = Matcher(config.topics), load_labels(args.labels)
+        matcher, labels = _matcher(config), load_labels(args.labels)
         if args.cv:
             result = cross_validate(matcher, labels, split=args.cv, folds=args.folds)
         else:
@@ -244,6 +254,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(format_eval_report(result))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the model on the label files and every stored vote; write it; print its figures."""
+    from newswatch.alerts.feedback import Votes
+    from newswatch.alerts.match.evaluation import LabelFileError
+    from newswatch.alerts.model_file import train, training_rows, write_model
+
+    config = _config(args)
+    votes: list[dict] = []
+    if config.database_path.exists():
+        conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            votes = list(Votes(conn, create=False).labels(topics=config.topics))
+        finally:
+            conn.close()
+    try:
+        rows = training_rows(args.labels, votes)
+    except LabelFileError as exc:
+        print(f"newswatch train: {exc}", file=sys.stderr)
+        return 2
+    model, report = train(config.topics, rows, blend=config.model.blend, label_files=args.labels, votes=len(votes))
+    print(format_training(report, config.model.blend, stories=len(rows), votes=len(votes)))
+    if not model.topics:
+        print("newswatch train: no topic has both positive and negative labels; no model written", file=sys.stderr)
+        return 1
+    write_model(config.model_path, model)
+    log.info("model for %s written to %s", ", ".join(model.topics), config.model_path)
+    return 0
+
+
+def format_training(report: dict, blend: float, *, stories: int, votes: int) -> str:
+    """Per topic: labels, and the cross-validated F1 of the rules alone, blended, model alone."""
+    def f1(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else "—"
+
+    lines = [f"{plural(stories, 'labelled story')} ({votes:,} from votes); "
+             f"F1 over 5 folds, blended at model.blend = {blend:g}", "",
+             f"{'topic':<16}{'positives':>10}{'negatives':>10}{'rules':>8}{'blended':>9}{'model':>8}"]
+    for topic, fit in report.items():
+        lines.append(f"{topic:<16}{fit.positives:>10}{fit.negatives:>10}{f1(fit.rules_f1):>8}"
+                     f"{f1(fit.blended_f1):>9}{f1(fit.model_f1):>8}")
+    return "\n".join(lines)
+
+
+def _train_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("train", parents=[common], help="learn from labelled stories and votes; write the model",
+                       epilog="examples:\n  newswatch train -c config/newswatch.yaml\n"
+                              "  newswatch train -c config/newswatch.yaml ../eval/dev.jsonl votes.jsonl",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train one logistic regression per topic on the LABELS files (as newswatch eval\n"
+                                   "reads them) and every vote stored in the database, print each topic's labels and\n"
+                                   "cross-validated F1 (rules alone, blended at model.blend, model alone), and write\n"
+                                   "the model file (model.path) atomically. A running daemon loads it on SIGHUP.")
+    p.add_argument("labels", nargs="*", metavar="LABELS.jsonl")
+    p.set_defaults(func=cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exits 1 when something must be fixed.")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
     p.set_defaults(func=cmd_doctor)
+    _train_parser(sub, common)
     return parser
 
 

@@ -198,7 +198,8 @@ def format_eval_report(result: Mapping[str, Any], *, examples: int = 20) -> str:
 
 
 def format_explanation(explanation: Mapping[str, Any]) -> str:
-    """`Matcher.explain` as text: per topic the verdict, each term's share and what is missing."""
+    """`Matcher.explain` as text: per topic the verdict, each term's share, what is missing and,
+    when a trained model takes part, its probability and what it adds to the score."""
     lines = []
     if explanation.get("title"):
         lines.append(_shorten(explanation["title"], 100))
@@ -218,6 +219,12 @@ def format_explanation(explanation: Mapping[str, Any]) -> str:
             lines.append(f"    + near {' & '.join(near['groups'])}: {near['bonus']:+.2f}")
         if info.get("missing"):
             lines.append(f"    missing required: {', '.join(info['missing'])}")
+        if info.get("model"):
+            m = info["model"]
+            lines.append(
+                f"    model: probability {m['probability']:.2f}, blend {m['blend']:g}: rules"
+                f" {m['rules']:.2f} x {1 - m['blend']:g} + {m['points']:.2f} = {info['score']:.2f}"
+            )
         if 0 < info.get("text_chars", 0) < explanation.get("text_length", 0):
             lines.append(
                 f"    only the first {info['text_chars']:,} of the text's"
