@@ -6,7 +6,9 @@ console) whose threshold the story passes, and advances the cursor, all in one t
 per batch. A crash between batches loses nothing and repeats nothing.
 
 A chat's own threshold replaces the topic's in both directions (a story below the topic's
-threshold reaches a chat that lowered it), but the topic's required groups still hold.
+threshold reaches a chat that lowered it), but the topic's required groups still hold. A
+chat whose votes call for a higher threshold (`Votes.raised_thresholds`, read again whenever
+the votes change) gets only the stories that reach that one too.
 Each story is also scored against every chat's personal watches (`Watches.matcher()`, whose
 shards are recompiled when a watch is added or removed; the daemon has them compiled in a
 worker thread before each step); a watch queues an alert for its own chat only, merged with
@@ -26,6 +28,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from newswatch.alerts.feedback import Votes
+from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.clustering import StoryClusterer
 from newswatch.alerts.match.matcher import Matcher, TopicScore
 from newswatch.alerts.story_clusters import StoryClusters, join_cluster
@@ -52,9 +56,10 @@ class DispatchSummary:
 
 
 class Dispatcher:
-    def __init__(self, store: StoryStore, subscriptions: Subscriptions, outbox: Outbox, matcher: Matcher,
-                 clock: Clock, *, console: bool, watches: Watches | None = None,
-                 clusters: StoryClusters | None = None, clusterer: StoryClusterer | None = None) -> None:
+    def __init__(self, store: StoryStore, subscriptions: Subscriptions, outbox: Outbox,
+                 matcher: Matcher | BlendedMatcher, clock: Clock, *, console: bool, watches: Watches | None = None,
+                 clusters: StoryClusters | None = None, clusterer: StoryClusterer | None = None,
+                 votes: Votes | None = None) -> None:
         self.store = store
         self.clusters = clusters
         self.clusterer = clusterer or StoryClusterer()
@@ -64,6 +69,18 @@ class Dispatcher:
         self.clock = clock
         self.console = console
         self.watches = watches
+        self.votes = votes
+        self._raised: tuple[tuple, dict[tuple[int, str], float]] = ((), {})
+
+    def raised_thresholds(self) -> dict[tuple[int, str], float]:
+        """(chat, topic) -> the threshold the chat's votes call for; computed again only when a
+        vote was given or changed since the last time."""
+        if self.votes is None:
+            return {}
+        state = tuple(self.votes.conn.execute("SELECT COUNT(*), MAX(at) FROM votes").fetchone())
+        if state != self._raised[0]:
+            self._raised = (state, self.votes.raised_thresholds())
+        return self._raised[1]
 
     def run(self, batch: int = 500, *, batches: int | None = None) -> DispatchSummary:
         """Process the stories stored since the last run: all of them, or at most `batches`
@@ -80,6 +97,7 @@ class Dispatcher:
                 return summary
             now = self.clock.now()
             watch_matcher = self.watches.matcher() if self.watches is not None else None
+            raised = self.raised_thresholds()
             with transaction(self.store.conn):
                 if self.clusters is not None:
                     self.clusters.forget_keys(now - 2 * self.clusterer.window)
@@ -98,7 +116,7 @@ class Dispatcher:
                         continue
                     if not passed and not watched and not any(_context_ok(s) and s.score > 0 for s in scores):
                         continue
-                    recipients = self._recipients(scores, watched)
+                    recipients = self._recipients(scores, watched, raised)
                     # only a story that would alert somebody is clustered (and so indexed)
                     already = self._join_cluster(item.story, item.fetched) if recipients else set()
                     if already:
@@ -117,9 +135,10 @@ class Dispatcher:
         cluster = join_cluster(self.clusters, self.clusterer, story.id, story.source, story.title, story.text, seen)
         return self.clusters.chats_alerted(cluster) if cluster else set()
 
-    def _recipients(self, scores: list[TopicScore],
-                    watched: list[tuple[Watch, TopicScore]]) -> dict[int, list[tuple[str, TopicScore]]]:
-        """The chats (and the console) this story would alert, each with its (label, score) hits."""
+    def _recipients(self, scores: list[TopicScore], watched: list[tuple[Watch, TopicScore]],
+                    raised: dict[tuple[int, str], float]) -> dict[int, list[tuple[str, TopicScore]]]:
+        """The chats (and the console) this story would alert, each with its (label, score) hits;
+        `raised` holds the thresholds chats' votes call for."""
         by_topic = {s.topic: s for s in scores if _context_ok(s) and s.score > 0}
         hits: dict[int, list[tuple[str, TopicScore]]] = {}
         if self.console:
@@ -130,6 +149,8 @@ class Dispatcher:
             for topic, own_threshold in wanted.items():
                 s = by_topic[topic]
                 ok = s.passed if own_threshold is None else s.score >= own_threshold
+                if ok and s.score < raised.get((chat_id, topic), s.score):
+                    ok = False
                 if ok:
                     hits.setdefault(chat_id, []).append((s.topic, s))
         if watched:

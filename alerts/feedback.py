@@ -6,6 +6,18 @@ with the topics the alert carried and the time; a later tap by the same user rep
 a group everyone may vote, once each. `Votes.summary()` gives, per topic, the 👍 and 👎 a chat
 gave and the precision they imply, 👍/(👍+👎); `/feedback` shows it.
 
+Votes also move a chat's thresholds (`Votes.raised_thresholds`, `raised_threshold`). Votes
+exist only for alerts that were sent, whose scores were at or above the chat's threshold: they
+can show that the threshold is too low (the alerts the chat disliked scored low), never that it
+is too high. So once a chat has decided `MIN_VOTES` stories of a topic (👍 or 👎 by majority) and
+their precision is below `TARGET_PRECISION`, its threshold for the topic becomes the lowest
+score, among the voted alerts, from which up the precision reaches the target, provided at
+least `MIN_ABOVE` voted alerts remain above it; the dispatcher applies it when it is above the
+chat's own threshold (or the topic's). 20 votes: with fewer, one vote moves the precision by
+more than five points, and a cut resting on a handful of stories would follow noise. It is
+read from the votes and the scores the outbox stored with each alert, when the dispatcher
+runs, so a chat that changes its mind changes it back.
+
 `Votes.labels()` turns the votes into labelled stories in the format `newswatch eval` reads
 (see `newswatch.alerts.match.evaluation`): a 👍 says the alert's topics were right (label 1), a 👎 that they
 were wrong (label 0). When several people voted on a story, the majority decides each topic;
@@ -27,6 +39,9 @@ UP, DOWN = 1, -1
 VOTE_PREFIX = "vote:"
 SIGNS = {"+": UP, "-": DOWN}
 RECENT_DOWN = 5
+MIN_VOTES = 20  # decided stories of a topic before the votes move a chat's threshold
+MIN_ABOVE = 10  # voted alerts that must remain at or above a raised threshold
+TARGET_PRECISION = 0.8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -40,6 +55,27 @@ CREATE TABLE IF NOT EXISTS votes (
 );
 CREATE INDEX IF NOT EXISTS votes_story ON votes(story_id);
 """
+
+
+def raised_threshold(scored: Iterable[tuple[float, bool]]) -> float | None:
+    """The threshold a chat's votes on one topic call for: (alert score, 👍?) per decided
+    story -> the lowest score from which the precision reaches `TARGET_PRECISION` with at least
+    `MIN_ABOVE` stories above, or None (too few votes, precision high enough, or no such score)."""
+    scored = sorted(scored)
+    if len(scored) < MIN_VOTES:
+        return None
+    good = sum(up for _, up in scored)
+    total = len(scored)
+    if good / total >= TARGET_PRECISION:
+        return None
+    for i, (score, up) in enumerate(scored):  # `good` counts the 👍 of the stories from i on
+        if not i or scored[i - 1][0] != score:
+            if total - i < MIN_ABOVE:
+                return None
+            if good / (total - i) >= TARGET_PRECISION:
+                return score
+        good -= up
+    return None
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,36 @@ class Votes:
                 counts = tally.setdefault(topic, [0, 0])
                 counts[0 if vote == UP else 1] += 1
         return [TopicFeedback(t, up, down) for t, (up, down) in sorted(tally.items())]
+
+    def changed_since(self, at: datetime | None) -> int:
+        """How many votes were given or changed after `at` (all of them when None)."""
+        if at is None:
+            return self.conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM votes WHERE at > ?", (db_time(at),)).fetchone()[0]
+
+    def scored(self, chat_id: int | None = None) -> dict[tuple[int, str], list[tuple[float, bool]]]:
+        """(chat, topic) -> (the alert's stored score, 👍?) per story the chat decided by
+        majority (ties left out); the scores are those the outbox kept with each alert."""
+        where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
+        rows = self.conn.execute(
+            "SELECT v.chat_id, SUM(v.vote), o.topics FROM votes v JOIN outbox o"
+            f" ON o.chat_id = v.chat_id AND o.story_id = v.story_id {where} GROUP BY v.chat_id, v.story_id", args)
+        out: dict[tuple[int, str], list[tuple[float, bool]]] = {}
+        for chat, total, topics in rows:
+            if not total:
+                continue
+            for topic, score in json.loads(topics):
+                out.setdefault((chat, topic), []).append((float(score), total > 0))
+        return out
+
+    def raised_thresholds(self, chat_id: int | None = None) -> dict[tuple[int, str], float]:
+        """(chat, topic) -> the threshold the chat's votes call for (see `raised_threshold`)."""
+        raised = {}
+        for key, scored in self.scored(chat_id).items():
+            cut = raised_threshold(scored)
+            if cut is not None:
+                raised[key] = cut
+        return raised
 
     def recent_down(self, chat_id: int, limit: int = RECENT_DOWN) -> list[str]:
         """Titles of the stories most recently marked 👎 in the chat (newest first)."""

@@ -5,6 +5,11 @@ fetches every due source in one Scrapy crawl and stores new stories -> the dispa
 scores them and queues alerts in the outbox -> the notify task delivers them. Each stage
 wakes the next with an event, and each picks up from the database after a restart, so a
 crash at any point loses and repeats nothing. SIGTERM/SIGINT stop it cleanly.
+
+Scores come from the topics' rules blended with the model `newswatch train` wrote
+(`model.path`, `model.blend`), loaded at start and again on SIGHUP. With
+`model.retrain_after_votes` > 0 the learn task trains the model again in a worker thread once
+that many votes were given since it was made, writes it and swaps it in.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import signal
 import sqlite3
 import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from aiohttp.abc import AbstractResolver
@@ -30,7 +36,9 @@ from newswatch.alerts.feedback import Votes
 from newswatch.alerts.deliver.format import plural
 from newswatch.heartbeat import Heartbeat
 from newswatch.alerts.bot.history import History
+from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.model_file import load_model, train, training_rows, write_model
 from newswatch.metrics import Metrics
 from newswatch.alerts.deliver.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY, ConsoleSink, DeliverySummary, Notifier
 from newswatch.alerts.deliver.outbox import Outbox
@@ -53,6 +61,7 @@ SHUTDOWN_GRACE = 10.0
 DISPATCH_STEP = 50  # stories matched per transaction between turns of the event loop
 DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
 DB_BUSY_TIMEOUT = 0.25  # seconds a write on the event loop waits for another process's lock
+LEARN_CHECK = 5.0  # seconds between looks at the votes, when model.retrain_after_votes is set
 
 
 @dataclass
@@ -78,7 +87,7 @@ class Daemon:
         self.subscriptions = Subscriptions(self.conn)
         self.outbox = Outbox(self.conn)
         self.votes = Votes(self.conn)
-        self.matcher = Matcher(config.topics)
+        self.matcher = self._blended(Matcher(config.topics), config)
         self.watches = Watches(self.conn, max_per_chat=config.telegram.max_watches_per_chat,
                                max_watches=config.telegram.max_watches)
         self.policy = policy or address_policy(config)
@@ -87,7 +96,8 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self.clusters = StoryClusters(self.conn)
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
-                                     console=token is None, watches=self.watches, clusters=self.clusters)
+                                     console=token is None, watches=self.watches, clusters=self.clusters,
+                                     votes=self.votes)
         self.application = None
         self.link = None
         self.commands: BotCommands | None = None
@@ -174,6 +184,8 @@ class Daemon:
             asyncio.create_task(self._notify_loop(), name="notify"),
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
         ]
+        if self.config.model.retrain_after_votes:
+            tasks.append(asyncio.create_task(self._learn_loop(), name="learn"))
         if self.link is not None:  # the bot connects beside the rest, never before it
             tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
         self._dispatch_event.set()  # catch up on anything stored before a restart
@@ -201,22 +213,35 @@ class Daemon:
             self.instance_lock.release()
         log.info("newswatch stopped")
 
+    @staticmethod
+    def _blended(rules: Matcher, config: NewswatchConfig) -> BlendedMatcher:
+        """The rules blended with the model file, when `model.blend` asks for one."""
+        blend = config.model.blend
+        model = load_model(config.model_path, config.topics) if blend > 0 else None
+        return BlendedMatcher(rules, model, blend)
+
+    def _use_matcher(self, matcher: BlendedMatcher) -> None:
+        self.matcher = self.dispatcher.matcher = matcher
+
     def reload(self) -> bool:
-        """Re-read the config file (SIGHUP). A bad file is refused and the running config stays."""
+        """Re-read the config file and the model file (SIGHUP). A bad config file is refused and
+        the running config stays (the model file is read again all the same)."""
         path = self.config.file
         if not path or path.startswith("<"):
             log.warning("config reload: the built-in config cannot be reloaded; start with -c FILE")
+            self._use_matcher(self._blended(self.matcher.rules, self.config))
             return False
         try:
             new = load_config(path)
         except ConfigError as exc:
             log.error("config reload refused, still running the previous config: %s", "; ".join(exc.problems))
+            self._use_matcher(self._blended(self.matcher.rules, self.config))
             return False
         restart = [name for name in ("storage", "telegram", "crawler", "http")
                    if getattr(new, name) != getattr(self.config, name)]
         self.config = new
         self.recorder.alert_max_age = new.alert_max_age
-        self.matcher = self.dispatcher.matcher = Matcher(new.topics)
+        self._use_matcher(self._blended(Matcher(new.topics), new))
         self.runtime_sources.config_sources = list(new.sources)
         self._apply_sources(self.runtime_sources.enabled())
         if self.commands is not None:
@@ -428,6 +453,50 @@ class Daemon:
             if summary.more:
                 self._dispatch_event.set()
                 await asyncio.sleep(0)  # let waiting sends record their result between steps
+
+    async def _learn_loop(self) -> None:
+        """Train the model again once `model.retrain_after_votes` votes were given or changed
+        since it was made: on the label files it was trained on and every stored vote, in a worker
+        thread; then write it and score with it."""
+        while True:
+            await asyncio.sleep(LEARN_CHECK)
+            config = self.config
+            model = self.matcher.model
+            made = model.meta.get("created") if model is not None else None
+            try:
+                since = datetime.fromisoformat(made) if isinstance(made, str) else None
+                fresh = self.votes.changed_since(since)
+                if fresh < config.model.retrain_after_votes or config.model.retrain_after_votes == 0:
+                    continue
+                votes = list(self.votes.labels(topics=config.topics))
+            except (sqlite3.Error, ValueError) as exc:
+                log.warning("model: could not read the votes (%s); trying again later", exc)
+                continue
+            files = [f for f in (model.meta.get("label_files", []) if model is not None else []) if Path(f).is_file()]
+            log.info("model: %s since it was made; training again on %s and %s",
+                     plural(fresh, "new vote"), plural(len(votes), "voted story", "voted stories"),
+                     plural(len(files), "label file"))
+            try:
+                trained, report = await asyncio.to_thread(self._train, config, files, votes)
+            except Exception:
+                log.exception("model: training failed; still scoring with the previous model")
+                continue
+            if not trained.topics:
+                log.warning("model: no topic has both 👍 and 👎 yet; not trained")
+                continue
+            self._use_matcher(BlendedMatcher(self.matcher.rules, trained, config.model.blend))
+            log.info("model: trained again and in use (%s)", "; ".join(
+                f"{t}: F1 rules {f.rules_f1}, blended {f.blended_f1}" for t, f in report.items()))
+
+    @staticmethod
+    def _train(config: NewswatchConfig, files: list[str], votes: list[dict]):
+        """Train and write the model (in a worker thread: nothing here touches the event loop's
+        database connection)."""
+        rows = training_rows(files, votes)
+        trained, report = train(config.topics, rows, blend=config.model.blend, label_files=files, votes=len(votes))
+        if trained.topics:
+            write_model(config.model_path, trained)
+        return trained, report
 
     async def _notify_loop(self) -> None:
         while True:

@@ -3,8 +3,9 @@
 `vote_keyboard()` builds the two buttons (the Telegram sink sends them with every single
 alert); `FeedbackCommands.on_vote` stores a tap (see `newswatch.alerts.feedback`), answers it and shows
 the counts on the buttons; `FeedbackCommands.show` answers /feedback with the chat's votes
-per topic and the precision they imply. Voting is not a settings change: in a group everyone
-may vote, once each (a later tap replaces the earlier vote).
+per topic, the precision they imply and the threshold they raise (`raised_threshold`).
+Voting is not a settings change: in a group everyone may vote, once each (a later tap
+replaces the earlier vote).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from newswatch.alerts.feedback import DOWN, UP, Votes, parse_vote_data
+from newswatch.alerts.feedback import DOWN, MIN_VOTES, TARGET_PRECISION, UP, Votes, parse_vote_data, raised_threshold
 from newswatch.alerts.deliver.format import TELEGRAM_TEXT_LIMIT, escape, fit, hashtag
 from newswatch.alerts.deliver.outbox import ALERT, Outbox
 from newswatch.alerts.deliver.telegram import vote_keyboard
@@ -77,10 +78,14 @@ def feedback_text(votes: Votes, chat_id: int) -> str:
     if not summary:
         return "No votes here yet. Tap 👍 or 👎 under an alert to say whether it was worth sending."
     lines = ["<b>Feedback on alerts here</b> (👍 relevant, 👎 not; precision = 👍 / all votes)"]
+    scored = votes.scored(chat_id)
     for topic in summary:
         precision = topic.precision
         share = f"{precision:.0%}" if precision is not None else "—"
-        lines.append(f"{escape(hashtag(topic.topic))}: 👍 {topic.up}, 👎 {topic.down}, precision {share}")
+        lines.append(f"{escape(hashtag(topic.topic))}: 👍 {topic.up}, 👎 {topic.down}, precision {share}"
+                     + threshold_note(scored.get((chat_id, topic.topic), [])))
+    lines.append(f"<i>Once {MIN_VOTES} alerts of a topic are voted on here and fewer than "
+                 f"{TARGET_PRECISION:.0%} are 👍, its threshold here rises to the score from which they are.</i>")
     titles = votes.recent_down(chat_id)
     if titles:
         lines.append("")
@@ -89,6 +94,12 @@ def feedback_text(votes: Votes, chat_id: int) -> str:
             title = " ".join(title.split()) or "(untitled)"
             lines.append("· " + escape(title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"))
     return "\n".join(lines)
+
+
+def threshold_note(scored: list[tuple[float, bool]]) -> str:
+    """What the chat's votes on a topic do to its threshold (see `raised_threshold`)."""
+    cut = raised_threshold(scored)
+    return f"; the votes raise its threshold here to {cut:g}" if cut is not None else ""
 
 
 def _reply_kwargs(message: Message) -> dict:

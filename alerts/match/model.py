@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from newswatch.alerts.match.matcher import Matcher, TopicScore
+from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from scipy import sparse
-
-from newswatch.alerts.match.matcher import Matcher, TopicScore
 
 __all__ = [
     "FORMAT",
