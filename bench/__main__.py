@@ -6,6 +6,7 @@
     python -m bench store   --stories 100000,1000000    inserts and dedup look-ups vs store size
     python -m bench soak                                1 h of simulated time: RSS, fds, tasks
     python -m bench syndication                         clustering vs recent stories; cold poll of copies
+    python -m bench replay                              labelled stories as a stream: learning from votes
     python -m bench all                                 cycle, latency, matcher and store
 
 Everything runs on 127.0.0.1: a feed farm process, the test suite's fake Bot API, and the
@@ -32,7 +33,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[2:9]),
+                                     epilog="\n".join(__doc__.splitlines()[2:10]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
 
@@ -108,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="also profile the cold poll with cProfile")
     p.add_argument("--profile-top", type=int, default=25)
 
+    p = sub.add_parser("replay", help="labelled stories as a stream: alerts' precision/recall with and without learning")
+    _common(p)
+    from bench.replay import DEFAULT_LABELS
+
+    p.add_argument("--labels", default=str(DEFAULT_LABELS), help=f"labelled stories (default {DEFAULT_LABELS})")
+    p.add_argument("--config", default=None, help="the topics (default: the shipped config)")
+    p.add_argument("--blend", type=float, default=0.5, help="model.blend (0.5)")
+    p.add_argument("--every", type=int, default=25, help="retrain after this many new votes (25)")
+    p.add_argument("--flags", type=lambda t: [float(x) for x in t.split(",")], default=[0.0, 0.2],
+                   help="shares of the stories that alerted nobody that arrive labelled, one run each (0,0.2)")
+
     p = sub.add_parser("all", help="cycle, latency, matcher and store with their defaults")
     _common(p)
     cycle_options(p, "1000,5000,10000")
@@ -152,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import syndication
 
         return syndication.main(args)
+    if args.mode == "replay":
+        from bench import replay
+
+        return replay.main(args)
     if args.mode == "all":
         from bench import cycle, latency, matcher, storage
 
