@@ -458,6 +458,7 @@ class Daemon:
         """Train the model again once `model.retrain_after_votes` votes were given or changed
         since it was made: on the label files it was trained on and every stored vote, in a worker
         thread; then write it and score with it."""
+        tried: datetime | None = None  # the last training, also one that made no model
         while True:
             await asyncio.sleep(LEARN_CHECK)
             config = self.config
@@ -465,6 +466,8 @@ class Daemon:
             made = model.meta.get("created") if model is not None else None
             try:
                 since = datetime.fromisoformat(made) if isinstance(made, str) else None
+                if tried is not None and (since is None or tried > since):
+                    since = tried
                 fresh = self.votes.changed_since(since)
                 if fresh < config.model.retrain_after_votes or config.model.retrain_after_votes == 0:
                     continue
@@ -473,6 +476,7 @@ class Daemon:
                 log.warning("model: could not read the votes (%s); trying again later", exc)
                 continue
             files = [f for f in (model.meta.get("label_files", []) if model is not None else []) if Path(f).is_file()]
+            tried = self.clock.now()
             log.info("model: %s since it was made; training again on %s and %s",
                      plural(fresh, "new vote"), plural(len(votes), "voted story", "voted stories"),
                      plural(len(files), "label file"))
