@@ -156,6 +156,9 @@ class Votes:
     def scored(self, chat_id: int | None = None) -> dict[tuple[int, str], list[tuple[float, bool]]]:
         """(chat, topic) -> (the alert's stored score, 👍?) per story the chat decided by
         majority (ties left out); the scores are those the outbox kept with each alert."""
+        if not self.stored or not self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone():
+            return {}  # no alert was ever queued here
         where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
         rows = self.conn.execute(
             "SELECT v.chat_id, SUM(v.vote), o.topics FROM votes v JOIN outbox o"
