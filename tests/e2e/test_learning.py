@@ -23,30 +23,30 @@ TOPICS = {"talks": {"description": "Talks with North Korea.", "threshold": 2,
                     "groups": {"talks": {"weight": 2, "terms": ["talks"]}}}}
 NOW = datetime.now(UTC).replace(microsecond=0)
 PEACE = [
-    ("Envoys meet in Pyongyang", "Diplomats from Washington and Pyongyang held talks on denuclearisation and the "
-                                 "nuclear programme."),
-    ("Nuclear envoy heads to Beijing", "The envoy said talks with North Korea on its nuclear weapons would resume "
-                                       "after the missile tests."),
-    ("Kim receives South Korean delegation", "Kim Jong Un welcomed the delegation for talks on a peace treaty and "
-                                             "denuclearisation of the peninsula."),
-    ("Six-party format revived", "Negotiators from six nations began talks in Beijing on North Korea's nuclear "
-                                 "disarmament."),
-    ("Hotline reopened across the border", "Seoul and Pyongyang restored the hotline and agreed to talks on military "
-                                           "tension and the nuclear issue."),
+    ("Envoys meet in Pyongyang", ("Diplomats from Washington and Pyongyang held talks on denuclearisation and the "
+                                 "nuclear programme.")),
+    ("Nuclear envoy heads to Beijing", ("The envoy said talks with North Korea on its nuclear weapons would resume "
+                                       "after the missile tests.")),
+    ("Kim receives South Korean delegation", ("Kim Jong Un welcomed the delegation for talks on a peace treaty and "
+                                             "denuclearisation of the peninsula.")),
+    ("Six-party format revived", ("Negotiators from six nations began talks in Beijing on North Korea's nuclear "
+                                 "disarmament.")),
+    ("Hotline reopened across the border", ("Seoul and Pyongyang restored the hotline and agreed to talks on military "
+                                           "tension and the nuclear issue.")),
 ]
 WAGES = [
     ("Car plant strike looms", "The factory union held talks with managers over overtime pay and wages at the car plant."),
     ("Dockworkers reject offer", "Port workers said wage talks with employers had stalled over pensions and shift pay."),
     ("Nurses vote on pay deal", "Hospital unions ended talks with the health board on salaries, overtime and staffing."),
-    ("Teachers union threatens walkout", "Talks between the teachers union and the council over pay rises and pensions "
-                                         "broke down."),
-    ("Airline pilots accept raise", "Pilots ended months of contract talks with the airline over wages, pensions and "
-                                    "rest hours."),
+    ("Teachers union threatens walkout", ("Talks between the teachers union and the council over pay rises and pensions "
+                                         "broke down.")),
+    ("Airline pilots accept raise", ("Pilots ended months of contract talks with the airline over wages, pensions and "
+                                    "rest hours.")),
 ]
-BORDERLINE_IN = ("Delegations arrive in Panmunjom", "Envoys of Pyongyang and Washington open talks on the nuclear "
-                                                    "programme and denuclearisation.")
-BORDERLINE_OUT = ("Bus drivers and city hall", "The drivers union opened talks with the city over wages, overtime pay "
-                                               "and pensions.")
+BORDERLINE_IN = ("Delegations arrive in Panmunjom", ("Envoys of Pyongyang and Washington open talks on the nuclear "
+                                                    "programme and denuclearisation."))
+BORDERLINE_OUT = ("Bus drivers and city hall", ("The drivers union opened talks with the city over wages, overtime pay "
+                                               "and pensions."))
 
 
 def item(title: str, text: str, minutes: int) -> FeedItem:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from newswatch.alerts.config import ConfigError, parse_config
-from newswatch.alerts.dispatch import Dispatcher
 from newswatch.alerts.deliver.outbox import Outbox
+from newswatch.alerts.dispatch import Dispatcher
 from newswatch.alerts.feedback import MIN_ABOVE, MIN_VOTES, Votes, raised_threshold
 from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.evaluation import format_explanation
