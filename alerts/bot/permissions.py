@@ -13,15 +13,13 @@ Rights follow the person who sends a command, never the chat it is sent in:
     counts as an administrator's; so does every channel post (only a channel's
     administrators can post in it). Private chats belong to their one user.
 
-The guards `admin_command` and `settings_change` wrap handlers of a class that has a
-`permissions` attribute (a `Permissions`) and an `async refuse(update, text)` method.
+The rules are here; the decorators that apply them to handlers (`@admin`,
+`@settings_change`) are in `newswatch.alerts.bot.guards`, with the refusals below.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from telegram import ChatMember, Update
@@ -111,47 +109,3 @@ class Permissions:
             if len(self._known) >= MAX_REMEMBERED:
                 self._known.clear()
         self._known[key] = (admin, until)
-
-
-Handler = Callable[..., Awaitable[None]]
-
-
-def admin_command(handler: Handler) -> Handler:
-    """Run the handler only for a sender listed in `telegram.admins` (see `is_bot_admin`)."""
-    @functools.wraps(handler)
-    async def guarded(self, update: Update, context, **kwargs) -> None:
-        if self.permissions.is_bot_admin(update):
-            await handler(self, update, context, **kwargs)
-            return
-        message, chat = update.effective_message, update.effective_chat
-        command = (message.text or "").split()[0].split("@")[0] if message is not None and message.text else "that"
-        user = update.effective_user
-        log.info("chat %s: admin command %s refused for user %s", chat.id if chat else None, command,
-                 user.id if user else None)
-        await self.refuse(update, NOT_ADMIN.format(command=command))
-    return guarded
-
-
-def settings_change(reads: Callable[[list[str]], bool] | None = None) -> Callable[[Handler], Handler]:
-    """Run the handler only for a sender who may change the chat's settings (see
-    `may_change_settings`); `reads(args)` true means this use only shows them, open to all."""
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded(self, update: Update, context) -> None:
-            if reads is not None and update.callback_query is None and reads(list(context.args or [])):
-                await handler(self, update, context)
-                return
-            try:
-                allowed = await self.permissions.may_change_settings(update, context.bot)
-            except MemberLookupFailed:
-                await self.refuse(update, NOT_CHECKED)
-                return
-            if allowed:
-                await handler(self, update, context)
-                return
-            chat, user = update.effective_chat, update.effective_user
-            log.info("chat %s: %s refused for user %s, not an administrator", chat.id if chat else None,
-                     handler.__name__, user.id if user else None)
-            await self.refuse(update, GROUP_ADMINS_ONLY)
-        return guarded
-    return wrap
