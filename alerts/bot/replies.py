@@ -56,22 +56,26 @@ def thread_of(message: Message | None) -> int | None:
 
 
 def title_of(chat) -> str:
+    """A chat's name as the chats table keeps it: a group's title, a person's name."""
     return chat.title or getattr(chat, "full_name", None) or chat.username or ""
 
 
 def num(value: float | None) -> str:
+    """A score or threshold as typed: 10, 2.5 (— when there is none)."""
     if value is None:
         return "—"
     return f"{value:g}"
 
 
 def every(seconds: int) -> str:
+    """A polling interval: 10m, 1h, 45s."""
     return describe_duration(timedelta(seconds=seconds)) if seconds >= 60 else f"{seconds}s"
 
 
 def ago(moment: datetime | None, now: datetime, zone: str) -> str:
+    """A past moment in the chat's time zone, and how long ago it was."""
     if moment is None:
         return "never"
     delta = now - moment
-    ago = "just now" if delta.total_seconds() < 60 else f"{describe_duration(delta)} ago"
-    return f"{local_stamp(moment, zone)} ({ago})"
+    passed = "just now" if delta.total_seconds() < 60 else f"{describe_duration(delta)} ago"
+    return f"{local_stamp(moment, zone)} ({passed})"
