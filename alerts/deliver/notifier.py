@@ -138,7 +138,7 @@ class DeliverySummary:
 class Notifier:
     def __init__(self, outbox: Outbox, store: StoryStore, subscriptions: Subscriptions, clock: Clock,
                  telegram: Sink | None, console: Sink, *, concurrency: int = 4,
-                 rng: random.Random | None = None, on_chat_gone: Callable[[int, str], None] | None = None,
+                 rng: random.Random | None = None,
                  observer: DeliveryObserver | None = None, clusters: StoryClusters | None = None) -> None:
         self.outbox = outbox
         self.store = store
@@ -148,7 +148,6 @@ class Notifier:
         self.console = console
         self.concurrency = concurrency
         self.rng = rng or random.Random()
-        self.on_chat_gone = on_chat_gone
         self.summary = DeliverySummary()
         self.last_progress = clock.now()
         self.observer = observer
@@ -308,8 +307,6 @@ class Notifier:
         self.summary.dropped += dropped
         self._tell("dropped", chat_id, dropped)
         log.warning("chat %s: deactivated (%s); %s dropped", chat_id, reason, plural(dropped, "queued alert"))
-        if self.on_chat_gone:
-            self.on_chat_gone(chat_id, reason)
 
     def _fail(self, item: OutboxItem, ids: list[int], reason: str) -> None:
         """End rows that can never be delivered as `failed`, with the reason; the chat's queue moves on."""
