@@ -45,7 +45,7 @@ from newswatch.alerts.match.topics import (
     unify_characters,
 )
 
-__all__ = ["TITLE_CHARS", "Matcher", "TermHit", "TopicScore"]
+__all__ = ["TITLE_CHARS", "Matcher", "TopicScore"]
 
 _TITLE, _TEXT = 0, 1
 _SEPARATOR = "\n"
@@ -69,13 +69,6 @@ _END = itemgetter(1)
 
 
 _EVERY = object()  # the groups an ignored term covers: all of them
-
-
-@dataclass(frozen=True)
-class TermHit:
-    term: str
-    group: str
-    where: str  # "title" | "text"
 
 
 class TopicScore(NamedTuple):
@@ -694,10 +687,6 @@ class Matcher:
         others score 0 and cannot pass): for callers with many topics."""
         return [score for _, score in self._scores(self._collect(title, text))]
 
-    def passed(self, title: str, text: str) -> list[str]:
-        """Names of the topics the story passes."""
-        return [s.topic for s in self.matched(title, text) if s.passed]
-
     def _scores(self, collected: list[_Found]) -> Iterator[tuple[int, TopicScore]]:
         """(topic index, score) for each topic found; the same sums in the same order as
         `_score_topic`."""
@@ -735,19 +724,6 @@ class Matcher:
             if groups.isdisjoint(found):
                 missing += (name,)
         return missing
-
-    def hits(self, title: str, text: str) -> list[tuple[str, TermHit]]:
-        """Every counted hit as (topic, TermHit), in configuration order."""
-        out = []
-        for t_index, found, _ in self._collect(title, text):
-            topic = self._topics[t_index]
-            for g_index, slots in found.items():
-                for where, spans in enumerate(slots):
-                    for _, _, label in spans:
-                        out.append(
-                            (topic.name, TermHit(label, topic.groups[g_index].name, _WHERE[where]))
-                        )
-        return out
 
     def explain(self, title: str, text: str) -> dict[str, Any]:
         """Why each topic scored what it did.
