@@ -56,6 +56,11 @@ _MASK = -1  # the group of a topic's `ignore:` terms, below every other
 # None), in group order, `ignore:` terms (_MASK) first.
 _Target = tuple[int, int, str, str | None]
 _Targets = tuple[_Target, ...]
+# pattern -> (left, right) boundaries -> the targets it counts for
+_Table = dict[str, dict[tuple[int, int], list[_Target]]]
+_Regexes = list[tuple[_Target, re.Pattern[str]]]
+# A near rule, looked up by its first group: (rule index, second group, within, bonus).
+_NearRule = tuple[int, int, int, float]
 # A hit while collecting: (start, -end, targets); sorting puts the hits in text order, the
 # longest first among those starting together.
 _Hit = tuple[int, int, _Targets]
@@ -64,6 +69,9 @@ _Span = tuple[int, int, str]
 # What counts for one topic: (topic index, group -> (title spans, text spans), the terms to name
 # (those of groups that add to the score, title first, in the order they occur)).
 _Found = tuple[int, dict[int, tuple[list[_Span], list[_Span]]], dict[str, None]]
+# What each group and each near rule of a topic added to its score: ([(group, points)],
+# [(near rule, bonus)]).
+_Parts = tuple[list[tuple[int, float]], list[tuple[int, float]]]
 _TOPIC_INDEX = itemgetter(0)
 _END = itemgetter(1)
 
@@ -285,6 +293,77 @@ def _viewable(pattern: str, sides: list[tuple[int, int]]) -> bool:
     )
 
 
+def _compiled_topic(name: str, config: TopicConfig) -> _Topic:
+    """A topic as the matcher scores it: groups, requirements and near rules by index, and
+    the points of each group in a title and for each number of hits in a text."""
+    group_names = list(config.groups)
+    return _Topic(
+        name=name,
+        threshold=config.threshold,
+        text_chars=config.text_chars,
+        groups=tuple(_Group(g, config.groups[g].weight) for g in group_names),
+        require=tuple(
+            (frozenset(group_names.index(g) for g in req), " or ".join(req))
+            for req in config.required_groups()
+        ),
+        near=tuple(
+            _Near(
+                group_names.index(rule.groups[0]),
+                group_names.index(rule.groups[1]),
+                rule.within,
+                rule.bonus,
+            )
+            for rule in config.near
+        ),
+        title_points=tuple(config.groups[g].weight * config.title_weight for g in group_names),
+        text_points=tuple(
+            tuple(
+                config.groups[g].weight * _saturated(n, config.repeat_decay)
+                for n in range(_SATURATION_TABLE)
+            )
+            for g in group_names
+        ),
+    )
+
+
+def _near_by_first_group(topic: _Topic) -> dict[int, list[_NearRule]]:
+    """A topic's near rules by their first group."""
+    near_from: dict[int, list[_NearRule]] = {}
+    for r_index, rule in enumerate(topic.near):
+        near_from.setdefault(rule.first, []).append((r_index, rule.second, rule.within, rule.bonus))
+    return near_from
+
+
+def _term_targets(t_index: int, config: TopicConfig) -> Iterator[tuple[Term, _Target]]:
+    """Each term of a topic with what its hits count for: the groups' terms, then the
+    `ignore:` phrases."""
+    for g_index, group in enumerate(config.groups.values()):
+        # Terms of groups that add to the score are named in `TopicScore.terms`.
+        named = group.weight > 0
+        for term in group.parsed():
+            yield term, (t_index, g_index, term.label, display_term(term.label) if named else None)
+    for phrase in config.ignore:
+        yield parse_term(phrase), (t_index, _MASK, phrase, None)
+
+
+def _term_table(topics: Mapping[str, TopicConfig]) -> tuple[_Table, _Regexes]:
+    """Every literal pattern of the topics with what its hits count for, by the boundaries
+    its neighbours must keep; and the regular expressions with theirs."""
+    table: _Table = {}
+    regexes: _Regexes = []
+    for t_index, config in enumerate(topics.values()):
+        for term, target in _term_targets(t_index, config):
+            if term.regex is not None:
+                regexes.append((target, term.regex))
+                continue
+            for pattern in term.patterns:
+                sides = _boundaries(term, pattern)
+                targets = table.setdefault(pattern, {}).setdefault(sides, [])
+                if not any(t[:2] == target[:2] for t in targets):
+                    targets.append(target)
+    return table, regexes
+
+
 class Matcher:
     """Scores stories against topics; build once, call `score` for every story."""
 
@@ -301,86 +380,12 @@ class Matcher:
             for length in sorted(set(lengths)):
                 indexes = [i for i, n in enumerate(lengths) if n == length]
                 self._parts.append((Matcher({names[i]: topics[names[i]] for i in indexes}), indexes))
-        self._topics: list[_Topic] = []
-        # pattern -> (left, right) boundaries -> the (topic, group, label) it counts for
-        table: dict[str, dict[tuple[int, int], list[_Target]]] = {}
-        regexes: list[tuple[_Target, re.Pattern[str]]] = []
-
-        def add(pattern: str, left: int, right: int, target: _Target) -> None:
-            targets = table.setdefault(pattern, {}).setdefault((left, right), [])
-            if not any(t[:2] == target[:2] for t in targets):
-                targets.append(target)
-
-        for t_index, (name, config) in enumerate(topics.items()):
-            group_names = list(config.groups)
-            for g_index, g_name in enumerate(group_names):
-                # Terms of groups that add to the score are named in `TopicScore.terms`.
-                named = config.groups[g_name].weight > 0
-                for term in config.groups[g_name].parsed():
-                    target = (
-                        t_index,
-                        g_index,
-                        term.label,
-                        display_term(term.label) if named else None,
-                    )
-                    if term.regex is not None:
-                        regexes.append((target, term.regex))
-                        continue
-                    for pattern in term.patterns:
-                        add(pattern, *_boundaries(term, pattern), target)
-            for phrase in config.ignore:
-                term = parse_term(phrase)
-                target = (t_index, _MASK, phrase, None)
-                if term.regex is not None:
-                    regexes.append((target, term.regex))
-                    continue
-                for pattern in term.patterns:
-                    add(pattern, *_boundaries(term, pattern), target)
-            requirements = config.required_groups()
-            self._topics.append(
-                _Topic(
-                    name=name,
-                    threshold=config.threshold,
-                    text_chars=config.text_chars,
-                    groups=tuple(_Group(g, config.groups[g].weight) for g in group_names),
-                    require=tuple(
-                        (frozenset(group_names.index(g) for g in req), " or ".join(req))
-                        for req in requirements
-                    ),
-                    near=tuple(
-                        _Near(
-                            group_names.index(rule.groups[0]),
-                            group_names.index(rule.groups[1]),
-                            rule.within,
-                            rule.bonus,
-                        )
-                        for rule in config.near
-                    ),
-                    title_points=tuple(
-                        config.groups[g].weight * config.title_weight for g in group_names
-                    ),
-                    text_points=tuple(
-                        tuple(
-                            config.groups[g].weight * _saturated(n, config.repeat_decay)
-                            for n in range(_SATURATION_TABLE)
-                        )
-                        for g in group_names
-                    ),
-                )
-            )
-
-        if not self._parts:
-            self._build_scanners(table, regexes)
-        # Per topic, the near rules by their first group: (rule index, second group, within,
-        # bonus), so that only the rules of groups found are looked at.
-        self._near_from: list[dict[int, list[tuple[int, int, int, float]]]] = []
-        for t in self._topics:
-            near_from: dict[int, list[tuple[int, int, int, float]]] = {}
-            for r_index, rule in enumerate(t.near):
-                near_from.setdefault(rule.first, []).append(
-                    (r_index, rule.second, rule.within, rule.bonus)
-                )
-            self._near_from.append(near_from)
+        else:
+            self._build_scanners(*_term_table(topics))
+        self._topics = [_compiled_topic(name, config) for name, config in topics.items()]
+        # Per topic, the near rules by their first group, so that only the rules of groups
+        # found are looked at.
+        self._near_from = [_near_by_first_group(t) for t in self._topics]
         self._empty = [
             TopicScore(t.name, 0.0, t.threshold, (), tuple(name for _, name in t.require))
             for t in self._topics
@@ -393,9 +398,7 @@ class Matcher:
     # -- scanning ---------------------------------------------------------------------------
 
     def _build_scanners(
-        self,
-        table: dict[str, dict[tuple[int, int], list[_Target]]],
-        regexes: list[tuple[_Target, re.Pattern[str]]],
+        self, table: _Table, regexes: _Regexes
     ) -> None:
         """The automata and regular expressions that find the hits of `table`'s patterns
         ((left, right) boundaries -> targets) and of `regexes`."""
@@ -430,7 +433,7 @@ class Matcher:
     def _build_view(
         self,
         viewable: set[str],
-        table: dict[str, dict[tuple[int, int], list[_Target]]],
+        table: _Table,
         pieces: set[str | None],
     ) -> dict[str | None, int]:
         """The view automaton, its keys' entries and the table that makes a text's view. Also
@@ -570,8 +573,7 @@ class Matcher:
         inside a longer hit of its topic, or inside one of the topic's `ignore:` terms, does
         not count; nor does one that covers the same words as a counted hit of its group.
         Only the first `text_chars` characters of `text` are read (see `_lead`), and the first
-        `TITLE_CHARS` of `title`. Topics
-        without hits cost nothing but their share of three lists."""
+        `TITLE_CHARS` of `title`."""
         if self._parts:
             collected: list[_Found] = []
             for part, indexes in self._parts:
@@ -583,9 +585,6 @@ class Matcher:
             text = _lead(text, self._text_chars)
         if len(title) > TITLE_CHARS:
             title = _lead(title, TITLE_CHARS)
-        topics = len(self._topics)
-        by_topic: list[_Found | None] = [None] * topics
-        collected = []
         # Title and text are read as one, with a line break (which normalised text never
         # holds, and which no term matches) between them.
         if not title.isascii():
@@ -598,82 +597,9 @@ class Matcher:
         if hits is None:
             title = _folded(title)
             hits = self._scan(title + _SEPARATOR + _folded(text), len(title))
-        separator = len(title)
-        if hits:
-            # Per topic: the span of the last counted hit or ignored term, and the group
-            # counted there (a list of them when several count for the same words; _EVERY for
-            # an ignored term).
-            cover_start, cover_end = [-1] * topics, [-1] * topics
-            cover_groups: list[Any] = [None] * topics
-            for start, neg_end, targets in hits:
-                end = -neg_end
-                where = _TITLE if start < separator else _TEXT
-                for t_index, g_index, label, shown in targets:
-                    if end <= cover_end[t_index]:
-                        if start != cover_start[t_index] or end != cover_end[t_index]:
-                            continue  # inside a longer hit of this topic, or an ignored term
-                        seen = cover_groups[t_index]
-                        if (
-                            seen is _EVERY
-                            or seen == g_index
-                            or (seen.__class__ is list and g_index in seen)
-                        ):
-                            continue  # the same words again, through another term of the group
-                        if g_index < 0:  # an ignored term: nothing counts here
-                            cover_groups[t_index] = _EVERY
-                            continue
-                        if seen.__class__ is not list:
-                            seen = [seen]
-                        cover_groups[t_index] = [*seen, g_index]
-                    else:
-                        cover_start[t_index] = start
-                        cover_end[t_index] = end
-                        if g_index < 0:
-                            cover_groups[t_index] = _EVERY
-                            continue
-                        cover_groups[t_index] = g_index
-                    entry = by_topic[t_index]
-                    if entry is None:
-                        entry = by_topic[t_index] = (t_index, {}, {})
-                        collected.append(entry)
-                    found = entry[1]
-                    slots = found.get(g_index)
-                    if slots is None:
-                        slots = found[g_index] = ([], [])
-                    slots[where].append((start, end, label))
-                    if shown is not None:
-                        entry[2][shown] = None
-        collected.sort(key=_TOPIC_INDEX)
-        return collected
+        return _counted(hits, len(title), len(self._topics)) if hits else []
 
     # -- scoring ----------------------------------------------------------------------------
-
-    def _score_topic(
-        self, t_index: int, found: dict[int, tuple[list[_Span], list[_Span]]]
-    ) -> tuple[float, list[tuple[int, float]], list[tuple[int, float]], tuple[str, ...]]:
-        """(score, points per group, bonus per near rule, requirements not met); the same sums
-        in the same order as `_scores`."""
-        topic = self._topics[t_index]
-        near_from = self._near_from[t_index]
-        score = 0.0
-        group_points: list[tuple[int, float]] = []
-        near_points: list[tuple[int, float]] = []
-        last = _SATURATION_TABLE - 1
-        for g_index, (in_title, in_text) in found.items():
-            points = topic.title_points[g_index] if in_title else 0.0
-            if in_text:
-                points += topic.text_points[g_index][min(len(in_text), last)]
-            group_points.append((g_index, points))
-            score += points
-            for r_index, second_group, within, bonus in near_from.get(g_index, ()):
-                second = found.get(second_group)
-                if second is None:
-                    continue
-                if (in_title and second[0]) or _close(in_text, second[1], within):
-                    near_points.append((r_index, bonus))
-                    score += bonus
-        near_points.sort()
-        return score, group_points, near_points, self._missing(topic, found)
 
     def score(self, title: str, text: str) -> list[TopicScore]:
         """One `TopicScore` per topic, in configuration order."""
@@ -687,14 +613,20 @@ class Matcher:
         others score 0 and cannot pass): for callers with many topics."""
         return [score for _, score in self._scores(self._collect(title, text))]
 
-    def _scores(self, collected: list[_Found]) -> Iterator[tuple[int, TopicScore]]:
-        """(topic index, score) for each topic found; the same sums in the same order as
-        `_score_topic`."""
+    def _scores(
+        self, collected: list[_Found], parts: dict[int, _Parts] | None = None
+    ) -> Iterator[tuple[int, TopicScore]]:
+        """(topic index, score) for each topic found: the one place where scores are summed.
+        With `parts`, also what each group and each near rule added, by topic index (for
+        `explain`)."""
         last = _SATURATION_TABLE - 1
         for t_index, found, terms in collected:
             topic = self._topics[t_index]
             title_points, text_points = topic.title_points, topic.text_points
             near_from = self._near_from[t_index]
+            group_points = near_points = None
+            if parts is not None:
+                group_points, near_points = parts[t_index] = ([], [])
             score = 0.0
             for g_index, (in_title, in_text) in found.items():
                 points = title_points[g_index] if in_title else 0.0
@@ -702,14 +634,18 @@ class Matcher:
                     count = len(in_text)
                     points += text_points[g_index][count if count < last else last]
                 score += points
+                if group_points is not None:
+                    group_points.append((g_index, points))
                 rules = near_from.get(g_index)
                 if rules is not None:
-                    for _, second_group, within, bonus in rules:
+                    for r_index, second_group, within, bonus in rules:
                         second = found.get(second_group)
                         if second is not None and (
                             (in_title and second[0]) or _close(in_text, second[1], within)
                         ):
                             score += bonus
+                            if near_points is not None:
+                                near_points.append((r_index, bonus))
             missing = self._missing(topic, found)
             # As TopicScore(...) would make it, without the Python-level `__new__` of a named
             # tuple (a frame per topic and story, ~1.5% of an English story).
@@ -734,32 +670,18 @@ class Matcher:
             "missing": [requirement, ...], "text_chars": how many count (0: all)}}}
         """
         out: dict[str, Any] = {"title": title, "text_length": len(text), "topics": {}}
-        by_topic = {t_index: found for t_index, found, _ in self._collect(title, text)}
+        collected = self._collect(title, text)
+        parts: dict[int, _Parts] = {}
+        scores = dict(self._scores(collected, parts))
+        by_topic = {t_index: found for t_index, found, _ in collected}
         for t_index, topic in enumerate(self._topics):
-            found = by_topic.get(t_index, {})
-            score, group_points, near_points, missing = self._score_topic(t_index, found)
-            contributions = []
-            for g_index, slots in found.items():
-                group = topic.groups[g_index]
-                for where, spans in enumerate(slots):
-                    counts: dict[str, int] = {}
-                    for _, _, label in spans:
-                        counts[label] = counts.get(label, 0) + 1
-                    for label, count in counts.items():
-                        contributions.append(
-                            {
-                                "term": label,
-                                "group": group.name,
-                                "weight": group.weight,
-                                "where": _WHERE[where],
-                                "count": count,
-                            }
-                        )
+            result = scores.get(t_index, self._empty[t_index])
+            group_points, near_points = parts.get(t_index, ([], []))
             out["topics"][topic.name] = {
-                "score": _rounded(score),
+                "score": result.score,
                 "threshold": topic.threshold,
-                "passed": score >= topic.threshold and not missing,
-                "contributions": contributions,
+                "passed": result.passed,
+                "contributions": _contributions(topic, by_topic.get(t_index, {})),
                 "groups": {topic.groups[g].name: round(p, 4) for g, p in group_points},
                 "near": [
                     {
@@ -769,12 +691,89 @@ class Matcher:
                         ],
                         "bonus": bonus,
                     }
-                    for r, bonus in near_points
+                    for r, bonus in sorted(near_points)
                 ],
-                "missing": list(missing),
+                "missing": list(result.missing),
                 "text_chars": topic.text_chars,
             }
         return out
+
+
+def _contributions(
+    topic: _Topic, found: dict[int, tuple[list[_Span], list[_Span]]]
+) -> list[dict[str, Any]]:
+    """What `explain` lists for a topic: each term counted, per group and place, with its
+    count."""
+    contributions = []
+    for g_index, slots in found.items():
+        group = topic.groups[g_index]
+        for where, spans in enumerate(slots):
+            counts: dict[str, int] = {}
+            for _, _, label in spans:
+                counts[label] = counts.get(label, 0) + 1
+            for label, count in counts.items():
+                contributions.append(
+                    {
+                        "term": label,
+                        "group": group.name,
+                        "weight": group.weight,
+                        "where": _WHERE[where],
+                        "count": count,
+                    }
+                )
+    return contributions
+
+
+def _counted(hits: list[_Hit], separator: int, topics: int) -> list[_Found]:
+    """What the hits of a title and text (joined at `separator`) count for, per topic with a
+    counted hit, in configuration order (see `Matcher._collect` for the rules). Topics without
+    hits cost nothing but their share of three lists."""
+    by_topic: list[_Found | None] = [None] * topics
+    collected: list[_Found] = []
+    # Per topic: the span of the last counted hit or ignored term, and the group counted there
+    # (a list of them when several count for the same words; _EVERY for an ignored term).
+    cover_start, cover_end = [-1] * topics, [-1] * topics
+    cover_groups: list[Any] = [None] * topics
+    for start, neg_end, targets in hits:
+        end = -neg_end
+        where = _TITLE if start < separator else _TEXT
+        for t_index, g_index, label, shown in targets:
+            if end <= cover_end[t_index]:
+                if start != cover_start[t_index] or end != cover_end[t_index]:
+                    continue  # inside a longer hit of this topic, or an ignored term
+                seen = cover_groups[t_index]
+                if (
+                    seen is _EVERY
+                    or seen == g_index
+                    or (seen.__class__ is list and g_index in seen)
+                ):
+                    continue  # the same words again, through another term of the group
+                if g_index < 0:  # an ignored term: nothing counts here
+                    cover_groups[t_index] = _EVERY
+                    continue
+                if seen.__class__ is not list:
+                    seen = [seen]
+                cover_groups[t_index] = [*seen, g_index]
+            else:
+                cover_start[t_index] = start
+                cover_end[t_index] = end
+                if g_index < 0:
+                    cover_groups[t_index] = _EVERY
+                    continue
+                cover_groups[t_index] = g_index
+            entry = by_topic[t_index]
+            if entry is None:
+                entry = by_topic[t_index] = (t_index, {}, {})
+                collected.append(entry)
+            found = entry[1]
+            slots = found.get(g_index)
+            if slots is None:
+                slots = found[g_index] = ([], [])
+            slots[where].append((start, end, label))
+            if shown is not None:
+                entry[2][shown] = None
+    collected.sort(key=_TOPIC_INDEX)
+    return collected
 
 
 def _entries(
