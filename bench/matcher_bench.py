@@ -1,8 +1,8 @@
 """Matcher throughput: stories per second on one core, against a per-keyword regex loop.
 
     python -m bench.matcher_bench [--stories 2000] [--config config/newswatch.yaml]
-    python -m bench.matcher_bench --against OTHER/alerts/matcher.py   # another revision's
-    python -m bench.matcher_bench --instructions [--against OTHER/alerts/matcher.py]
+    python -m bench.matcher_bench --against OTHER/alerts/match/matcher.py   # another revision's
+    python -m bench.matcher_bench --instructions [--against OTHER/alerts/match/matcher.py]
 
 `--against` loads the matcher module of another revision (for instance from
 `git worktree add /tmp/old REV`) and times it against this one on the same stories and topics,
@@ -266,7 +266,8 @@ def instructions(args: argparse.Namespace) -> None:
     ]
     roots = {"this": ROOT}
     if args.against:
-        roots["other"] = args.against.resolve().parents[1]
+        # the folder that holds the revision's `alerts` package
+        roots["other"] = next(p for p in args.against.resolve().parents if p.name == "alerts").parent
     passes = 3
     print(f"instructions per story (callgrind), shipped topics of {args.config}")
     ratio = "    this/other" if args.against else ""
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-stories", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "newswatch.yaml")
-    parser.add_argument("--against", type=Path, help="another revision's alerts/matcher.py")
+    parser.add_argument("--against", type=Path, help="another revision's alerts/match/matcher.py")
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions per story (callgrind)"
     )
