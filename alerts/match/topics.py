@@ -366,17 +366,7 @@ def parse_term(raw: Any) -> Term:
     if not label:
         raise ValueError("empty term")
     if label.startswith("re:"):
-        source = label[3:].strip()
-        if not source:
-            raise ValueError("empty regular expression after 're:'")
-        try:
-            compiled = re.compile(source, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"regular expression {source!r} does not compile: {exc}") from None
-        if compiled.search("") is not None:
-            raise ValueError(f"regular expression {source!r} matches the empty string")
-        return Term(label=label, kind="regex", patterns=(), regex=compiled)
-
+        return _regex_term(label)
     standalone = label.startswith("word:")
     body = label[5:].strip() if standalone else label
     if not body:
@@ -396,30 +386,50 @@ def parse_term(raw: Any) -> Term:
     if any(not form for form in forms):
         raise ValueError(f"term {label!r} can match nothing at all")
     cjk = any(is_cjk(c) for c in normalize(core))
-    kind: Literal["word", "prefix", "suffix", "anywhere", "substr", "standalone"]
-    if standalone and not cjk:
-        raise ValueError(f"term {label!r}: English terms are whole words already; drop the 'word:'")
-    if open_start or open_end:
-        if cjk and not standalone:
-            raise ValueError(
-                f"term {label!r}: Korean, Chinese and Japanese terms already match inside "
-                "longer words; drop the '*' (or write 'word:' before the term to make its "
-                "other end stand alone)"
-            )
-        if standalone and open_start and open_end:
-            raise ValueError(f"term {label!r}: with a '*' at both ends, 'word:' has no end to keep")
-        if not cjk and any(len(form) < 3 for form in forms):
-            raise ValueError(f"term {label!r}: a '*' term needs at least three letters")
-        kind = "anywhere" if open_start and open_end else "prefix" if open_end else "suffix"
-    elif standalone:
-        kind = "standalone"
-    else:
-        kind = "substr" if cjk else "word"
-
+    kind = _term_kind(
+        label, forms, cjk=cjk, standalone=standalone, open_ends=(open_start, open_end)
+    )
     patterns = tuple(dict.fromkeys(form for form in forms if form))
     if not patterns:
         raise ValueError(f"term {label!r} has nothing to match")
     return Term(label=label, kind=kind, patterns=patterns)
+
+
+def _regex_term(label: str) -> Term:
+    """A `re:` term: its expression, compiled to ignore case, must not match empty text."""
+    source = label[3:].strip()
+    if not source:
+        raise ValueError("empty regular expression after 're:'")
+    try:
+        compiled = re.compile(source, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"regular expression {source!r} does not compile: {exc}") from None
+    if compiled.search("") is not None:
+        raise ValueError(f"regular expression {source!r} matches the empty string")
+    return Term(label=label, kind="regex", patterns=(), regex=compiled)
+
+
+def _term_kind(
+    label: str, forms: list[str], *, cjk: bool, standalone: bool, open_ends: tuple[bool, bool]
+) -> Literal["word", "prefix", "suffix", "anywhere", "substr", "standalone"]:
+    """How a literal term meets its neighbours, from its script, its `word:` and its `*`s;
+    ValueError for the combinations that make no sense."""
+    open_start, open_end = open_ends
+    if standalone and not cjk:
+        raise ValueError(f"term {label!r}: English terms are whole words already; drop the 'word:'")
+    if not (open_start or open_end):
+        return "standalone" if standalone else "substr" if cjk else "word"
+    if cjk and not standalone:
+        raise ValueError(
+            f"term {label!r}: Korean, Chinese and Japanese terms already match inside "
+            "longer words; drop the '*' (or write 'word:' before the term to make its "
+            "other end stand alone)"
+        )
+    if standalone and open_start and open_end:
+        raise ValueError(f"term {label!r}: with a '*' at both ends, 'word:' has no end to keep")
+    if not cjk and any(len(form) < 3 for form in forms):
+        raise ValueError(f"term {label!r}: a '*' term needs at least three letters")
+    return "anywhere" if open_start and open_end else "prefix" if open_end else "suffix"
 
 
 def _check_term(raw: str) -> str:
