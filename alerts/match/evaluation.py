@@ -28,7 +28,7 @@ from typing import Any
 from newswatch.crawler.parse.articles import parse_date
 
 from newswatch.alerts.deliver.format import plural
-from newswatch.alerts.match.matcher import Matcher
+from newswatch.alerts.match.matcher import Matcher, TopicScore
 
 __all__ = [
     "CV_SPLITS",
@@ -108,59 +108,72 @@ def evaluate(matcher: Matcher, rows: Iterable[Mapping[str, Any]]) -> dict[str, A
              "false_negatives": {topic: [{"id", "title", "score", "missing"}]}}
     Topics that no story labels are left out.
     """
-    counts = {t: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for t in matcher.topics}
-    labelled = {t: False for t in matcher.topics}
-    false_pos: dict[str, list[dict[str, Any]]] = {t: [] for t in matcher.topics}
-    false_neg: dict[str, list[dict[str, Any]]] = {t: [] for t in matcher.topics}
-    scored = skipped = 0
+    tally = _Tally(matcher.topics)
     for row in rows:
         if row.get("unsure"):
-            skipped += 1
+            tally.skipped += 1
             continue
-        scored += 1
         title = row.get("title") or ""
-        text = row.get("text") or ""
-        for result in matcher.score(title, text):
+        tally.add(row, title, matcher.score(title, row.get("text") or ""))
+    topics = {
+        topic: _figures(counts["tp"], counts["fp"], counts["fn"])
+        for topic, counts in tally.counts.items()
+        if topic in tally.labelled
+    }
+    return {
+        "stories": tally.scored,
+        "skipped_unsure": tally.skipped,
+        "topics": topics,
+        "false_positives": {t: tally.false_positives[t] for t in topics},
+        "false_negatives": {t: tally.false_negatives[t] for t in topics},
+    }
+
+
+class _Tally:
+    """What `evaluate` counts: per topic the true and false positives and negatives, which
+    topics some story labels, and the stories the matcher got wrong."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.scored = self.skipped = 0
+        self.counts = {t: {"tp": 0, "fp": 0, "fn": 0} for t in topics}
+        self.labelled: set[str] = set()
+        self.false_positives: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+        self.false_negatives: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+
+    def add(self, row: Mapping[str, Any], title: str, results: Iterable[TopicScore]) -> None:
+        """Count one labelled story against the matcher's verdicts on it."""
+        self.scored += 1
+        for result in results:
             gold = _label(row, result.topic)
             if gold is None:
                 continue
-            labelled[result.topic] = True
-            guess = result.passed
+            self.labelled.add(result.topic)
+            counts = self.counts[result.topic]
             entry = {"id": row.get("id", ""), "title": title, "score": result.score}
-            if guess and gold:
-                counts[result.topic]["tp"] += 1
-            elif guess:
-                counts[result.topic]["fp"] += 1
-                false_pos[result.topic].append(entry)
+            if result.passed and gold:
+                counts["tp"] += 1
+            elif result.passed:
+                counts["fp"] += 1
+                self.false_positives[result.topic].append(entry)
             elif gold:
-                counts[result.topic]["fn"] += 1
-                false_neg[result.topic].append({**entry, "missing": list(result.missing)})
-            else:
-                counts[result.topic]["tn"] += 1
+                counts["fn"] += 1
+                missing = list(result.missing)
+                self.false_negatives[result.topic].append({**entry, "missing": missing})
 
-    topics: dict[str, dict[str, Any]] = {}
-    for topic, c in counts.items():
-        if not labelled[topic]:
-            continue
-        tp, fp, fn = c["tp"], c["fp"], c["fn"]
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        topics[topic] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "positives": tp + fn,
-        }
+
+def _figures(tp: int, fp: int, fn: int) -> dict[str, Any]:
+    """A topic's line in `evaluate`: precision, recall and F1 (four decimals) and the counts."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "stories": scored,
-        "skipped_unsure": skipped,
-        "topics": topics,
-        "false_positives": {t: false_pos[t] for t in topics},
-        "false_negatives": {t: false_neg[t] for t in topics},
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "positives": tp + fn,
     }
 
 
@@ -255,7 +268,10 @@ def _has(row: Mapping[str, Any], words: list[str]) -> bool:
     return any(w in text for w in words)
 
 
-KEYWORD_BASELINES: dict[str, list[tuple[str, Callable[[Mapping[str, Any]], bool]]]] = {
+# A keyword rule: does a labelled story pass it?
+_Rule = Callable[[Mapping[str, Any]], bool]
+
+KEYWORD_BASELINES: dict[str, list[tuple[str, _Rule]]] = {
     "summit": [
         ("contains summit", lambda r: _has(r, _SUMMIT_WORDS)),
         ("summit/talks/meet AND Korea", lambda r: _has(r, _MEETING_WORDS) and _has(r, _KOREA)),
@@ -366,7 +382,7 @@ def cross_validate(
     *,
     split: str = "origin",
     folds: int = 4,
-    baselines: Mapping[str, list[tuple[str, Callable[[Mapping[str, Any]], bool]]]] | None = None,
+    baselines: Mapping[str, list[tuple[str, _Rule]]] | None = None,
 ) -> dict[str, Any]:
     """Precision, recall and F1 per topic on the whole set, on each language, and on each
     held-out part: each origin group (`split="origin"`) or each of `folds` time slices of
@@ -383,67 +399,20 @@ def cross_validate(
     if folds < 2:
         raise ValueError("folds must be at least 2")
     baselines = KEYWORD_BASELINES if baselines is None else baselines
-    scored: list[dict[str, Any]] = []
-    skipped = 0
-    labelled: list[str] = []
-    for row in rows:
-        if row.get("unsure"):
-            skipped += 1
-            continue
-        verdicts = {s.topic: s.passed for s in matcher.score(row.get("title") or "", row.get("text") or "")}
-        gold = {}
-        for topic in matcher.topics:
-            value = _label(row, topic)
-            if value is not None:
-                gold[topic] = bool(value)
-                if topic not in labelled:
-                    labelled.append(topic)
-        scored.append({
-            "row": row, "verdicts": verdicts, "gold": gold,
-            "baselines": {t: [rule(row) for _, rule in baselines.get(t, [])] for t in gold},
-        })  # fmt: skip
+    scored, skipped, labelled = _judged(matcher, rows, baselines)
     topics = [t for t in matcher.topics if t in labelled]
 
     def part(kind: str, name: str, items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": kind, "name": name, "first": None, "last": None, **extra}
-        out["topics"] = {}
-        for topic in topics:
-            have = [i for i in items if topic in i["gold"]]
-            m = _counts((i["verdicts"][topic], i["gold"][topic]) for i in have)
-            m["baselines"] = [
-                _counts((i["baselines"][topic][k], i["gold"][topic]) for i in have)["f1"]
-                for k in range(len(baselines.get(topic, [])))
-            ]
-            out["topics"][topic] = m
-        return out
+        return _part(kind, name, items, topics, baselines, **extra)
 
     parts = [part("all", "all", scored)]
-    by_language: dict[str, list[dict[str, Any]]] = {}
-    for item in scored:
-        by_language.setdefault(story_language(item["row"]), []).append(item)
-    for language in sorted(by_language, key=lambda k: (-len(by_language[k]), k)):
-        parts.append(part("language", language, by_language[language]))
+    for language, items in _largest_first(scored, lambda item: story_language(item["row"])):
+        parts.append(part("language", language, items))
     if split == "origin":
-        by_origin: dict[str, list[dict[str, Any]]] = {}
-        for item in scored:
-            by_origin.setdefault(origin_group(str(item["row"].get("origin") or "")), []).append(item)
-        for name in sorted(by_origin, key=lambda k: (-len(by_origin[k]), k)):
-            parts.append(part("origin", name, by_origin[name]))
+        for name, items in _largest_first(scored, lambda item: _origin(item["row"])):
+            parts.append(part("origin", name, items))
     else:
-        dated = [(published_at(i["row"]), i) for i in scored]
-        ordered = sorted(((d, i) for d, i in dated if d is not None), key=lambda p: p[0])
-        undated = [i for d, i in dated if d is None]
-        size = len(ordered) / folds
-        for k in range(folds):
-            chunk = ordered[round(k * size) : round((k + 1) * size)]
-            if not chunk:
-                continue
-            parts.append(part(
-                "time", f"{k + 1} of {folds}", [i for _, i in chunk],
-                first=chunk[0][0].date().isoformat(), last=chunk[-1][0].date().isoformat(),
-            ))  # fmt: skip
-        if undated:
-            parts.append(part("time", "undated", undated))
+        parts += _time_parts(scored, folds, part)
     return {
         "split": split,
         "stories": len(scored),
@@ -452,6 +421,94 @@ def cross_validate(
         "baselines": {t: [name for name, _ in baselines.get(t, [])] for t in topics},
         "parts": parts,
     }
+
+
+def _judged(
+    matcher: Matcher,
+    rows: Iterable[Mapping[str, Any]],
+    baselines: Mapping[str, list[tuple[str, _Rule]]],
+) -> tuple[list[dict[str, Any]], int, set[str]]:
+    """(each labelled story with the matcher's verdicts, its labels and the baselines'
+    verdicts; how many stories were marked unsure; the topics some story labels)."""
+    scored: list[dict[str, Any]] = []
+    skipped = 0
+    labelled: set[str] = set()
+    for row in rows:
+        if row.get("unsure"):
+            skipped += 1
+            continue
+        title, text = row.get("title") or "", row.get("text") or ""
+        verdicts = {s.topic: s.passed for s in matcher.score(title, text)}
+        gold = {}
+        for topic in matcher.topics:
+            value = _label(row, topic)
+            if value is not None:
+                gold[topic] = bool(value)
+                labelled.add(topic)
+        scored.append({
+            "row": row, "verdicts": verdicts, "gold": gold,
+            "baselines": {t: [rule(row) for _, rule in baselines.get(t, [])] for t in gold},
+        })  # fmt: skip
+    return scored, skipped, labelled
+
+
+def _part(
+    kind: str,
+    name: str,
+    items: list[dict[str, Any]],
+    topics: list[str],
+    baselines: Mapping[str, list[tuple[str, _Rule]]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """One part of `cross_validate`: the figures of each topic on the stories that label it,
+    and the F1 of each of its baselines."""
+    out: dict[str, Any] = {"kind": kind, "name": name, "first": None, "last": None, **extra}
+    out["topics"] = {}
+    for topic in topics:
+        have = [i for i in items if topic in i["gold"]]
+        m = _counts((i["verdicts"][topic], i["gold"][topic]) for i in have)
+        m["baselines"] = [
+            _counts((i["baselines"][topic][k], i["gold"][topic]) for i in have)["f1"]
+            for k in range(len(baselines.get(topic, [])))
+        ]
+        out["topics"][topic] = m
+    return out
+
+
+def _origin(row: Mapping[str, Any]) -> str:
+    return origin_group(str(row.get("origin") or ""))
+
+
+def _largest_first(
+    items: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """`items` grouped by `key`, the largest group first (then by name)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return [(name, groups[name]) for name in sorted(groups, key=lambda k: (-len(groups[k]), k))]
+
+
+def _time_parts(
+    scored: list[dict[str, Any]], folds: int, part: Callable[..., dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`folds` time slices of equal size, oldest first, then the undated stories."""
+    dated = [(published_at(i["row"]), i) for i in scored]
+    ordered = sorted(((d, i) for d, i in dated if d is not None), key=lambda p: p[0])
+    undated = [i for d, i in dated if d is None]
+    size = len(ordered) / folds
+    parts = []
+    for k in range(folds):
+        chunk = ordered[round(k * size) : round((k + 1) * size)]
+        if not chunk:
+            continue
+        parts.append(part(
+            "time", f"{k + 1} of {folds}", [i for _, i in chunk],
+            first=chunk[0][0].date().isoformat(), last=chunk[-1][0].date().isoformat(),
+        ))  # fmt: skip
+    if undated:
+        parts.append(part("time", "undated", undated))
+    return parts
 
 
 def format_cv_report(result: Mapping[str, Any], *, min_positives: int = 0) -> str:
