@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from newswatch.alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
@@ -300,17 +301,15 @@ def format_training(report: dict, blend: float, *, stories: int, votes: int) -> 
     return "\n".join(lines)
 
 
-def _train_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[common], help="learn from labelled stories and votes; write the model",
-                       epilog="examples:\n  newswatch train -c config/newswatch.yaml\n"
-                              "  newswatch train -c config/newswatch.yaml ../eval/dev.jsonl votes.jsonl",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train one logistic regression per topic on the LABELS files (as newswatch eval\n"
-                                   "reads them) and every vote stored in the database, print each topic's labels and\n"
-                                   "cross-validated F1 (rules alone, blended at model.blend, model alone), and write\n"
-                                   "the model file (model.path) atomically. A running daemon loads it on SIGHUP.")
+def _add_train_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = _command(sub, common, "train", cmd_train, help="learn from labelled stories and votes; write the model",
+                 epilog="examples:\n  newswatch train -c config/newswatch.yaml\n"
+                        "  newswatch train -c config/newswatch.yaml ../eval/dev.jsonl votes.jsonl",
+                 description="Train one logistic regression per topic on the LABELS files (as newswatch eval\n"
+                             "reads them) and every vote stored in the database, print each topic's labels and\n"
+                             "cross-validated F1 (rules alone, blended at model.blend, model alone), and write\n"
+                             "the model file (model.path) atomically. A running daemon loads it on SIGHUP.")
     p.add_argument("labels", nargs="*", metavar="LABELS.jsonl")
-    p.set_defaults(func=cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,91 +323,109 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     common.add_argument("--log-format", default="text", choices=["text", "json"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_commands in (_add_daemon_commands, _add_topic_commands, _add_database_commands,
+                         _add_feedback_commands, _add_doctor_command, _add_train_command):
+        add_commands(sub, common)
+    return parser
 
-    p = sub.add_parser("run", parents=[common], help="run the daemon", epilog="example: newswatch run -c config/newswatch.yaml",
-                       description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("crawl", parents=[common], help="one pass over all sources, then exit",
-                       epilog="examples:\n  newswatch crawl\n  newswatch crawl -c /etc/newswatch/newswatch.yaml > crawl.log",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Fetch every due source once, store, match, deliver, print a summary.\n"
-                                   "On a terminal: a progress bar and tables; otherwise one line per source.\n"
-                                   "Exits 1 when every source failed.")
+
+def _command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str, func: Callable[..., int],
+             *, raw: bool = True, **texts: str) -> argparse.ArgumentParser:
+    """A subcommand that runs `func`, with the common options; `texts` are its help, description
+    and epilog, printed as written when `raw` (else the description is wrapped)."""
+    formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
+    command = sub.add_parser(name, parents=[common], formatter_class=formatter, **texts)
+    command.set_defaults(func=func)
+    return command
+
+
+def _add_daemon_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """run and crawl: the daemon, for good or for one pass."""
+    _command(sub, common, "run", cmd_run, raw=False, help="run the daemon",
+             epilog="example: newswatch run -c config/newswatch.yaml",
+             description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
+    p = _command(sub, common, "crawl", cmd_crawl, help="one pass over all sources, then exit",
+                 epilog="examples:\n  newswatch crawl\n  newswatch crawl -c /etc/newswatch/newswatch.yaml > crawl.log",
+                 description="Fetch every due source once, store, match, deliver, print a summary.\n"
+                             "On a terminal: a progress bar and tables; otherwise one line per source.\n"
+                             "Exits 1 when every source failed.")
     p.add_argument("--once", action="store_true", help="one pass, then exit (what crawl always does; accepted for "
                                                        "scripts that pass it)")
-    p.set_defaults(func=cmd_crawl)
-    p = sub.add_parser("check-config", parents=[common], help="validate the config and print it with secrets hidden",
-                       epilog="example: newswatch check-config -c config/newswatch.yaml")
-    p.set_defaults(func=cmd_check_config)
-    p = sub.add_parser("explain", parents=[common], help="show how a story scores against each topic",
-                       epilog="examples:\n  newswatch explain story.txt\n  echo 'Title\\nBody' | newswatch explain -\n"
-                              "  newswatch explain https://example.com/stored-story-url --json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="STORY is a text file (first line title, the rest body), '-' for stdin, or the URL or id of a stored story.")
+
+
+def _add_topic_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """check-config, explain and eval: the config and how its topics score stories."""
+    _command(sub, common, "check-config", cmd_check_config, raw=False,
+             help="validate the config and print it with secrets hidden",
+             epilog="example: newswatch check-config -c config/newswatch.yaml")
+    p = _command(sub, common, "explain", cmd_explain, help="show how a story scores against each topic",
+                 epilog="examples:\n  newswatch explain story.txt\n  echo 'Title\\nBody' | newswatch explain -\n"
+                        "  newswatch explain https://example.com/stored-story-url --json",
+                 description="STORY is a text file (first line title, the rest body), '-' for stdin, or the URL or id of a stored story.")
     p.add_argument("story", nargs="?", default="-", metavar="STORY")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_explain)
-    p = sub.add_parser("eval", parents=[common], help="precision/recall/F1 of the topics on labelled stories",
-                       epilog="examples:\n  newswatch eval -c config/newswatch.yaml labels.jsonl --json\n"
-                              "  newswatch eval labels.jsonl --cv origin --min-positives 3\n"
-                              "  newswatch eval labels.jsonl --cv time --folds 5",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.\n"
-                                   "--cv reports each part apart, beside keyword baselines: each language (lang,\n"
-                                   "or the script), and each source held out (origin, by outlet or dataset) or\n"
-                                   "each time slice (published, oldest first).")
+    p = _command(sub, common, "eval", cmd_eval, help="precision/recall/F1 of the topics on labelled stories",
+                 epilog="examples:\n  newswatch eval -c config/newswatch.yaml labels.jsonl --json\n"
+                        "  newswatch eval labels.jsonl --cv origin --min-positives 3\n"
+                        "  newswatch eval labels.jsonl --cv time --folds 5",
+                 description="LABELS is JSONL: title, text, optional unsure, and a 0/1 field per topic.\n"
+                             "--cv reports each part apart, beside keyword baselines: each language (lang,\n"
+                             "or the script), and each source held out (origin, by outlet or dataset) or\n"
+                             "each time slice (published, oldest first).")
     p.add_argument("labels", metavar="LABELS.jsonl")
     p.add_argument("--cv", choices=["origin", "time"], help="report per language and per held-out part")
     p.add_argument("--folds", type=int, default=4, help="time slices for --cv time (default 4)")
     p.add_argument("--min-positives", type=int, default=0, metavar="N",
                    help="with --cv, pool the held-out parts with fewer than N positives of a topic")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("stats", parents=[common], help="sources' health, stories per topic per day, outbox state",
-                       epilog="examples:\n  newswatch stats\n  newswatch stats --days 14\n  newswatch stats --json | jq .outbox",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Read the database (safe while the daemon runs) and show each source's health,\n"
-                                   "the stories stored and matched per topic per day (UTC), and the alert outbox.")
+
+
+def _add_database_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """stats and export: reading what the daemon stored."""
+    p = _command(sub, common, "stats", cmd_stats, help="sources' health, stories per topic per day, outbox state",
+                 epilog="examples:\n  newswatch stats\n  newswatch stats --days 14\n  newswatch stats --json | jq .outbox",
+                 description="Read the database (safe while the daemon runs) and show each source's health,\n"
+                             "the stories stored and matched per topic per day (UTC), and the alert outbox.")
     p.add_argument("--days", type=int, default=7, choices=range(1, 91), metavar="N", help="days to show (default 7)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_stats)
-    p = sub.add_parser("export", parents=[common], help="export matched stories as JSON lines or CSV",
-                       epilog="examples:\n  newswatch export --since 7d > week.jsonl\n"
-                              "  newswatch export --since 2026-03-01 --format csv -o march.csv\n"
-                              "  newswatch export --since 24h --topic sanctions --text",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write every stored story that passed a topic since --since, oldest first: one JSON\n"
-                                   "object per line (id, matched_at, published, fetched, source, title, url, topics\n"
-                                   "with scores, terms), or CSV with topics as summit:8.0;sanctions:7.5.")
+    p = _command(sub, common, "export", cmd_export, help="export matched stories as JSON lines or CSV",
+                 epilog="examples:\n  newswatch export --since 7d > week.jsonl\n"
+                        "  newswatch export --since 2026-03-01 --format csv -o march.csv\n"
+                        "  newswatch export --since 24h --topic sanctions --text",
+                 description="Write every stored story that passed a topic since --since, oldest first: one JSON\n"
+                             "object per line (id, matched_at, published, fetched, source, title, url, topics\n"
+                             "with scores, terms), or CSV with topics as summit:8.0;sanctions:7.5.")
     p.add_argument("--since", default="7d", help="a duration back from now (7d, 12h, 90m) or a date (2026-03-01); default 7d")
     p.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
     p.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only this topic (repeatable)")
     p.add_argument("--text", action="store_true", help="include each story's text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.set_defaults(func=cmd_export)
+
+
+def _add_feedback_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """feedback export: the votes under alerts, as labels for eval."""
     p = sub.add_parser("feedback", help="the votes given under alerts in Telegram",
                        description="Work with the 👍/👎 votes chats gave under alerts.")
-    feedback = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = feedback.add_parser("export", parents=[common], help="write the votes as labelled stories for newswatch eval",
-                            epilog="examples:\n  newswatch feedback export -o votes.jsonl && newswatch eval votes.jsonl\n"
-                                   "  newswatch feedback export --chat -1001234567 -o desk.jsonl",
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description="One JSON object per voted story (id, title, text, lang, ...) with a 0/1 field\n"
-                                        "per topic the alert carried: 👍 labels them 1, 👎 labels them 0. When several\n"
-                                        "people voted, the majority decides each topic; a tie leaves it out.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = _command(actions, common, "export", cmd_feedback_export,
+                 help="write the votes as labelled stories for newswatch eval",
+                 epilog="examples:\n  newswatch feedback export -o votes.jsonl && newswatch eval votes.jsonl\n"
+                        "  newswatch feedback export --chat -1001234567 -o desk.jsonl",
+                 description="One JSON object per voted story (id, title, text, lang, ...) with a 0/1 field\n"
+                             "per topic the alert carried: 👍 labels them 1, 👎 labels them 0. When several\n"
+                             "people voted, the majority decides each topic; a tie leaves it out.")
     p.add_argument("--chat", type=int, metavar="ID", help="only this chat's votes (default: every chat's)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the labels file to write")
-    p.set_defaults(func=cmd_feedback_export)
-    p = sub.add_parser("doctor", parents=[common], help="check config, database, sources and bot token; say what is wrong",
-                       epilog="examples:\n  newswatch doctor\n  newswatch doctor -c /etc/newswatch/newswatch.yaml --timeout 5",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Check the config, the database, that every enabled source answers (one GET each),\n"
-                                   "the bot token (Telegram getMe) and the http endpoint.\n"
-                                   "Exits 1 when something must be fixed.")
+
+
+def _add_doctor_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = _command(sub, common, "doctor", cmd_doctor,
+                 help="check config, database, sources and bot token; say what is wrong",
+                 epilog="examples:\n  newswatch doctor\n  newswatch doctor -c /etc/newswatch/newswatch.yaml --timeout 5",
+                 description="Check the config, the database, that every enabled source answers (one GET each),\n"
+                             "the bot token (Telegram getMe) and the http endpoint.\n"
+                             "Exits 1 when something must be fixed.")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
-    p.set_defaults(func=cmd_doctor)
-    _train_parser(sub, common)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
