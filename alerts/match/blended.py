@@ -1,7 +1,7 @@
 """The blended matcher: the rules' scores moved toward a trained model's verdict.
 
 `BlendedMatcher` wraps a `Matcher` and offers the same public calls (`topics`, `score`,
-`matched`, `passed`, `hits`, `explain`), so the dispatcher, `newswatch eval` and `newswatch
+`matched`, `explain`), so the dispatcher, `newswatch eval` and `newswatch
 explain` take either. Without a model, or with `blend` 0, every call returns exactly what the
 `Matcher` returns. With one, each topic the model knows scores
 (1 − blend) × rule score + blend × probability × 2 × threshold (see
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newswatch.alerts.match.matcher import Matcher, TermHit, TopicScore
+from newswatch.alerts.match.matcher import Matcher, TopicScore
 from newswatch.alerts.match.model import StoryModel, blend_score
 
 __all__ = ["BlendedMatcher"]
@@ -52,15 +52,6 @@ class BlendedMatcher:
         if not self.learning:
             return self.rules.matched(title, text)
         return [s for s in self.score(title, text) if s.terms or s.score]
-
-    def passed(self, title: str, text: str) -> list[str]:
-        """Names of the topics the story passes."""
-        if not self.learning:
-            return self.rules.passed(title, text)
-        return [s.topic for s in self.score(title, text) if s.passed]
-
-    def hits(self, title: str, text: str) -> list[tuple[str, TermHit]]:
-        return self.rules.hits(title, text)
 
     def explain(self, title: str, text: str) -> dict[str, Any]:
         """`Matcher.explain`, with each topic the model knows also holding "model":
