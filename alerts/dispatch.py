@@ -37,7 +37,7 @@ from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import CONSOLE_CHAT, Subscriptions
 from newswatch.alerts.match.watches import Watch, Watches
 from newswatch.crawler.clock import Clock
-from newswatch.crawler.store import StoryStore, transaction
+from newswatch.crawler.store import StoryStore
 
 log = logging.getLogger("newswatch.dispatch")
 
@@ -77,7 +77,7 @@ class Dispatcher:
         vote was given or changed since the last time."""
         if self.votes is None:
             return {}
-        state = tuple(self.votes.conn.execute("SELECT COUNT(*), MAX(at) FROM votes").fetchone())
+        state = self.votes.state()
         if state != self._raised[0]:
             self._raised = (state, self.votes.raised_thresholds())
         return self._raised[1]
@@ -98,7 +98,7 @@ class Dispatcher:
             now = self.clock.now()
             watch_matcher = self.watches.matcher() if self.watches is not None else None
             raised = self.raised_thresholds()
-            with transaction(self.store.conn):
+            with self.store.transaction():
                 if self.clusters is not None:
                     self.clusters.forget_keys(now - 2 * self.clusterer.window)
                 for item in stored:

@@ -27,13 +27,13 @@ a tie leaves the topic unlabelled, and a story left with no label is not written
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from newswatch.crawler.store import db_time, transaction
+if TYPE_CHECKING:
+    from newswatch.alerts.store import AlertsStore
 
 UP, DOWN = 1, -1
 VOTE_PREFIX = "vote:"
@@ -42,20 +42,6 @@ RECENT_DOWN = 5
 MIN_VOTES = 20  # decided stories of a topic before the votes move a chat's threshold
 MIN_ABOVE = 10  # voted alerts that must remain at or above a raised threshold
 TARGET_PRECISION = 0.8
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS votes (
-    chat_id   INTEGER NOT NULL,
-    story_id  TEXT NOT NULL,
-    user_id   INTEGER NOT NULL,
-    vote      INTEGER NOT NULL CHECK (vote IN (1, -1)),
-    topics    TEXT NOT NULL,
-    at        TEXT NOT NULL,
-    UNIQUE (chat_id, story_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS votes_story ON votes(story_id);
-"""
-
 
 def raised_threshold(scored: Iterable[tuple[float, bool]]) -> float | None:
     """The threshold a chat's votes on one topic call for: (alert score, 👍?) per decided
@@ -105,14 +91,10 @@ def parse_vote_data(data: str) -> tuple[int, int] | None:
 
 
 class Votes:
-    """The `votes` table: one row per (chat, story, user)."""
+    """The votes (one per chat, story and user) and what they imply, on an `AlertsStore`."""
 
-    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
-        self.conn = conn
-        if create:  # False: a read-only connection, on a database that may predate votes
-            conn.executescript(_SCHEMA)
-        self.stored = create or bool(conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'votes'").fetchone())
+    def __init__(self, store: AlertsStore) -> None:
+        self.store = store
 
     def record(self, chat_id: int, story_id: str, user_id: int, vote: int, topics: Iterable[str],
                at: datetime) -> int | None:
@@ -120,54 +102,37 @@ class Votes:
         earlier vote (None when there was none)."""
         if vote not in (UP, DOWN):
             raise ValueError(f"a vote is {UP} or {DOWN}, not {vote!r}")
-        with transaction(self.conn) as conn:
-            row = conn.execute("SELECT vote FROM votes WHERE chat_id = ? AND story_id = ? AND user_id = ?",
-                               (chat_id, story_id, user_id)).fetchone()
-            conn.execute(
-                "INSERT INTO votes (chat_id, story_id, user_id, vote, topics, at) VALUES (?,?,?,?,?,?)"
-                " ON CONFLICT (chat_id, story_id, user_id) DO UPDATE SET vote = excluded.vote,"
-                " topics = excluded.topics, at = excluded.at",
-                (chat_id, story_id, user_id, vote, json.dumps(list(topics), ensure_ascii=False), db_time(at)),
-            )
-        return row[0] if row else None
+        return self.store.record_vote(chat_id, story_id, user_id, vote, topics, at)
 
     def counts(self, chat_id: int, story_id: str) -> tuple[int, int]:
         """(👍, 👎) on one story in one chat."""
-        up, down = self.conn.execute(
-            "SELECT COALESCE(SUM(vote = 1), 0), COALESCE(SUM(vote = -1), 0) FROM votes"
-            " WHERE chat_id = ? AND story_id = ?", (chat_id, story_id)).fetchone()
-        return up, down
+        return self.store.vote_counts(chat_id, story_id)
 
     def summary(self, chat_id: int) -> list[TopicFeedback]:
         """Per topic the chat's alerts carried: its 👍 and 👎 (one per user and story)."""
         tally: dict[str, list[int]] = {}
-        for topics, vote in self.conn.execute("SELECT topics, vote FROM votes WHERE chat_id = ?", (chat_id,)):
-            for topic in json.loads(topics):
+        for topics, vote in self.store.votes_of_chat(chat_id):
+            for topic in topics:
                 counts = tally.setdefault(topic, [0, 0])
                 counts[0 if vote == UP else 1] += 1
         return [TopicFeedback(t, up, down) for t, (up, down) in sorted(tally.items())]
 
+    def state(self) -> tuple[int, str | None]:
+        """(votes, when the latest was given): it changes whenever a vote is given or changed."""
+        return self.store.votes_state()
+
     def changed_since(self, at: datetime | None) -> int:
         """How many votes were given or changed after `at` (all of them when None)."""
-        if at is None:
-            return self.conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
-        return self.conn.execute("SELECT COUNT(*) FROM votes WHERE at > ?", (db_time(at),)).fetchone()[0]
+        return self.store.votes_changed_since(at)
 
     def scored(self, chat_id: int | None = None) -> dict[tuple[int, str], list[tuple[float, bool]]]:
         """(chat, topic) -> (the alert's stored score, 👍?) per story the chat decided by
         majority (ties left out); the scores are those the outbox kept with each alert."""
-        if not self.stored or not self.conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone():
-            return {}  # no alert was ever queued here
-        where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
-        rows = self.conn.execute(
-            "SELECT v.chat_id, SUM(v.vote), o.topics FROM votes v JOIN outbox o"
-            f" ON o.chat_id = v.chat_id AND o.story_id = v.story_id {where} GROUP BY v.chat_id, v.story_id", args)
         out: dict[tuple[int, str], list[tuple[float, bool]]] = {}
-        for chat, total, topics in rows:
+        for chat, total, topics in self.store.voted_alerts(chat_id):
             if not total:
                 continue
-            for topic, score in json.loads(topics):
+            for topic, score in topics:
                 out.setdefault((chat, topic), []).append((float(score), total > 0))
         return out
 
@@ -182,35 +147,25 @@ class Votes:
 
     def recent_down(self, chat_id: int, limit: int = RECENT_DOWN) -> list[str]:
         """Titles of the stories most recently marked 👎 in the chat (newest first)."""
-        rows = self.conn.execute(
-            "SELECT s.title, MAX(v.at) AS last FROM votes v JOIN stories s ON s.id = v.story_id"
-            " WHERE v.chat_id = ? AND v.vote = -1 GROUP BY v.story_id ORDER BY last DESC LIMIT ?",
-            (chat_id, limit)).fetchall()
-        return [row[0] for row in rows]
+        return self.store.recent_down(chat_id, limit)
 
     def migrate_chat(self, old_id: int, new_id: int) -> None:
         """A group became a supergroup: its votes move with it."""
-        self.conn.execute("UPDATE OR IGNORE votes SET chat_id = ? WHERE chat_id = ?", (new_id, old_id))
+        self.store.move_votes(old_id, new_id)
 
     def labels(self, chat_id: int | None = None, topics: Iterable[str] | None = None) -> Iterator[dict]:
         """One labelled story per voted story still stored (of one chat, or of all), oldest vote
         first, as `newswatch eval` reads them; `topics`, when given, limits the labels to those."""
-        if not self.stored:
-            return
         wanted = set(topics) if topics is not None else None
-        where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
-        rows = self.conn.execute(
-            "SELECT v.story_id, v.user_id, v.vote, v.topics, s.title, s.text, s.language, s.source, s.published,"
-            f" s.url FROM votes v JOIN stories s ON s.id = v.story_id {where} ORDER BY v.at, v.rowid", args)
         # one vote per person and story: the latest, when the same person voted in several chats
-        latest = {(row["story_id"], row["user_id"]): row for row in rows}
+        latest = {(row["story_id"], row["user_id"]): row for row in self.store.voted_stories(chat_id)}
         stories: dict[str, dict] = {}
         tallies: dict[str, dict[str, int]] = {}
         for row in latest.values():
             story_id = row["story_id"]
             stories.setdefault(story_id, _label_row(row))
             tally = tallies.setdefault(story_id, {})
-            for topic in json.loads(row["topics"]):
+            for topic in row["topics"]:
                 if wanted is None or topic in wanted:
                     tally[topic] = tally.get(topic, 0) + row["vote"]
         for story_id, story in stories.items():
@@ -219,10 +174,9 @@ class Votes:
                 yield {**story, **decided}
 
 
-def _label_row(row: sqlite3.Row) -> dict:
+def _label_row(row: dict[str, Any]) -> dict:
     return {"id": row["story_id"], "origin": row["source"], "key": row["url"], "lang": row["language"],
             "title": row["title"], "text": row["text"], "published": row["published"], "unsure": False}
-
 
 
 def export_labels(votes: Votes, out: TextIO, *, chat_id: int | None = None,

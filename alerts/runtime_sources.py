@@ -1,4 +1,4 @@
-"""Sources that administrators add, disable or enable from Telegram, kept in SQLite.
+"""Sources that administrators add, disable or enable from Telegram (kept by `newswatch.alerts.store`).
 
 The config file stays the reference: a source added at runtime lives in the
 `runtime_sources` table, and disabling or enabling a source from the config only records
@@ -16,10 +16,10 @@ same policy (`newswatch.crawler.fetch.addresses`) is enforced again on every fet
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver
@@ -28,16 +28,8 @@ from pydantic import ValidationError
 from newswatch.crawler.fetch.addresses import IPAddress, IPNetwork, AddressPolicy, forbidden_kind, resolve_addresses
 from newswatch.crawler.sources import SourceConfig
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runtime_sources (
-    name        TEXT PRIMARY KEY,
-    url         TEXT,
-    interval    INTEGER,
-    enabled     INTEGER NOT NULL DEFAULT 1,
-    changed_by  INTEGER,
-    changed_at  TEXT NOT NULL
-);
-"""
+if TYPE_CHECKING:
+    from newswatch.alerts.store import AlertsStore
 
 __all__ = ["KnownSource", "RuntimeSources", "SourceRefused", "forbidden_kind"]
 RESOLVE_TIMEOUT = 10.0
@@ -54,22 +46,21 @@ class KnownSource:
 
 
 class RuntimeSources:
-    def __init__(self, conn: sqlite3.Connection, config_sources: Sequence[SourceConfig],
+    def __init__(self, store: AlertsStore, config_sources: Sequence[SourceConfig],
                  allowed_networks: Iterable[IPNetwork] = (), *, policy: AddressPolicy | None = None,
                  resolver: AbstractResolver | None = None) -> None:
-        self.conn = conn
+        self.store = store
         self.config_sources = list(config_sources)
         self.policy = policy or AddressPolicy(allowed_networks=tuple(allowed_networks))
         self.resolver = resolver
-        conn.executescript(_SCHEMA)
 
     def added_from_chat(self) -> set[str]:
         """The names of the sources added from Telegram."""
-        return {r[0] for r in self.conn.execute("SELECT name FROM runtime_sources WHERE url IS NOT NULL")}
+        return {r["name"] for r in self.store.runtime_sources() if r["url"] is not None}
 
     def all(self) -> list[KnownSource]:
         """Every source, config ones first, with the enabled flag in force."""
-        rows = {r["name"]: r for r in self.conn.execute("SELECT * FROM runtime_sources ORDER BY rowid")}
+        rows = {r["name"]: r for r in self.store.runtime_sources()}
         out = []
         for source in self.config_sources:
             row = rows.pop(source.name, None)
@@ -112,11 +103,7 @@ class RuntimeSources:
         if same_url is not None:
             raise SourceRefused(f"{same_url.config.name} already polls that URL")
         await self.check_host(source.url)
-        self.conn.execute(
-            "INSERT INTO runtime_sources (name, url, interval, enabled, changed_by, changed_at)"
-            " VALUES (?, ?, ?, 1, ?, ?)",
-            (source.name, source.url, source.interval, by, _now(now)),
-        )
+        self.store.add_runtime_source(source.name, source.url, source.interval, by=by, at=now or datetime.now(UTC))
         return source
 
     def set_enabled(self, name: str, enabled: bool, *, by: int, now: datetime | None = None) -> KnownSource:
@@ -125,16 +112,11 @@ class RuntimeSources:
         if known is None:
             raise SourceRefused(f"there is no source named {name}; /sources lists them")
         source = known.config
+        at = now or datetime.now(UTC)
         if known.runtime:
-            self.conn.execute("UPDATE runtime_sources SET enabled = ?, changed_by = ?, changed_at = ? WHERE name = ?",
-                              (int(enabled), by, _now(now), source.name))
+            self.store.set_runtime_source_enabled(source.name, enabled, by=by, at=at)
         else:
-            self.conn.execute(
-                "INSERT INTO runtime_sources (name, url, interval, enabled, changed_by, changed_at)"
-                " VALUES (?, NULL, NULL, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET enabled = excluded.enabled,"
-                " changed_by = excluded.changed_by, changed_at = excluded.changed_at",
-                (source.name, int(enabled), by, _now(now)),
-            )
+            self.store.override_source_enabled(source.name, enabled, by=by, at=at)
         return KnownSource(source.model_copy(update={"enabled": enabled}), known.runtime)
 
     async def check_host(self, url: str) -> None:
@@ -158,7 +140,3 @@ class RuntimeSources:
 
 def _urls(source: SourceConfig) -> tuple[str, ...]:
     return source.url if isinstance(source.url, tuple) else (source.url,)
-
-
-def _now(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat()

@@ -148,15 +148,15 @@ def subscribe_chats(config_path: Path, chats: int) -> list[int]:
     """Chats subscribed to every topic, as /start would leave them."""
     from newswatch.alerts.config import load_config
     from newswatch.alerts.subscriptions import Subscriptions
-    from newswatch.crawler.store import open_database
+    from newswatch.storage import open_storage
 
     config = load_config(config_path)
-    conn = open_database(config.database_path)
-    subs = Subscriptions(conn)
+    storage = open_storage(config.database_path)
+    subs = Subscriptions(storage.alerts)
     ids = [FIRST_CHAT + i for i in range(chats)]
     for chat_id in ids:
         subs.start(chat_id, list(config.topics), kind="private", title=f"bench chat {chat_id}")
-    conn.close()
+    storage.close()
     return ids
 
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.harness import log, markdown, percentile
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 _WORDS = ("markets rose after the central bank held rates steady while officials said the economy would grow "
@@ -59,8 +59,8 @@ def measure(size: int, args, work: Path) -> dict:
     path = work / f"store-{size}.db"
     for stale in work.glob(f"store-{size}.db*"):
         stale.unlink()
-    conn = open_database(path)
-    store = StoryStore(conn)
+    store = open_storage(path).stories
+    conn = store.conn
     rnd = random.Random(args.seed)
     now = datetime.now(UTC)
     fill_start = time.perf_counter()

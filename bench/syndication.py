@@ -93,7 +93,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     from newswatch.alerts.match.clustering import StoryClusterer
     from newswatch.daemon import DISPATCH_STEP
     from newswatch.alerts.story_clusters import StoryClusters, join_cluster
-    from newswatch.crawler.store import open_database, transaction
+    from newswatch.storage import open_storage
 
     pool = distinct_texts()
     events = max(1, size // copies)
@@ -104,12 +104,12 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     path = work / f"clusters-{size}.db"
     for stale in work.glob(path.name + "*"):
         stale.unlink()
-    conn = open_database(path)
-    clusters = StoryClusters(conn)
+    storage = open_storage(path)
+    clusters = StoryClusters(storage.alerts)
     clusterer = StoryClusterer()
     now = datetime.now(UTC)
     recent: list[tuple[str, object, datetime]] = []
-    with transaction(conn):
+    with storage.alerts.transaction():
         for i in range(size):
             event = i % events
             title, text = pool[event] if i < events else copy_of(*pool[event], rnd, i)
@@ -122,7 +122,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
     found = 0
     started = time.process_time()
     for first in range(0, len(probes), DISPATCH_STEP):  # one transaction per step, as the daemon commits
-        with transaction(conn):
+        with storage.alerts.transaction():
             for j in range(first, min(first + DISPATCH_STEP, len(probes))):
                 title, text = probes[j]
                 found += join_cluster(clusters, clusterer, f"p{j}", "probe", title, text, now) is not None
@@ -134,7 +134,7 @@ def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: b
         for title, text in sample:
             clusterer.match_cluster(clusterer.sketch(title, text), now, recent)
         result["linear_per_s"] = len(sample) / (time.process_time() - started)
-    conn.close()
+    storage.close()
     return result
 
 
@@ -216,9 +216,9 @@ def cold_poll(args, work: Path) -> dict:
             sent = len(bot.sent)
         finally:
             bot.stop()
-        from newswatch.crawler.store import open_database
+        from newswatch.storage import open_storage
 
-        conn = open_database(work / "newswatch.db")
+        conn = open_storage(work / "newswatch.db").stories.conn
         stored = conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
         clustered = conn.execute("SELECT COUNT(*) FROM story_clusters").fetchone()[0]
         clusters = conn.execute("SELECT COUNT(DISTINCT cluster_id) FROM story_clusters").fetchone()[0]

@@ -58,20 +58,26 @@ def run(args: argparse.Namespace) -> None:
     from newswatch.alerts.subscriptions import Subscriptions
     from newswatch.alerts.match.watches import Watches
     from bench.matcher_bench import make_stories
-    from newswatch.crawler.store import open_database
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rnd = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as folder:
-        conn = open_database(Path(folder) / "watches.db")
-        subscriptions = Subscriptions(conn)
+        try:
+            from newswatch.storage import open_storage
+
+            rows = open_storage(Path(folder) / "watches.db").alerts
+        except ImportError:  # a revision before the storage layer: the classes take the connection
+            from newswatch.crawler.store import open_database
+
+            rows = open_database(Path(folder) / "watches.db")
+        subscriptions = Subscriptions(rows)
         chats = (args.watches + PER_CHAT - 1) // PER_CHAT + args.repeat
         for chat in range(1, chats + 1):
             subscriptions.start(chat, [], now=now)
         try:
-            watches = Watches(conn, max_watches=args.watches + args.repeat)
+            watches = Watches(rows, max_watches=args.watches + args.repeat)
         except TypeError:  # a revision without the setting
-            watches = Watches(conn)
+            watches = Watches(rows)
         added = 0
         while added < args.watches:
             try:

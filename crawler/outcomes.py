@@ -17,7 +17,6 @@ import logging
 import random
 import re
 import socket
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from newswatch.crawler.clock import Clock
 from newswatch.crawler.parse.feeds import ParsedFeed
 from newswatch.crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, StoryStore
+from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, StorageError, StoryStore
 from newswatch.crawler.story import Story
 from newswatch.crawler.urls import redact_url
 
@@ -183,7 +182,7 @@ class OutcomeRecorder:
         exception: the crawl goes on, and the source is fetched again next time."""
         try:
             self.record(outcome, summary)
-        except sqlite3.Error as exc:  # disk full, database locked or damaged
+        except StorageError as exc:  # disk full, database locked or damaged
             log.error("source %s: the database refused the fetch (%s: %s); nothing of it was kept, so it is "
                       "fetched again next time", outcome.source.name, type(exc).__name__, exc)
             summary.failed += 1

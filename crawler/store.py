@@ -1,9 +1,13 @@
-"""The SQLite database file and the crawler's tables in it: stories and per-source fetch state.
+"""The SQLite database file, and every statement on the crawler's tables in it: stories, their
+full-text search index, per-source fetch state and `meta`.
 
 `open_database()` opens (and creates) the file in WAL mode, and refuses a file that is no
 usable database (empty, not SQLite, truncated, damaged) with a `DatabaseFileError` instead of
-replacing it; `InstanceLock` keeps a second daemon off the same file. Every other module that
-keeps state in the same file (subscriptions, outbox) takes that connection in its constructor.
+replacing it; it makes no table: the crawler's schema is `MIGRATIONS`, applied with the alerts'
+by `newswatch.crawler.migrations` when the application opens its storage
+(`newswatch.storage.open_storage`). `InstanceLock` keeps a second daemon off the same file.
+`StorageError` and `StorageUnavailable` are what a store raises when the database fails; other
+modules catch those names, never the driver's.
 `StoryStore` deduplicates each source's stories by id, canonical URL and GUID, so a story that
 is re-published, re-dated or re-linked with tracking parameters is stored once. Two sources
 that give the same canonical URL both keep their story (the second under `claimant_id`): one
@@ -11,15 +15,19 @@ source cannot keep another's story out, and clustering decides whether they are 
 story stored with a `held` reason (too old, or an undated item of a source's first fetch) is
 kept, searchable and counted, but never alerts. The `meta` table holds cursors, states and the
 daemon's heartbeat (`HEARTBEAT_KEY`, the time of its last successful write).
+Search candidates come from an FTS5 table with the trigram tokenizer (`stories_fts`) when the
+SQLite library has it, or from LIKE; the index follows the stories table through a cursor kept
+in `meta` (`FTS_CURSOR_KEY`), caught up by the next search, so fetching never waits on it.
 All methods run on the daemon's event-loop thread; each write is one short transaction.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,14 +35,22 @@ from typing import TextIO
 
 from newswatch.crawler.story import Story, claimant_id
 
+log = logging.getLogger("newswatch.store")
+
 MAX_TEXT_CHARS = 50_000
 CACHE_KIB = 256 * 1024  # page cache per connection, at most: the look-up indexes of recent stories stay in memory
 HELD_TOO_OLD = "too old"          # published longer ago than the source's alert_max_age
 HELD_BASELINE = "first fetch"     # an undated item of a source's first successful fetch
 HEARTBEAT_KEY = "heartbeat"       # meta: when the daemon last wrote to the database
 MAX_TITLE_CHARS = 1_000  # a headline is a line; a feed can put a whole page in one
+FTS_CURSOR_KEY = "search_index_cursor"  # meta: the last story seq in the search index
+INDEX_BATCH = 2000
 
-_SCHEMA = """
+StorageError = sqlite3.Error  # the database failed: locked, full, read-only, damaged
+StorageUnavailable = sqlite3.OperationalError  # locked, full, read-only: the same write may work later
+
+# -- schema -------------------------------------------------------------------------------------
+_TABLES = """
 CREATE TABLE IF NOT EXISTS stories (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     id         TEXT NOT NULL UNIQUE,
@@ -50,10 +66,6 @@ CREATE TABLE IF NOT EXISTS stories (
     held       TEXT NOT NULL DEFAULT '', -- why it may not alert: HELD_TOO_OLD, HELD_BASELINE, or ''
     from_page  INTEGER NOT NULL DEFAULT 0 -- 1: read from the article page at `url` (not a feed's item)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS stories_source_url ON stories(source, url) WHERE url != '';
-CREATE INDEX IF NOT EXISTS stories_by_url ON stories(url) WHERE url != '';
-CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
-CREATE INDEX IF NOT EXISTS stories_published ON stories(published);
 CREATE TABLE IF NOT EXISTS fetch_state (
     source         TEXT PRIMARY KEY,
     etag           TEXT,
@@ -71,6 +83,43 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+# after the columns a table of an earlier release lacks are added
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS stories_source_url ON stories(source, url) WHERE url != '';
+CREATE INDEX IF NOT EXISTS stories_by_url ON stories(url) WHERE url != '';
+CREATE UNIQUE INDEX IF NOT EXISTS stories_source_guid ON stories(source, guid) WHERE guid != '';
+CREATE INDEX IF NOT EXISTS stories_published ON stories(published);
+CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != '';
+"""
+
+
+def _baseline(conn: sqlite3.Connection) -> None:
+    """The crawler's tables as this release has them, made, or brought up to date when an earlier
+    release made them: `held` and `from_page` came later, and a canonical URL was unique across
+    sources (`stories_url`), so the first source to claim one kept every other source's story
+    out; it is unique per source now (`stories_source_url`)."""
+    run_script(conn, _TABLES)
+    add_columns(conn, "stories", {"held": "TEXT NOT NULL DEFAULT ''", "from_page": "INTEGER NOT NULL DEFAULT 0"})
+    conn.execute("DROP INDEX IF EXISTS stories_url")
+    run_script(conn, _INDEXES)
+
+
+def _search_index(conn: sqlite3.Connection) -> None:
+    """The full-text index of titles and texts, when the SQLite library has FTS5 with the trigram
+    tokenizer (otherwise /search reads the stories with LIKE)."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS stories_fts USING fts5("
+                     "title, text, content='stories', content_rowid='seq', tokenize='trigram')")
+    except sqlite3.OperationalError as exc:
+        log.info("full-text search unavailable (%s); /search uses LIKE", exc)
+
+
+# (version, name, SQL or function): applied in order by newswatch.crawler.migrations; never edit
+# one that a release has shipped, add the next
+MIGRATIONS = [
+    (1, "baseline: stories, fetch_state, meta", _baseline),
+    (2, "stories_fts: the full-text search index", _search_index),
+]
 
 
 class DatabaseFileError(Exception):
@@ -82,22 +131,28 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 START_FRESH = "to start with a new, empty database, move it away (or delete it) and start again"
 
 
-def open_database(path: str | Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
-    """Open the database file, creating it and the crawler's tables if needed. A file that is
-    there but is no usable database raises `DatabaseFileError` (it is never replaced). A write
-    waits at most `busy_timeout` seconds for another connection's lock."""
+def open_database(path: str | Path, *, busy_timeout: float = 30.0, read_only: bool = False) -> sqlite3.Connection:
+    """Open the database file, creating it if needed (its tables are made by the migrations). A
+    file that is there but is no usable database raises `DatabaseFileError` (it is never
+    replaced). A write waits at most `busy_timeout` seconds for another connection's lock.
+    `read_only`: the file must exist, and nothing is written to it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
     check_database_file(path)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        if read_only:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=10)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        _add_missing_columns(conn)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # reads the header: a damaged file fails here
     except sqlite3.OperationalError as exc:
         raise DatabaseFileError(f"{path}: cannot be opened: {exc}") from None
     except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
@@ -135,26 +190,27 @@ def check_database_file(path: Path) -> None:
                                 f"restore it from a backup, or {START_FRESH}")
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Columns and indexes changed since the first release, for a database written by an earlier
-    one (nothing is written when there is nothing to change: a read-only file still opens)."""
-    add_missing_columns(conn, "stories", {"held": "TEXT NOT NULL DEFAULT ''",
-                                          "from_page": "INTEGER NOT NULL DEFAULT 0"})
-    conn.execute("CREATE INDEX IF NOT EXISTS stories_held ON stories(fetched) WHERE held != ''")
-    # a canonical URL was unique across sources, so the first source to claim one kept every
-    # other source's story out; it is unique per source now (stories_source_url)
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'stories_url'").fetchone():
-        conn.execute("DROP INDEX stories_url")
+def integrity(conn: sqlite3.Connection) -> str:
+    """SQLite's quick check of the whole file: "ok", or what is damaged."""
+    return conn.execute("PRAGMA quick_check").fetchone()[0]
 
 
-def table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement of `script` in turn, inside the caller's transaction (`executescript` would
+    commit it first)."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                conn.execute(statement)
+            statement = ""
 
 
-def add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
-    """Add those of `columns` (name -> declaration) that `table` of an earlier release lacks;
-    nothing is written when none is missing."""
-    have = table_columns(conn, table)
+def add_columns(conn: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """Add those of `columns` (name -> declaration) that `table` lacks: how a baseline migration
+    brings a table made by an earlier release up to date."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
     for name, declaration in columns.items():
         if name not in have:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
@@ -258,6 +314,10 @@ class StoryStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def transaction(self) -> transaction:
+        """`with store.transaction():` — the writes inside, of any store on this connection, as one."""
+        return transaction(self.conn)
+
     # -- stories ---------------------------------------------------------------------------
     def add_stories(self, stories: Iterable[Story], fetched: datetime, held: Mapping[str, str] = {}, *,
                     from_page: bool = False) -> list[Story]:
@@ -301,6 +361,64 @@ class StoryStore:
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
 
+    def latest_seq(self) -> int:
+        """The sequence number of the last story stored (0 before the first)."""
+        return self.conn.execute("SELECT MAX(seq) FROM stories").fetchone()[0] or 0
+
+    def stored_per_day(self, since: datetime) -> dict[str, int]:
+        """"YYYY-MM-DD" (UTC) -> stories stored that day, since `since`."""
+        rows = self.conn.execute(
+            "SELECT substr(fetched, 1, 10), COUNT(*) FROM stories WHERE fetched >= ? GROUP BY 1", (db_time(since),))
+        return {day: count for day, count in rows}
+
+    def held_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        """reason -> "YYYY-MM-DD" -> stories stored that day that may not alert, since `since`."""
+        held: dict[str, dict[str, int]] = {}
+        for reason, day, count in self.conn.execute(
+                "SELECT held, substr(fetched, 1, 10), COUNT(*) FROM stories WHERE held != '' AND fetched >= ?"
+                " GROUP BY 1, 2", (db_time(since),)):
+            held.setdefault(reason, {})[day] = count
+        return held
+
+    # -- search ----------------------------------------------------------------------------
+    def has_search_index(self) -> bool:
+        """Whether the full-text index exists (the SQLite library that made the schema had FTS5)."""
+        return self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stories_fts'").fetchone() is not None
+
+    def search_candidates(self, indexed: list[str], scanned: list[str], limit: int) -> Iterator[tuple[str, str, str]]:
+        """(id, title, text) of the stories holding every word as a substring, newest published
+        first: `indexed` words found through the full-text index (three characters or more),
+        `scanned` ones with LIKE."""
+        like = " AND ".join("(s.title LIKE ? ESCAPE '\\' OR s.text LIKE ? ESCAPE '\\')" for _ in scanned)
+        like_args = [arg for w in scanned for arg in (_like(w), _like(w))]
+        order = " ORDER BY s.published DESC, s.seq DESC LIMIT ?"
+        if indexed:
+            self._catch_up_index()
+            query = " AND ".join('"' + w.replace('"', '""') + '"' for w in indexed)
+            sql = ("SELECT s.id, s.title, s.text FROM stories_fts f JOIN stories s ON s.seq = f.rowid"
+                   " WHERE stories_fts MATCH ?" + (f" AND {like}" if like else "") + order)
+            return iter(self.conn.execute(sql, [query, *like_args, limit]))
+        return iter(self.conn.execute(f"SELECT s.id, s.title, s.text FROM stories s WHERE {like}" + order,
+                                      [*like_args, limit]))
+
+    def _catch_up_index(self) -> None:
+        """Index the stories stored since the last search."""
+        while True:
+            cursor = int(self.get_meta(FTS_CURSOR_KEY, "0"))
+            last = self.conn.execute(
+                "SELECT MAX(seq) FROM (SELECT seq FROM stories WHERE seq > ? ORDER BY seq LIMIT ?)",
+                (cursor, INDEX_BATCH),
+            ).fetchone()[0]
+            if last is None:
+                return
+            with transaction(self.conn):
+                self.conn.execute(
+                    "INSERT INTO stories_fts (rowid, title, text)"
+                    " SELECT seq, title, text FROM stories WHERE seq > ? AND seq <= ?", (cursor, last),
+                )
+                self.set_meta(FTS_CURSOR_KEY, str(last))
+
     def held_since(self, since: datetime) -> dict[str, int]:
         """Stories stored since `since` that may not alert, counted by reason."""
         rows = self.conn.execute(
@@ -324,6 +442,10 @@ class StoryStore:
 
     def all_fetch_states(self) -> dict[str, FetchState]:
         return {row["source"]: _row_state(row) for row in self.conn.execute("SELECT * FROM fetch_state")}
+
+    def last_attempt(self) -> datetime | None:
+        """When any source was last fetched."""
+        return _dt(self.conn.execute("SELECT MAX(last_attempt) FROM fetch_state").fetchone()[0])
 
     def record_success(
         self, source: str, *, at: datetime, status: int, etag: str | None, last_modified: str | None,
@@ -426,3 +548,7 @@ def _insert(conn: sqlite3.Connection, story: Story, fetched: datetime, held: str
         ),
     )
     return bool(cur.rowcount)
+
+
+def _like(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

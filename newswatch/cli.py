@@ -13,14 +13,13 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from newswatch.alerts.config import ConfigError, NewswatchConfig, load_config, redacted, telegram_token
 from newswatch.alerts.deliver.format import plural
-from newswatch.crawler.store import DatabaseFileError
+from newswatch.crawler.store import DatabaseFileError, StorageError
 from newswatch.crawler.urls import redact_url
 
 log = logging.getLogger("newswatch")
@@ -108,7 +107,7 @@ def _daemon(config: NewswatchConfig, token: str | None):
     lock.acquire()
     try:
         return Daemon(config, token=token, instance_lock=lock)
-    except sqlite3.Error as exc:
+    except StorageError as exc:
         raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
 
 
@@ -152,21 +151,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """Write the votes given under alerts as labelled stories, as `newswatch eval` reads them."""
     from newswatch.alerts.feedback import Votes, export_labels
+    from newswatch.storage import open_storage
 
     config = _config(args)
     if not config.database_path.exists():
         print(f"newswatch feedback export: {config.database_path}: no database yet", file=sys.stderr)
         return 2
-    conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
+    storage = open_storage(config.database_path, read_only=True)
     try:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = export_labels(Votes(conn, create=False), out, chat_id=args.chat, topics=config.topics)
+            count = export_labels(Votes(storage.alerts), out, chat_id=args.chat, topics=config.topics)
     except OSError as exc:
         print(f"newswatch feedback export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     finally:
-        conn.close()
+        storage.close()
     chat = f" of chat {args.chat}" if args.chat is not None else ""
     log.info("exported %s%s to %s", plural(count, "voted story"), chat, args.output)
     return 0
@@ -213,10 +212,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
     """A story from a file or stdin (first line title, rest text) or from the store by URL/id."""
     if source != "-" and not Path(source).exists():
-        from newswatch.crawler.store import StoryStore, open_database
+        from newswatch.storage import open_storage
 
         if config.database_path.exists():
-            stored = StoryStore(open_database(config.database_path)).find(source)
+            storage = open_storage(config.database_path, read_only=True)
+            try:
+                stored = storage.stories.find(source)
+            finally:
+                storage.close()
             if stored:
                 return stored.story.title, stored.story.text
         raise SystemExit(f"newswatch explain: {source}: no such file, and no stored story with that URL or id")
@@ -262,16 +265,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from newswatch.alerts.feedback import Votes
     from newswatch.alerts.match.evaluation import LabelFileError
     from newswatch.alerts.model_file import train, training_rows, write_model
+    from newswatch.storage import open_storage
 
     config = _config(args)
     votes: list[dict] = []
     if config.database_path.exists():
-        conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
+        storage = open_storage(config.database_path, read_only=True)
         try:
-            votes = list(Votes(conn, create=False).labels(topics=config.topics))
+            votes = list(Votes(storage.alerts).labels(topics=config.topics))
         finally:
-            conn.close()
+            storage.close()
     try:
         rows = training_rows(args.labels, votes)
     except LabelFileError as exc:

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import random
 import signal
-import sqlite3
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,7 +50,8 @@ from newswatch.crawler.clock import Clock, SystemClock
 from newswatch.crawler.fetch.engine import Crawler
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import InstanceLock, StoryStore, db_time, open_database, set_busy_timeout
+from newswatch.crawler.store import InstanceLock, StorageError, db_time
+from newswatch.storage import open_storage
 
 log = logging.getLogger("newswatch")
 
@@ -82,19 +82,20 @@ class Daemon:
         self.token = token
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.conn = open_database(config.database_path)
-        self.store = StoryStore(self.conn)
-        self.subscriptions = Subscriptions(self.conn)
-        self.outbox = Outbox(self.conn)
-        self.votes = Votes(self.conn)
+        self.storage = open_storage(config.database_path)  # made, or upgraded in place, here
+        self.store = self.storage.stories
+        alerts = self.storage.alerts
+        self.subscriptions = Subscriptions(alerts)
+        self.outbox = Outbox(alerts)
+        self.votes = Votes(alerts)
         self.matcher = self._blended(Matcher(config.topics), config)
-        self.watches = Watches(self.conn, max_per_chat=config.telegram.max_watches_per_chat,
+        self.watches = Watches(alerts, max_per_chat=config.telegram.max_watches_per_chat,
                                max_watches=config.telegram.max_watches)
         self.policy = policy or address_policy(config)
-        self.runtime_sources = RuntimeSources(self.conn, config.sources, policy=self.policy, resolver=resolver)
+        self.runtime_sources = RuntimeSources(alerts, config.sources, policy=self.policy, resolver=resolver)
         self.sources = self.runtime_sources.enabled()
         self.scheduler: AsyncIOScheduler | None = None
-        self.clusters = StoryClusters(self.conn)
+        self.clusters = StoryClusters(alerts)
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
                                      console=token is None, watches=self.watches, clusters=self.clusters,
                                      votes=self.votes)
@@ -123,7 +124,7 @@ class Daemon:
         self.heartbeat = Heartbeat(self.store, self.clock)
         # every statement runs on the event loop: a lock held elsewhere fails it quickly, and the
         # loops retry it later (DB_RETRY), instead of freezing the bot, delivery and /healthz
-        set_busy_timeout(self.conn, DB_BUSY_TIMEOUT)
+        self.storage.set_busy_timeout(DB_BUSY_TIMEOUT)
         self._due: set[str] = set()
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
@@ -208,7 +209,7 @@ class Daemon:
         if http:
             await http.stop()
         await self.crawler.close()
-        self.conn.close()
+        self.storage.close()
         if self.instance_lock is not None:
             self.instance_lock.release()
         log.info("newswatch stopped")
@@ -287,7 +288,7 @@ class Daemon:
         if self.commands is None:
             self.commands = BotCommands(
                 config=self.config, subscriptions=self.subscriptions, watches=self.watches,
-                history=History(self.conn), runtime_sources=self.runtime_sources, clock=self.clock,
+                history=History(self.store, self.storage.alerts), runtime_sources=self.runtime_sources, clock=self.clock,
                 outbox=self.outbox, votes=self.votes, on_sources_changed=self._apply_sources,
                 on_queued=self._wake_notifier,
             )
@@ -315,7 +316,7 @@ class Daemon:
         try:
             self.store.set_meta(TELEGRAM_DOWN_KEY, db_time(since) or "")
             self.store.set_meta(TELEGRAM_PROBLEM_KEY, reason)
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             log.warning("could not record the Telegram state in the database: %s", exc)
 
     def _wake_notifier(self) -> None:
@@ -435,7 +436,7 @@ class Daemon:
                 # (the first step compiles every stored one): the loop never waits for that.
                 await self.watches.refresh()
                 summary = self.dispatcher.run(DISPATCH_STEP, batches=1)
-            except sqlite3.Error as exc:
+            except StorageError as exc:
                 log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",
                           type(exc).__name__, exc, DB_RETRY)
                 await asyncio.sleep(DB_RETRY)
@@ -472,7 +473,7 @@ class Daemon:
                 if fresh < config.model.retrain_after_votes or config.model.retrain_after_votes == 0:
                     continue
                 votes = list(self.votes.labels(topics=config.topics))
-            except (sqlite3.Error, ValueError) as exc:
+            except (StorageError, ValueError) as exc:
                 log.warning("model: could not read the votes (%s); trying again later", exc)
                 continue
             files = [f for f in (model.meta.get("label_files", []) if model is not None else []) if Path(f).is_file()]
@@ -506,7 +507,7 @@ class Daemon:
         while True:
             try:
                 await self.notifier.deliver_due()
-            except sqlite3.Error as exc:
+            except StorageError as exc:
                 log.error("delivering alerts: the database refused the write (%s: %s); retrying in %.0fs",
                           type(exc).__name__, exc, DB_RETRY)
                 await asyncio.sleep(DB_RETRY)

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,9 @@ from newswatch.alerts.deliver.format import plural
 from newswatch.crawler.fetch.addresses import AddressPolicy, AddressRefused, GuardedConnector, guarded
 from newswatch.crawler.parse.feeds import parse_feed
 from newswatch.crawler.sources import SourceConfig
+from newswatch.crawler.store import DatabaseFileError, StorageError
 from newswatch.crawler.urls import redact_url
+from newswatch.storage import SchemaTooNew, open_storage
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEFAULT_TIMEOUT = 10.0
@@ -64,22 +65,26 @@ def check_database(path: Path) -> Finding:
             return Finding(FAIL, "database", f"{path} does not exist and {folder} is not writable, so it cannot be created")
         return Finding(WARN, "database", f"{path} does not exist yet; the daemon will create it")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            stories = conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0] if "stories" in tables else 0
-            pending = (conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
-                       if "outbox" in tables else 0)
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
+        storage = open_storage(path, read_only=True, upgrade=False, busy_timeout=5)
+    except SchemaTooNew as exc:
+        return Finding(FAIL, "database", str(exc))
+    except DatabaseFileError as exc:
         return Finding(FAIL, "database", f"{path} cannot be read as a SQLite database: {exc}")
+    try:
+        verdict = storage.integrity()
+        counts = f"{plural(storage.stories.count(), 'story')}, {plural(storage.alerts.pending_count(), 'alert')} waiting"
+        if storage.pending:
+            counts += (f", written by an earlier release (upgraded in place when newswatch next starts: "
+                       f"{plural(len(storage.pending), 'migration')})")
+    except StorageError as exc:
+        return Finding(FAIL, "database", f"{path} cannot be read as a SQLite database: {exc}")
+    finally:
+        storage.close()
     if verdict != "ok":
         return Finding(FAIL, "database", f"{path} is damaged: {verdict}")
     if not _writable(path) or not _writable(path.parent):
         return Finding(FAIL, "database", f"{path} is readable but not writable by this user")
-    return Finding(OK, "database", f"{path}: {plural(stories, 'story')}, {plural(pending, 'alert')} waiting, integrity ok")
+    return Finding(OK, "database", f"{path}: {counts}, integrity ok")
 
 
 def _writable(path: Path) -> bool:

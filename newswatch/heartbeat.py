@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import datetime
 from typing import Any
 
 from newswatch.crawler.clock import Clock
-from newswatch.crawler.store import StoryStore
+from newswatch.crawler.store import StorageError, StoryStore
 
 log = logging.getLogger("newswatch.database")
 
@@ -39,7 +38,7 @@ class Heartbeat:
         now = self.clock.now()
         try:
             self.store.beat(now)
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             if self.failing_since is None:
                 self.failing_since = now
@@ -59,7 +58,7 @@ class Heartbeat:
 
     def check(self) -> dict[str, Any]:
         """The heartbeat part of /healthz's database check ("problem" when it fails).
-        Raises sqlite3.Error when the database cannot even be read."""
+        Raises `StorageError` when the database cannot even be read."""
         now = self.clock.now()
         last = self.store.last_beat()
         age = (now - last).total_seconds() if last else None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,7 +42,7 @@ from newswatch.alerts.deliver.notifier import Notifier
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.service_config import HttpConfig
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import StoryStore
+from newswatch.crawler.store import StorageError, StoryStore
 
 log = logging.getLogger("newswatch.http")
 
@@ -242,10 +241,10 @@ class Health:
     def _database(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            latest = self.store.conn.execute("SELECT MAX(seq) FROM stories").fetchone()[0]
+            latest = self.store.latest_seq()
             pending = self.outbox.pending_count()
             beat = self.heartbeat.check() if self.heartbeat is not None else {}
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             return {"ok": False, "problem": f"the database does not answer: {exc}"}
         return {"ok": "problem" not in beat, "latest_story": latest or 0, "outbox_pending": pending, **beat,
                 "seconds": round(time.perf_counter() - started, 4)}
@@ -254,7 +253,7 @@ class Health:
         now = self.notifier.clock.now()
         try:
             pending, oldest, stuck = self.outbox.backlog(now - timedelta(seconds=self.stuck_after))
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             return {"ok": False, "problem": f"the database does not answer: {exc}"}
         waiting = self.notifier.waiting_for_telegram  # the alerts wait for the Bot API: not stuck
         out: dict[str, Any] = {"ok": not stuck or waiting, "pending": pending,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -201,13 +200,11 @@ class _DeliveryState:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        depth, oldest = self.outbox.conn.execute(
-            "SELECT COUNT(*), MIN(created) FROM outbox WHERE state = 'pending'"
-        ).fetchone()
+        depth, oldest = self.outbox.depth()
         yield GaugeMetricFamily("newswatch_outbox_depth", "Alerts waiting to be delivered.", value=depth)
         age = 0.0
         if oldest:
-            age = max(0.0, (self.notifier.clock.now() - datetime.fromisoformat(oldest)).total_seconds())
+            age = max(0.0, (self.notifier.clock.now() - oldest).total_seconds())
         yield GaugeMetricFamily("newswatch_outbox_oldest_pending_seconds",
                                 "Age of the oldest alert waiting to be delivered (0 when none waits).", value=age)
         yield GaugeMetricFamily("newswatch_notifier_in_flight", "Sends waiting for an answer.",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,9 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from newswatch.alerts.deliver.notifier import TELEGRAM_DOWN_KEY, TELEGRAM_PROBLEM_KEY
+from newswatch.alerts.runtime_sources import RuntimeSources
 from newswatch.crawler.sources import SourceConfig, parse_duration
-from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore, table_columns
+from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore
 from newswatch.crawler.urls import redact_url
+from newswatch.storage import Storage, open_storage
 
 STALE_AFTER_INTERVALS = 3
 STALE_AFTER_MIN = 3600
@@ -95,9 +96,31 @@ def source_health(source: SourceConfig, state: FetchState | None, now: datetime)
     return "ok"
 
 
-def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now: datetime, *,
+def collect_stats(storage: Storage, sources: Sequence[SourceConfig], now: datetime, *,
                   days: int = 7, database: str = "") -> Stats:
-    store = StoryStore(conn)
+    today = now.astimezone(UTC).date()
+    day_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
+    since = datetime.combine(day_list[0], datetime.min.time(), UTC)
+    store, alerts = storage.stories, storage.alerts
+    stories_per_day = _per_day(day_list, store.stored_per_day(since), keep_all=False)
+    held_per_day = {reason: _per_day(day_list, counts) for reason, counts in store.held_per_day(since).items()}
+    topics_per_day = {topic: _per_day(day_list, counts, keep_all=False)
+                      for topic, counts in alerts.matched_per_day(since).items()}
+    due, held = alerts.pending_due(now)
+    down = store.get_meta(TELEGRAM_DOWN_KEY)
+    return Stats(
+        held_per_day=held_per_day,
+        telegram_unreachable_since=datetime.fromisoformat(down) if down else None,
+        telegram_problem=store.get_meta(TELEGRAM_PROBLEM_KEY) if down else "",
+        database=database, now=now, sources=sources_health(store, sources, now), days=day_list,
+        stories_per_day=stories_per_day, topics_per_day=topics_per_day, outbox=alerts.outbox_counts(),
+        outbox_due=due, outbox_held=held, oldest_pending=alerts.pending()[1], chats_active=alerts.active_count(),
+        recent_failures=alerts.delivery_problems(5),
+    )
+
+
+def sources_health(store: StoryStore, sources: Sequence[SourceConfig], now: datetime) -> list[SourceHealth]:
+    """Each source's health, from its fetch state."""
     states = store.all_fetch_states()
     health = []
     for source in sources:
@@ -112,61 +135,17 @@ def collect_stats(conn: sqlite3.Connection, sources: Sequence[SourceConfig], now
             problem=redact_url(state.last_error) if state else "",
             next_try=state.not_before if state and state.not_before and state.not_before > now else None,
         ))
-    today = now.astimezone(UTC).date()
-    day_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
-    since = datetime.combine(day_list[0], datetime.min.time(), UTC).isoformat()
-    stories_per_day = {d.isoformat(): 0 for d in day_list}
-    for day, count in conn.execute(
-        "SELECT substr(fetched, 1, 10), COUNT(*) FROM stories WHERE fetched >= ? GROUP BY 1", (since,)
-    ):
-        if day in stories_per_day:
-            stories_per_day[day] = count
-    held_per_day: dict[str, dict[str, int]] = {}
-    if "held" in table_columns(conn, "stories"):  # not before the daemon upgraded it
-        for reason, day, count in conn.execute(
-            "SELECT held, substr(fetched, 1, 10), COUNT(*) FROM stories WHERE held != '' AND fetched >= ? GROUP BY 1, 2",
-            (since,),
-        ):
-            held_per_day.setdefault(reason, {d.isoformat(): 0 for d in day_list})[day] = count
-    topics_per_day: dict[str, dict[str, int]] = {}
-    if _has_table(conn, "matches"):
-        for topic, day, count in conn.execute(
-            "SELECT topic, substr(matched_at, 1, 10), COUNT(*) FROM matches WHERE matched_at >= ?"
-            " GROUP BY topic, 2 ORDER BY topic", (since,)
-        ):
-            row = topics_per_day.setdefault(topic, {d.isoformat(): 0 for d in day_list})
-            if day in row:
-                row[day] = count
-    outbox: dict[str, int] = {}
-    due = held = 0
-    oldest = None
-    failures: list[dict[str, Any]] = []
-    if _has_table(conn, "outbox"):
-        outbox = {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
-        due, held, first = conn.execute(
-            "SELECT COALESCE(SUM(not_before <= ?), 0), COALESCE(SUM(not_before > ?), 0), MIN(created)"
-            " FROM outbox WHERE state = 'pending'", (now.astimezone(UTC).isoformat(),) * 2,
-        ).fetchone()
-        oldest = datetime.fromisoformat(first) if first else None
-        for row in conn.execute(
-            "SELECT chat_id, state, last_error, created FROM outbox WHERE state IN ('failed', 'dropped')"
-            " OR (state = 'pending' AND last_error != '') ORDER BY id DESC LIMIT 5"
-        ):
-            failures.append({"chat": row[0], "state": row[1], "error": row[2], "created": row[3]})
-    chats = conn.execute("SELECT COUNT(*) FROM chats WHERE active = 1").fetchone()[0] if _has_table(conn, "chats") else 0
-    down = store.get_meta(TELEGRAM_DOWN_KEY)
-    return Stats(
-        held_per_day=held_per_day,
-        telegram_unreachable_since=datetime.fromisoformat(down) if down else None,
-        telegram_problem=store.get_meta(TELEGRAM_PROBLEM_KEY) if down else "",
-        database=database, now=now, sources=health, days=day_list, stories_per_day=stories_per_day,
-        topics_per_day=topics_per_day, outbox=outbox, outbox_due=due, outbox_held=held,
-        oldest_pending=oldest, chats_active=chats, recent_failures=failures,
-    )
+    return health
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+def _per_day(days: list[date], counts: dict[str, int], *, keep_all: bool = True) -> dict[str, int]:
+    """"YYYY-MM-DD" -> count for each of `days`, zeros included; with `keep_all`, counts of
+    other days are kept too."""
+    per_day = {d.isoformat(): 0 for d in days}
+    for day, count in counts.items():
+        if keep_all or day in per_day:
+            per_day[day] = count
+    return per_day
 
 
 _HEALTH_STYLE = {"ok": "green", "stale": "yellow", "failing": "red", "disabled": "dim", "not fetched yet": "dim"}
@@ -263,23 +242,12 @@ def parse_since(value: str, now: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def matched_stories(conn: sqlite3.Connection, since: datetime, *, topics: Iterable[str] = (),
+def matched_stories(storage: Storage, since: datetime, *, topics: Iterable[str] = (),
                     with_text: bool = False) -> list[dict[str, Any]]:
     """Stories that passed at least one topic since `since`, oldest first, each with all its
     topics (name and score) and the terms that matched."""
-    if not _has_table(conn, "matches"):
-        return []
-    wanted = list(topics)
-    sql = ("SELECT s.seq, s.id, s.source, s.url, s.title, s.text, s.published, s.fetched,"
-           " m.topic, m.score, m.terms, m.matched_at FROM matches m JOIN stories s ON s.id = m.story_id"
-           " WHERE m.matched_at >= ?")
-    params: list[Any] = [since.astimezone(UTC).isoformat()]
-    if wanted:
-        sql += f" AND m.topic IN ({','.join('?' * len(wanted))})"
-        params += wanted
-    sql += " ORDER BY s.seq, m.score DESC"
     out: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(sql, params):
+    for row in storage.alerts.matched_stories(since, list(topics)):
         record = out.get(row["id"])
         if record is None:
             record = out[row["id"]] = {
@@ -291,7 +259,7 @@ def matched_stories(conn: sqlite3.Connection, since: datetime, *, topics: Iterab
                 record["text"] = row["text"]
         record["matched_at"] = min(record["matched_at"], row["matched_at"])
         record["topics"].append({"topic": row["topic"], "score": round(row["score"], 2)})
-        for term in json.loads(row["terms"]):
+        for term in row["terms"]:
             if term not in record["terms"]:
                 record["terms"].append(term)
     return list(out.values())
@@ -320,40 +288,32 @@ def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
 
 
 # -- the commands --------------------------------------------------------------------------------------
-def _open_existing(path: Path) -> sqlite3.Connection | None:
-    """The database opened read-only, or None when it does not exist yet (it is never created here)."""
+def _open_existing(path: Path) -> Storage | None:
+    """The database opened read-only (upgraded first when an earlier release wrote it), or None
+    when it does not exist yet (it is never created here)."""
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    return conn
+    return open_storage(path, read_only=True)
 
 
-def _all_sources(conn: sqlite3.Connection, config: Any) -> list[SourceConfig]:
+def _all_sources(storage: Storage, config: Any) -> list[SourceConfig]:
     """The config's sources with runtime overrides, then sources added from Telegram."""
-    sources = {s.name: s for s in config.sources}
-    if _has_table(conn, "runtime_sources"):
-        for row in conn.execute("SELECT name, url, interval, enabled FROM runtime_sources ORDER BY rowid"):
-            if row["name"] in sources:
-                sources[row["name"]] = sources[row["name"]].model_copy(update={"enabled": bool(row["enabled"])})
-            elif row["url"]:
-                sources[row["name"]] = SourceConfig(name=row["name"], url=row["url"], interval=row["interval"],
-                                                    enabled=bool(row["enabled"]))
-    return list(sources.values())
+    return [known.config for known in RuntimeSources(storage.alerts, config.sources).all()]
 
 
 def show_stats(config: Any, out: IO[str], *, days: int = 7, as_json: bool = False, now: datetime | None = None) -> int:
     """`newswatch stats`: 0, or 1 when there is no database yet."""
     path = config.database_path
-    conn = _open_existing(path)
-    if conn is None:
+    storage = _open_existing(path)
+    if storage is None:
         print(f"newswatch stats: no database at {path} yet; `newswatch run` or `newswatch crawl` creates it",
               file=out)
         return 1
     try:
-        stats = collect_stats(conn, _all_sources(conn, config), now or datetime.now(UTC), days=days, database=str(path))
+        stats = collect_stats(storage, _all_sources(storage, config), now or datetime.now(UTC), days=days,
+                              database=str(path))
     finally:
-        conn.close()
+        storage.close()
     if as_json:
         out.write(json.dumps(stats.as_json(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -368,11 +328,11 @@ def export(config: Any, out: IO[str], *, since: str, fmt: str, topics: Sequence[
     unknown = [t for t in topics if t not in config.topics]
     if unknown:
         raise ValueError(f"--topic: no topic named {', '.join(unknown)} (topics: {', '.join(config.topics)})")
-    conn = _open_existing(config.database_path)
+    storage = _open_existing(config.database_path)
     records = []
-    if conn is not None:
+    if storage is not None:
         try:
-            records = matched_stories(conn, start, topics=topics, with_text=with_text)
+            records = matched_stories(storage, start, topics=topics, with_text=with_text)
         finally:
-            conn.close()
+            storage.close()
     return (write_csv if fmt == "csv" else write_jsonl)(records, out)

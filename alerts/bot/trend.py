@@ -1,6 +1,6 @@
 """The /trend chart: matched stories per day, per topic, as a PNG.
 
-`daily_counts()` reads the `matches` table and counts distinct stories per local day of the
+`daily_counts()` reads the matches (`AlertsStore.matches_between`) and counts distinct stories per local day of the
 chat's time zone, by the day each story was matched — as /status ("matched in the last
 24 h"), `newswatch stats` and `newswatch export --since` count them. The day of the match is
 the one time the daemon itself vouches for: a publication date may be missing, wrong by a
@@ -13,10 +13,13 @@ draws the counts with matplotlib's Agg backend through the object-oriented API (
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from newswatch.alerts.store import AlertsStore
 
 MAX_DAYS = 90
 DEFAULT_DAYS = 14
@@ -27,24 +30,16 @@ def days_of(end: date, days: int) -> list[date]:
     return [end - timedelta(days=days - 1 - i) for i in range(days)]
 
 
-def daily_counts(conn: sqlite3.Connection, topics: list[str], days: int, now: datetime,
+def daily_counts(store: AlertsStore, topics: list[str], days: int, now: datetime,
                  tz: ZoneInfo) -> dict[str, list[tuple[date, int]]]:
     """topic -> [(local day, stories matched that day)] for the last `days` days up to today,
     oldest first, zeros included."""
     today = now.astimezone(tz).date()
     window = days_of(today, days)
-    start = datetime.combine(window[0], datetime.min.time(), tz).astimezone(UTC)
+    start = datetime.combine(window[0], datetime.min.time(), tz)
     counts: dict[str, dict[date, set[str]]] = {t: {} for t in topics}
-    if topics:
-        marks = ",".join("?" * len(topics))
-        rows = conn.execute(
-            f"SELECT topic, story_id, matched_at FROM matches"
-            f" WHERE topic IN ({marks}) AND matched_at >= ? AND matched_at <= ?",
-            [*topics, start.isoformat(), now.astimezone(UTC).isoformat()],
-        )
-        for topic, story_id, matched_at in rows:
-            day = datetime.fromisoformat(matched_at).astimezone(tz).date()
-            counts[topic].setdefault(day, set()).add(story_id)
+    for topic, story_id, matched_at in store.matches_between(topics, start, now):
+        counts[topic].setdefault(matched_at.astimezone(tz).date(), set()).add(story_id)
     return {t: [(d, len(counts[t].get(d, ()))) for d in window] for t in topics}
 
 

@@ -133,7 +133,7 @@ async def trend(update: Update, context: ContextTypes.DEFAULT_TYPE, chat: Telegr
     if topics is None:
         topics = [t for t in state.topics if t in state.subscriptions.topics_of(chat.id)] or list(state.topics)
     zone_name = state.zone_name(chat.id)
-    series = daily_counts(state.history.conn, topics, days, state.clock.now(), ZoneInfo(zone_name))
+    series = daily_counts(state.history.alerts, topics, days, state.clock.now(), ZoneInfo(zone_name))
     totals = {t: sum(c for _, c in points) for t, points in series.items()}
     title = f"{', '.join(topics)}: matched stories per day, last {plural(days, 'day')}"
     png = await asyncio.to_thread(render_png, series, title=title)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from newswatch.alerts.story_clusters import StoryClusters
 from newswatch.alerts.subscriptions import CONSOLE_CHAT, Chat, Subscriptions
 from newswatch.alerts.deliver.timing import decide, zone
 from newswatch.crawler.clock import Clock
-from newswatch.crawler.store import StoryStore
+from newswatch.crawler.store import StorageError, StorageUnavailable, StoryStore
 
 log = logging.getLogger("newswatch.notifier")
 
@@ -332,9 +331,9 @@ class Notifier:
                 )
                 render_console(view, tz=zone("UTC"))  # every field can be shown
                 return view
-        except sqlite3.OperationalError:
+        except StorageUnavailable:
             raise  # locked, disk full, read-only: the row waits for the database
-        except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError, KeyError) as exc:
+        except (StorageError, ValueError, TypeError, OverflowError, KeyError) as exc:
             reason = f"cannot be formatted: {type(exc).__name__}: {exc}"
         self._fail(item, [item.id], reason)
         return None

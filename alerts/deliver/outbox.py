@@ -17,58 +17,13 @@ hours or a digest. A broadcast names the chat to report to; once every copy has 
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from newswatch.crawler.store import add_missing_columns, db_time, transaction
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS matches (
-    story_id    TEXT NOT NULL,
-    topic       TEXT NOT NULL,
-    score       REAL NOT NULL,
-    terms       TEXT NOT NULL,
-    matched_at  TEXT NOT NULL,
-    PRIMARY KEY (story_id, topic)
-);
-CREATE INDEX IF NOT EXISTS matches_topic_time ON matches(topic, matched_at);
-CREATE TABLE IF NOT EXISTS outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id     INTEGER NOT NULL,
-    story_id    TEXT NOT NULL,
-    topics      TEXT NOT NULL,
-    terms       TEXT NOT NULL,
-    created     TEXT NOT NULL,
-    not_before  TEXT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    state       TEXT NOT NULL DEFAULT 'pending',
-    sent_at     TEXT,
-    message_id  INTEGER,
-    last_error  TEXT NOT NULL DEFAULT '',
-    kind        TEXT NOT NULL DEFAULT 'alert',
-    notice_id   INTEGER,
-    UNIQUE (chat_id, story_id)
-);
-CREATE TABLE IF NOT EXISTS notices (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    text        TEXT NOT NULL,
-    created     TEXT NOT NULL,
-    report_to   INTEGER,
-    reported    INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS notices_unreported ON notices(id) WHERE report_to IS NOT NULL AND reported = 0;
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, chat_id, id);
-CREATE INDEX IF NOT EXISTS outbox_story ON outbox(story_id);
-"""
-# after the columns a database of an earlier release lacks are added
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS outbox_notice ON outbox(notice_id) WHERE notice_id IS NOT NULL;
-"""
-# the oldest pending row of each chat's queue (alerts, notices)
-_HEADS = ("SELECT chat_id, kind, MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY chat_id, kind")
+if TYPE_CHECKING:
+    from newswatch.alerts.store import AlertsStore
 
 PENDING, SENT, DROPPED, FAILED, MUTED = "pending", "sent", "dropped", "failed", "muted"
 ALERT, NOTICE = "alert", "notice"
@@ -98,174 +53,99 @@ class BroadcastOutcome:
 
 
 class Outbox:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        conn.executescript(_SCHEMA)
-        # a database of an earlier release holds alerts only
-        add_missing_columns(conn, "outbox", {"kind": "TEXT NOT NULL DEFAULT 'alert'", "notice_id": "INTEGER"})
-        conn.executescript(_INDEXES)
+    """The outbox's rules over the rows an `AlertsStore` keeps."""
+
+    def __init__(self, store: AlertsStore) -> None:
+        self.store = store
 
     # -- writing decisions (called inside the dispatcher's transaction) -----------------------
     def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)",
-            (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), db_time(at)),
-        )
+        self.store.record_match(story_id, topic, score, terms, at)
 
     def enqueue(self, chat_id: int, story_id: str, topics: Iterable[tuple[str, float]],
                 terms: Iterable[str], at: datetime) -> bool:
         """Queue an alert; False when this chat already has (or had) this story."""
-        cur = self.conn.execute(
-            "INSERT OR IGNORE INTO outbox (chat_id, story_id, topics, terms, created, not_before)"
-            " VALUES (?,?,?,?,?,?)",
-            (chat_id, story_id, json.dumps([[t, round(s, 2)] for t, s in topics]),
-             json.dumps(list(terms), ensure_ascii=False), db_time(at), db_time(at)),
-        )
-        return bool(cur.rowcount)
+        return self.store.enqueue(chat_id, story_id, topics, terms, at)
 
     def queue_notice(self, chat_ids: Iterable[int], text: str, at: datetime, *, report_to: int | None = None,
                      reports: int | None = None) -> int:
         """Queue `text` once for each chat; return how many were queued. `report_to` (a broadcast)
         names the chat told when every copy has an outcome; `reports` is the broadcast this notice
         reports on: it is queued only if that report was not queued before."""
-        with transaction(self.conn) as conn:
-            if reports is not None and not conn.execute(
-                    "UPDATE notices SET reported = 1 WHERE id = ? AND reported = 0", (reports,)).rowcount:
-                return 0
-            notice_id = conn.execute("INSERT INTO notices (text, created, report_to) VALUES (?,?,?)",
-                                     (text, db_time(at), report_to)).lastrowid
-            queued = 0
-            for chat_id in dict.fromkeys(chat_ids):
-                queued += conn.execute(
-                    "INSERT OR IGNORE INTO outbox (chat_id, story_id, topics, terms, created, not_before, kind,"
-                    " notice_id) VALUES (?,?,'[]','[]',?,?,?,?)",
-                    (chat_id, f"notice:{notice_id}", db_time(at), db_time(at), NOTICE, notice_id),
-                ).rowcount
-        return queued
+        return self.store.queue_notice(chat_ids, text, at, report_to=report_to, reports=reports)
 
     def notice_text(self, notice_id: int | None) -> str | None:
-        row = self.conn.execute("SELECT text FROM notices WHERE id = ?", (notice_id,)).fetchone()
-        return row[0] if row else None
+        return self.store.notice_text(notice_id)
 
     def finished_broadcasts(self) -> list[BroadcastOutcome]:
         """Broadcasts not reported yet whose every copy has an outcome (sent, dropped, failed)."""
         outcomes = []
-        for notice_id, report_to in self.conn.execute(
-                "SELECT id, report_to FROM notices n WHERE report_to IS NOT NULL AND reported = 0 AND NOT EXISTS"
-                " (SELECT 1 FROM outbox o WHERE o.notice_id = n.id AND o.state = 'pending')").fetchall():
-            rows = self.conn.execute("SELECT chat_id, state, last_error FROM outbox WHERE notice_id = ? ORDER BY id",
-                                     (notice_id,)).fetchall()
+        for notice_id, report_to, copies in self.store.finished_broadcasts():
             counts: dict[str, int] = {}
-            for row in rows:
-                counts[row["state"]] = counts.get(row["state"], 0) + 1
-            problems = tuple(f"{r['chat_id']}: {r['last_error'] or r['state']}" for r in rows if r["state"] != SENT)
+            for _, state, _ in copies:
+                counts[state] = counts.get(state, 0) + 1
+            problems = tuple(f"{chat_id}: {error or state}" for chat_id, state, error in copies if state != SENT)
             outcomes.append(BroadcastOutcome(notice_id, report_to, counts, problems))
         return outcomes
 
     def get(self, item_id: int) -> OutboxItem | None:
-        row = self.conn.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone()
-        return _item(row) if row else None
+        return self.store.outbox_item(item_id)
 
     # -- delivering -----------------------------------------------------------------------------
     def due_heads(self, now: datetime, limit: int = 200) -> list[OutboxItem]:
         """The oldest pending item of each chat's queues (alerts, notices), for those due now."""
-        rows = self.conn.execute(
-            f"SELECT o.* FROM outbox o JOIN ({_HEADS}) h ON o.id = h.id"
-            " WHERE o.not_before <= ? ORDER BY o.id LIMIT ?",
-            (db_time(now), limit),
-        ).fetchall()
-        return [_item(r) for r in rows]
+        return self.store.due_heads(now, limit)
 
     def head(self, chat_id: int, now: datetime, kind: str = ALERT) -> OutboxItem | None:
         """The oldest pending item of the chat's queue of `kind`, if it is due now."""
-        row = self.conn.execute(
-            "SELECT * FROM outbox WHERE chat_id = ? AND kind = ? AND state = 'pending' ORDER BY id LIMIT 1",
-            (chat_id, kind),
-        ).fetchone()
-        if row is None or datetime.fromisoformat(row["not_before"]) > now:
-            return None
-        return _item(row)
+        item = self.store.queue_head(chat_id, kind)
+        return None if item is None or item.not_before > now else item
 
     def pending_for_chat(self, chat_id: int, created_before: datetime, limit: int = 500) -> list[OutboxItem]:
         """The chat's pending alerts (for a digest)."""
-        rows = self.conn.execute(
-            "SELECT * FROM outbox WHERE chat_id = ? AND state = 'pending' AND kind = 'alert' AND created <= ?"
-            " ORDER BY id LIMIT ?",
-            (chat_id, db_time(created_before), limit),
-        ).fetchall()
-        return [_item(r) for r in rows]
+        return self.store.pending_for_chat(chat_id, created_before, limit)
 
     def mark_many_sent(self, item_ids: list[int], message_id: int | None, at: datetime) -> None:
-        with transaction(self.conn):
+        with self.store.transaction():
             for item_id in item_ids:
                 self.mark_sent(item_id, message_id, at)
 
     def finish_many(self, item_ids: list[int], state: str, error: str) -> None:
-        with transaction(self.conn):
+        with self.store.transaction():
             for item_id in item_ids:
                 self.finish(item_id, state, error)
 
     def next_due(self) -> datetime | None:
-        row = self.conn.execute(f"SELECT MIN(o.not_before) FROM outbox o JOIN ({_HEADS}) h ON o.id = h.id").fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return self.store.next_due()
 
     def mark_sent(self, item_id: int, message_id: int | None, at: datetime) -> None:
-        self.conn.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, attempts = attempts + 1,"
-            " last_error = '' WHERE id = ?",
-            (db_time(at), message_id, item_id),
-        )
+        self.store.mark_sent(item_id, message_id, at)
 
     def reschedule(self, item_id: int, not_before: datetime, error: str, *, count_attempt: bool = True) -> None:
-        self.conn.execute(
-            "UPDATE outbox SET not_before = ?, last_error = ?, attempts = attempts + ? WHERE id = ?",
-            (db_time(not_before), error[:300], 1 if count_attempt else 0, item_id),
-        )
+        self.store.reschedule(item_id, not_before, error, count_attempt=count_attempt)
 
     def finish(self, item_id: int, state: str, error: str) -> None:
-        self.conn.execute(
-            "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
-            (state, error[:300], item_id),
-        )
+        self.store.finish(item_id, state, error)
 
     def drop_chat(self, chat_id: int, reason: str) -> int:
         """End every pending item of a chat that cannot receive any more."""
-        cur = self.conn.execute(
-            "UPDATE outbox SET state = 'dropped', last_error = ? WHERE chat_id = ? AND state = 'pending'",
-            (reason[:300], chat_id),
-        )
-        return cur.rowcount
+        return self.store.drop_chat_items(chat_id, reason)
 
     def migrate_chat(self, old_id: int, new_id: int) -> None:
-        self.conn.execute(
-            "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ? AND state = 'pending'", (new_id, old_id)
-        )
+        self.store.move_chat_items(old_id, new_id)
 
     def counts(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
-        return {r[0]: r[1] for r in rows}
+        return self.store.outbox_counts()
 
     def backlog(self, overdue_before: datetime) -> tuple[int, datetime | None, int]:
         """(pending rows, when the oldest of them was queued, chats whose next row was due before
         `overdue_before` and is still waiting: rows that are stuck)."""
-        count, oldest = self.conn.execute(
-            "SELECT COUNT(*), MIN(created) FROM outbox WHERE state = 'pending'").fetchone()
-        stuck = self.conn.execute(
-            f"SELECT COUNT(DISTINCT o.chat_id) FROM outbox o JOIN ({_HEADS}) h ON o.id = h.id WHERE o.not_before < ?",
-            (db_time(overdue_before),),
-        ).fetchone()[0]
-        return count, datetime.fromisoformat(oldest) if oldest else None, stuck
+        count, oldest = self.store.pending()
+        return count, oldest, self.store.stuck_chats(overdue_before)
+
+    def depth(self) -> tuple[int, datetime | None]:
+        """(pending rows, when the oldest of them was queued)."""
+        return self.store.pending()
 
     def pending_count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
-
-
-def _item(row: sqlite3.Row) -> OutboxItem:
-    return OutboxItem(
-        id=row["id"], chat_id=row["chat_id"], story_id=row["story_id"],
-        topics=tuple((t, float(s)) for t, s in json.loads(row["topics"])),
-        terms=tuple(json.loads(row["terms"])), attempts=row["attempts"],
-        not_before=datetime.fromisoformat(row["not_before"]),
-        created=datetime.fromisoformat(row["created"]),
-        kind=row["kind"], notice_id=row["notice_id"],
-    )
+        return self.store.pending_count()

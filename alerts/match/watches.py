@@ -24,19 +24,21 @@ Any chat can write a rule, so what one costs is bounded before anything is compi
 count is worked out, not expanded), at most `max_per_chat` watches per chat and `max_watches`
 in all (`telegram.max_watches_per_chat`, `telegram.max_watches`).
 
-`Watches` keeps the rules in SQLite and the compiled matcher in memory, in shards of at most
-`SHARD_SIZE` watches: adding or removing a watch recompiles its shard only. `refresh()`
-compiles the changed shards in a worker thread, so that the event loop (and every chat's
-commands) never waits for it; `matcher()` does the same work in the calling thread.
+`Watches` keeps the compiled matcher in memory, in shards of at most `SHARD_SIZE` watches:
+adding or removing a watch recompiles its shard only. `refresh()` compiles the changed shards in
+a worker thread, so that the event loop (and every chat's commands) never waits for it;
+`matcher()` does the same work in the calling thread. The rules themselves are kept by the
+`WatchRows` it is given (`newswatch.alerts.store.AlertsStore`, the `watches` table): nothing
+here touches storage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -56,17 +58,6 @@ MAX_WATCHES = 10_000  # the default of telegram.max_watches
 SHARD_SIZE = 1000  # watches compiled together: one automaton, recompiled when one changes
 EXCLUDED_WEIGHT = -1000.0
 LABEL_CHARS = 40
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watches (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id  INTEGER NOT NULL REFERENCES chats(chat_id) ON UPDATE CASCADE ON DELETE CASCADE,
-    rule     TEXT NOT NULL,
-    created  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS watches_chat ON watches(chat_id, id);
-"""
-
 
 class RuleError(ValueError):
     """A watch rule that cannot be used; the message says why, for the person who wrote it."""
@@ -287,14 +278,23 @@ class WatchMatcher:
         return passed
 
 
-class Watches:
-    """Per-chat watch rules in SQLite (the `watches` table, beside `chats`), and their compiled
-    matcher: `refresh()` (in a worker thread) or `matcher()` (here) bring it up to date."""
+class WatchRows(Protocol):
+    """Where the rules are kept (`newswatch.alerts.store.AlertsStore`)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, max_per_chat: int = MAX_PER_CHAT,
+    def add_watch(self, chat_id: int, rule: str, created: datetime) -> Watch: ...
+    def watches_of(self, chat_id: int) -> list[Watch]: ...
+    def delete_watch(self, watch_id: int) -> None: ...
+    def all_watches(self) -> list[Watch]: ...
+    def watch_count(self) -> int: ...
+
+
+class Watches:
+    """Per-chat watch rules (kept by `rows`), and their compiled matcher: `refresh()` (in a
+    worker thread) or `matcher()` (here) bring it up to date."""
+
+    def __init__(self, rows: WatchRows, *, max_per_chat: int = MAX_PER_CHAT,
                  max_watches: int = MAX_WATCHES) -> None:
-        self.conn = conn
-        conn.executescript(_SCHEMA)
+        self.rows = rows
         self.max_per_chat = max_per_chat
         self.max_watches = max_watches
         self._shards: tuple[_Shard, ...] | None = None  # None: the stored watches are not read yet
@@ -314,19 +314,13 @@ class Watches:
         if self.count() >= self.max_watches:
             raise RuleError(f"this bot holds {self.max_watches:,} watches, the most it takes; "
                             "try again when some have been removed")
-        now = now or datetime.now(UTC)
-        cur = self.conn.execute(
-            "INSERT INTO watches (chat_id, rule, created) VALUES (?, ?, ?)",
-            (chat_id, rule.text, now.astimezone(UTC).isoformat()),
-        )
-        watch = Watch(int(cur.lastrowid or 0), chat_id, rule.text, now)
+        watch = self.rows.add_watch(chat_id, rule.text, now or datetime.now(UTC))
         self._added.append(watch)
         return watch, rule
 
     def of(self, chat_id: int) -> list[Watch]:
         """A chat's watches in the order they were made (numbered from 1 in replies)."""
-        rows = self.conn.execute("SELECT * FROM watches WHERE chat_id = ? ORDER BY id", (chat_id,))
-        return [_watch(r) for r in rows]
+        return self.rows.watches_of(chat_id)
 
     def remove(self, chat_id: int, number: int) -> Watch | None:
         """Remove the chat's watch number `number` (1-based, as /watches lists them)."""
@@ -334,15 +328,15 @@ class Watches:
         if not 1 <= number <= len(mine):
             return None
         watch = mine[number - 1]
-        self.conn.execute("DELETE FROM watches WHERE id = ?", (watch.id,))
+        self.rows.delete_watch(watch.id)
         self._removed.add(watch.id)
         return watch
 
     def all(self) -> list[Watch]:
-        return [_watch(r) for r in self.conn.execute("SELECT * FROM watches ORDER BY id")]
+        return self.rows.all_watches()
 
     def count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM watches").fetchone()[0]
+        return self.rows.watch_count()
 
     @property
     def stale(self) -> bool:
@@ -408,7 +402,3 @@ class Watches:
         self._shards = shards
         self._matcher = WatchMatcher(shards=shards) if any(s.matcher for s in shards) else None
 
-
-def _watch(row: sqlite3.Row) -> Watch:
-    return Watch(id=row["id"], chat_id=row["chat_id"], rule=row["rule"],
-                 created=datetime.fromisoformat(row["created"]))

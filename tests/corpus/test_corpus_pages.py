@@ -42,7 +42,7 @@ from newswatch.crawler.clock import SystemClock
 from newswatch.crawler.fetch.engine import Crawler
 from newswatch.crawler.outcomes import OutcomeRecorder
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.urls import canonical_url
 from tests.fakes.feed_server import FeedServer
 
@@ -185,7 +185,7 @@ def _crawl(cases: list[Case], tmp_path: Path) -> dict[str, object]:
             links.append(f'<li><a href="{path}">{i}</a></li>')
         server.set("/", "<html><body><ul>" + "".join(links) + "</ul></body></html>", content_type="text/html")
         config = CrawlerConfig(delay=0, autothrottle=False, per_host=8, timeout=30)
-        store = StoryStore(open_database(tmp_path / "corpus.db"))
+        store = open_storage(tmp_path / "corpus.db").stories
         crawler = Crawler(config, OutcomeRecorder(store, SystemClock(), config))
         source = SourceConfig(name="corpus", kind="site", url=server.url("/"), follow=r"/pages/\d+/", max_articles=1000)
         summary = asyncio.run(crawler.crawl([source]))

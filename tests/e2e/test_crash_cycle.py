@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from newswatch.alerts.config import load_config
 from newswatch.alerts.match.matcher import Matcher
 from newswatch.alerts.subscriptions import Subscriptions
-from newswatch.crawler.store import open_database
+from newswatch.storage import open_storage
 from tests.e2e.conftest import wait_until, write_config
 from tests.fakes.feed_server import FeedItem
 
@@ -62,11 +62,11 @@ def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> 
     matcher = Matcher(load_config(config).topics)
     expected = {item.title for items in all_items for item in items if any(s.passed for s in matcher.score(item.title, item.description))}
     assert len(expected) >= 100
-    conn = open_database(tmp_path / "newswatch.db")
-    subs = Subscriptions(conn)
+    db = open_storage(tmp_path / "newswatch.db")
+    subs = Subscriptions(db.alerts)
     for chat in CHATS:
         subs.start(chat, ["summit", "sanctions", "north-korea"])
-    conn.close()
+    db.close()
 
     daemon = daemon_factory(config)
     sent_at_kills = []

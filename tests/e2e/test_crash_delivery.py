@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 from tests.e2e.conftest import wait_until, write_config
 
@@ -24,8 +24,8 @@ IN_FLIGHT_MAX = 4  # the notifier's concurrency
 
 
 def _fill(db_path) -> None:
-    conn = open_database(db_path)
-    store, subs, outbox = StoryStore(conn), Subscriptions(conn), Outbox(conn)
+    db = open_storage(db_path)
+    store, subs, outbox = db.stories, Subscriptions(db.alerts), Outbox(db.alerts)
     now = datetime.now(UTC)
     for chat in CHATS:
         subs.start(chat, ["summit"], now=now)
@@ -38,7 +38,7 @@ def _fill(db_path) -> None:
     for story in stories:
         for chat in CHATS:
             outbox.enqueue(chat, story.id, [("summit", 9.0)], ["summit"], now)
-    conn.close()
+    db.close()
 
 
 def test_sigkill_mid_burst_loses_nothing(tmp_path, bot_api, daemon_factory) -> None:
@@ -68,6 +68,6 @@ def test_sigkill_mid_burst_loses_nothing(tmp_path, bot_api, daemon_factory) -> N
         assert first_seen == expected, f"chat {chat}: order not kept"
     print(f"\nSIGKILL after {at_kill} of {STORIES * len(CHATS)} sent; repeated after restart: {repeats}")
     assert repeats <= IN_FLIGHT_MAX
-    conn = open_database(tmp_path / "newswatch.db")
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert Outbox(conn).counts() == {"sent": STORIES * len(CHATS)}
+    db = open_storage(tmp_path / "newswatch.db")
+    assert db.stories.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert Outbox(db.alerts).counts() == {"sent": STORIES * len(CHATS)}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 from tests.e2e.conftest import ROOT, wait_until, write_config
 from tests.e2e.test_freshness import SUMMITS
@@ -119,7 +119,7 @@ def test_a_second_daemon_on_the_same_database_is_refused(tmp_path, feeds, daemon
 
 
 def _truncated(path) -> None:
-    store = StoryStore(open_database(path))
+    store = open_storage(path).stories
     now = datetime.now(UTC)
     stories = [Story(id=story_id("wire", f"https://wire.example.com/{i}", ""), source="wire",
                      url=f"https://wire.example.com/{i}", title=f"Story {i}", text="words " * 400, published=now)

@@ -21,7 +21,7 @@ from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.alerts.deliver.telegram import TelegramSink, build_application
 from newswatch.crawler.clock import ManualClock
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 from tests.fakes.bot_api import FakeBotAPI
 
@@ -38,10 +38,10 @@ class Harness:
     def __init__(self, fake: FakeBotAPI, db: Path) -> None:
         self.fake = fake
         self.clock = ManualClock(T0)
-        conn = open_database(db)
-        self.store = StoryStore(conn)
-        self.subs = Subscriptions(conn)
-        self.outbox = Outbox(conn)
+        storage = open_storage(db)
+        self.store = storage.stories
+        self.subs = Subscriptions(storage.alerts)
+        self.outbox = Outbox(storage.alerts)
         config = TelegramConfig(api_url=fake.api_base, overall_per_second=10_000, group_per_minute=10_000)
         self.app = build_application(fake.token, config)
         self.notifier = Notifier(self.outbox, self.store, self.subs, self.clock, TelegramSink(self.app),

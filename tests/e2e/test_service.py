@@ -170,16 +170,16 @@ def test_http_port_in_use_is_a_config_error(tmp_path) -> None:
     from newswatch.alerts.deliver.outbox import Outbox
     from newswatch.alerts.subscriptions import Subscriptions
     from newswatch.crawler.clock import SystemClock
-    from newswatch.crawler.store import StoryStore, open_database
+    from newswatch.storage import open_storage
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config = load_config(write_config(tmp_path, [], http={"listen": f"127.0.0.1:{port}"}))
-        conn = open_database(config.database_path)
-        store, outbox = StoryStore(conn), Outbox(conn)
-        notifier = Notifier(outbox, store, Subscriptions(conn), SystemClock(), None, ConsoleSink(io.StringIO()))
+        db = open_storage(config.database_path)
+        store, outbox = db.stories, Outbox(db.alerts)
+        notifier = Notifier(outbox, store, Subscriptions(db.alerts), SystemClock(), None, ConsoleSink(io.StringIO()))
 
         async def start() -> None:
             await start_http(config, Metrics(), store=store, outbox=outbox, notifier=notifier,
@@ -187,7 +187,7 @@ def test_http_port_in_use_is_a_config_error(tmp_path) -> None:
 
         with pytest.raises(ConfigError, match=rf"http.listen: cannot listen on 127.0.0.1:{port}: "):
             asyncio.run(start())
-        conn.close()
+        db.close()
 
 
 # -- the operator's commands ---------------------------------------------------------------------------

@@ -256,7 +256,7 @@ def test_retry_after_halts_a_source_and_failures_back_it_off(tmp_path, feeds: Fe
     from newswatch.crawler.fetch.engine import Crawler
     from newswatch.crawler.outcomes import OutcomeRecorder
     from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-    from newswatch.crawler.store import StoryStore, open_database
+    from newswatch.storage import open_storage
 
     now = datetime.now(UTC).replace(microsecond=0)
     feeds.set("/busy/", listing([f"/busy/{i}.html" for i in range(5)]), content_type="text/html")
@@ -266,7 +266,7 @@ def test_retry_after_halts_a_source_and_failures_back_it_off(tmp_path, feeds: Fe
     feeds.set("/down/", "maintenance", status=500, content_type="text/plain")
     clock = ManualClock(now)
     config = CrawlerConfig(delay=0, per_host=1, timeout=5, failure_backoff_max=3600)
-    store = StoryStore(open_database(tmp_path / "nw.db"))
+    store = open_storage(tmp_path / "nw.db").stories
     crawler = Crawler(config, OutcomeRecorder(store, clock, config))
     busy = SourceConfig(name="busy", kind="site", url=feeds.url("/busy/"), follow=r"/busy/\d", interval=60)
     down = SourceConfig(name="down", kind="site", url=feeds.url("/down/"), follow=r"/down/\d", interval=60)

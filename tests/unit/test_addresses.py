@@ -20,7 +20,8 @@ from newswatch.crawler.clock import ManualClock
 from newswatch.crawler.fetch.engine import Crawler
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.store import StoryStore
+from newswatch.storage import open_storage
 from tests.fakes.feed_server import FeedItem
 from tests.fakes.resolver import ScriptedResolver
 
@@ -86,7 +87,7 @@ def test_refusal_names_the_url_without_credentials() -> None:
 
 def _crawl(tmp_path, sources, *, from_chat=(), resolver=None, policy=TEST_POLICY) -> tuple[CrawlSummary, StoryStore]:
     config = CrawlerConfig(delay=0, timeout=5, autothrottle=False, parse_workers=0)
-    store = StoryStore(open_database(tmp_path / "nw.db"))
+    store = open_storage(tmp_path / "nw.db").stories
     crawler = Crawler(config, OutcomeRecorder(store, ManualClock(NOW), config), policy=policy, resolver=resolver)
 
     async def run() -> CrawlSummary:
@@ -116,7 +117,7 @@ def test_config_feed_on_loopback_still_works_and_may_redirect_there(tmp_path, fo
 
 def test_dns_rebinding_after_addsource_is_refused_when_fetching(tmp_path, forbidden) -> None:
     resolver = ScriptedResolver({"rebind.test": ["127.0.0.2", "127.0.0.1"]})
-    runtime = RuntimeSources(open_database(tmp_path / "rs.db"), [], policy=TEST_POLICY, resolver=resolver)
+    runtime = RuntimeSources(open_storage(tmp_path / "rs.db").alerts, [], policy=TEST_POLICY, resolver=resolver)
     url = f"http://rebind.test:{forbidden.port}/secret"
     source = asyncio.run(runtime.add("rebound", url, "1m", by=1, now=NOW))  # checked: "public"
     summary, _ = _crawl(tmp_path, [source], from_chat={"rebound"}, resolver=resolver)

@@ -245,10 +245,10 @@ def test_sketch_keys_are_stable_across_processes() -> None:
 
 def test_a_word_for_word_copy_is_found_by_its_content_key(tmp_path) -> None:
     from newswatch.alerts.story_clusters import StoryClusters
-    from newswatch.crawler.store import open_database
+    from newswatch.storage import open_storage
 
     clusterer = StoryClusterer()
-    clusters = StoryClusters(open_database(tmp_path / "db.sqlite"))
+    clusters = StoryClusters(open_storage(tmp_path / "db.sqlite").alerts)
     original = clusterer.sketch(KIM_XI_TITLE, KIM_XI)
     assert clusterer.content_key(KIM_XI_TITLE, KIM_XI) in original.keys
     clusters.add("wire-1", "wire-1", "wire", original, T0)

@@ -14,7 +14,8 @@ from newswatch.crawler.fetch.feed_reader import FeedReader
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder
 from newswatch.crawler.parse.pool import ParsePool
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.crawler.store import StoryStore
+from newswatch.storage import open_storage
 from tests.fakes.feed_server import FeedItem, FeedServer
 
 NOW = datetime(2019, 1, 8, 3, 0, tzinfo=UTC)
@@ -28,7 +29,7 @@ def feeds():
 
 def _reader(tmp_path, **config) -> tuple[FeedReader, StoryStore]:
     crawler = CrawlerConfig(**{"delay": 0, "timeout": 5, **config})
-    store = StoryStore(open_database(tmp_path / "nw.db"))
+    store = open_storage(tmp_path / "nw.db").stories
     return FeedReader(crawler, OutcomeRecorder(store, ManualClock(NOW), crawler), ParsePool(workers=0)), store
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,7 +25,7 @@ from newswatch.alerts.deliver.format import AlertView
 from newswatch.alerts.match.matcher import Matcher
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.deliver.telegram import TelegramSink
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story
 from tests.fakes.bot_api import FakeBotAPI
 
@@ -41,15 +42,15 @@ def story(story_id: str, title: str, text: str = "", language: str = "en") -> St
 
 @pytest.fixture
 def db(tmp_path: Path):
-    conn = open_database(tmp_path / "newswatch.db")
-    StoryStore(conn).add_stories([
+    db = open_storage(tmp_path / "newswatch.db")
+    db.stories.add_stories([
         story("s1", "Kim and Trump agree to a second summit", "North Korea's leader accepted a summit."),
         story("s2", "Summit of the Alps draws climbers", "A mountain summit, not a meeting."),
         story("s3", "New sanctions on North Korean shipping", "The UN widened sanctions on North Korea."),
         story("s4", "북한, 미사일 발사", "북한이 동해상으로 탄도미사일을 발사했다.", language="ko"),
     ], NOW)
-    yield conn
-    conn.close()
+    yield db.alerts
+    db.close()
 
 
 def test_vote_data_fits_telegrams_64_bytes_and_reads_back() -> None:
@@ -75,7 +76,7 @@ def test_a_vote_is_kept_once_per_person_and_a_later_tap_replaces_it(db) -> None:
     votes.record(HOME, "s1", ANN, UP, ["summit"], NOW)  # another chat: its own vote
     assert votes.counts(DESK, "s1") == (1, 1)
     assert votes.counts(HOME, "s1") == (1, 0)
-    rows = db.execute("SELECT chat_id, user_id, vote, topics, at FROM votes WHERE chat_id = ? ORDER BY user_id",
+    rows = db.conn.execute("SELECT chat_id, user_id, vote, topics, at FROM votes WHERE chat_id = ? ORDER BY user_id",
                       (DESK,)).fetchall()
     assert [(r[0], r[1], r[2], json.loads(r[3])) for r in rows] == [(DESK, ANN, -1, ["summit"]),
                                                                     (DESK, BEN, 1, ["summit"])]
@@ -86,20 +87,28 @@ def test_a_vote_is_kept_once_per_person_and_a_later_tap_replaces_it(db) -> None:
 
 def test_votes_survive_reopening_and_an_earlier_database_gains_the_table(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = open_database(path)
-    Outbox(conn).enqueue(DESK, "s1", [("summit", 8.0)], ["summit"], NOW)  # a database without votes
-    assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'votes'").fetchone()
-    assert list(Votes(conn, create=False).labels()) == []  # read-only use on such a database
-    Votes(conn).record(DESK, "s1", ANN, DOWN, ["summit"], NOW)
-    conn.close()
+    old = sqlite3.connect(path)  # an outbox as a release before votes made it
+    old.executescript("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, chat_id INTEGER NOT NULL,"
+                      " story_id TEXT NOT NULL, topics TEXT NOT NULL, terms TEXT NOT NULL, created TEXT NOT NULL,"
+                      " not_before TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+                      " state TEXT NOT NULL DEFAULT 'pending', sent_at TEXT, message_id INTEGER,"
+                      " last_error TEXT NOT NULL DEFAULT '', UNIQUE (chat_id, story_id));")
+    old.close()
+    db = open_storage(path, read_only=True)  # as `newswatch feedback export` opens it: upgraded in place
+    assert list(Votes(db.alerts).labels()) == []
+    db.close()
+    db = open_storage(path)
+    Outbox(db.alerts).enqueue(DESK, "s1", [("summit", 8.0)], ["summit"], NOW)
+    Votes(db.alerts).record(DESK, "s1", ANN, DOWN, ["summit"], NOW)
+    db.close()
 
-    conn = open_database(path)
+    db = open_storage(path)
     try:
-        votes = Votes(conn)
+        votes = Votes(db.alerts)
         assert votes.counts(DESK, "s1") == (0, 1)
-        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+        assert db.alerts.outbox_counts() == {"pending": 1}
     finally:
-        conn.close()
+        db.close()
 
 
 def test_summary_per_topic_and_the_last_stories_marked_down(db) -> None:

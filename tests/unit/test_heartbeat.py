@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import UTC, datetime
 
 from newswatch.heartbeat import Heartbeat
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.crawler.clock import ManualClock
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_heartbeat_is_read_back_and_goes_stale(tmp_path) -> None:
     clock = ManualClock(T0)
-    heartbeat = Heartbeat(StoryStore(open_database(tmp_path / "db.sqlite")), clock, every=5, stale_after=30)
+    heartbeat = Heartbeat(open_storage(tmp_path / "db.sqlite").stories, clock, every=5, stale_after=30)
     assert heartbeat.check()["problem"] == "no database write yet"
     assert heartbeat.beat()
     clock.advance(30)
@@ -28,9 +27,8 @@ def test_heartbeat_is_read_back_and_goes_stale(tmp_path) -> None:
 def test_refused_writes_are_reported_with_their_reason_and_logged_once(tmp_path, caplog) -> None:
     path = tmp_path / "db.sqlite"
     clock = ManualClock(T0)
-    Heartbeat(StoryStore(open_database(path)), clock).beat()
-    read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    heartbeat = Heartbeat(StoryStore(read_only), clock)
+    Heartbeat(open_storage(path).stories, clock).beat()
+    heartbeat = Heartbeat(open_storage(path, read_only=True).stories, clock)
     with caplog.at_level(logging.INFO, logger="newswatch.database"):
         for _ in range(5):
             clock.advance(5)
@@ -43,7 +41,7 @@ def test_refused_writes_are_reported_with_their_reason_and_logged_once(tmp_path,
 
 
 def test_outbox_backlog_counts_chats_whose_next_alert_is_overdue(tmp_path) -> None:
-    outbox = Outbox(open_database(tmp_path / "db.sqlite"))
+    outbox = Outbox(open_storage(tmp_path / "db.sqlite").alerts)
     assert outbox.backlog(T0) == (0, None, 0)
     outbox.enqueue(1, "a", [("summit", 8.0)], [], T0)
     outbox.enqueue(1, "b", [("summit", 8.0)], [], T0.replace(minute=1))

@@ -8,7 +8,7 @@ import pytest
 
 from newswatch.alerts.bot.history import History, search_words
 from newswatch.alerts.deliver.outbox import Outbox
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -22,13 +22,13 @@ STORIES = [
 
 @pytest.fixture(params=["fts", "like"])
 def history(request, tmp_path) -> History:
-    conn = open_database(tmp_path / "db.sqlite")
-    store = StoryStore(conn)
+    db = open_storage(tmp_path / "db.sqlite")
+    store = db.stories
     for i, (title, text) in enumerate(STORIES):
         url = f"https://example.com/{i}"
         store.add_stories([Story(id=story_id("s", url, url), source="s", url=url, title=title, text=text,
                                  published=NOW + timedelta(minutes=i), guid=url)], NOW)
-    found = History(conn)
+    found = History(db.stories, db.alerts)
     if request.param == "like":
         found.fts = False
     elif not found.fts:
@@ -61,7 +61,7 @@ def test_new_stories_are_found_on_the_next_search(history: History) -> None:
 
 
 def test_latest_lists_each_story_once_with_its_topics(history: History) -> None:
-    outbox = Outbox(history.conn)
+    outbox = Outbox(history.alerts)
     ids = [history.store.find(f"https://example.com/{i}").story.id for i in range(4)]
     outbox.record_match(ids[0], "summit", 9.0, [], NOW)
     outbox.record_match(ids[0], "north-korea", 7.0, [], NOW)

@@ -23,7 +23,7 @@ from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.crawler.clock import ManualClock
 from newswatch.crawler.outcomes import CrawlSummary, FetchOutcome
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -142,10 +142,10 @@ class Hanging:
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = ManualClock(T0)
-        self.conn = open_database(tmp_path / "db.sqlite")
-        self.store = StoryStore(self.conn)
-        self.outbox = Outbox(self.conn)
-        self.subs = Subscriptions(self.conn)
+        self.db = open_storage(tmp_path / "db.sqlite")
+        self.store = self.db.stories
+        self.outbox = Outbox(self.db.alerts)
+        self.subs = Subscriptions(self.db.alerts)
         self.sink = Hanging()
         self.metrics = Metrics()
         self.notifier = Notifier(self.outbox, self.store, self.subs, self.clock, self.sink,
@@ -242,7 +242,7 @@ def test_health_names_a_scheduler_that_has_not_started(tmp_path) -> None:
     assert body["sources"] == {"polled": 1, "failing": []}
     s.store.record_failure("wire", at=T0, status=503, error="HTTP 503", not_before=None)
     assert health.check()[1]["sources"]["failing"] == ["wire"]
-    s.conn.close()
+    s.db.close()
     healthy, body = Health(store=s.store, outbox=s.outbox, notifier=s.notifier, scheduler=lambda: Scheduler(),
                            sources=lambda: [WIRE], stuck_after=60).check()
     assert not healthy and "does not answer" in body["checks"]["database"]["problem"]

@@ -25,7 +25,7 @@ from newswatch.alerts.match.topics import TopicConfig
 from newswatch.alerts.model_file import load_model, training_rows, write_model
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.crawler.clock import ManualClock
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -209,8 +209,8 @@ def test_raised_threshold_rule(scored, expected) -> None:
 
 
 def test_the_dispatcher_applies_the_threshold_a_chats_votes_raise(tmp_path: Path) -> None:
-    conn = open_database(tmp_path / "newswatch.db")
-    store, subs, outbox, votes = StoryStore(conn), Subscriptions(conn), Outbox(conn), Votes(conn)
+    db = open_storage(tmp_path / "newswatch.db")
+    store, subs, outbox, votes = db.stories, Subscriptions(db.alerts), Outbox(db.alerts), Votes(db.alerts)
     subs.start(7, ["talks"], now=NOW)
     subs.start(8, ["talks"], now=NOW)
     for i in range(20):  # chat 7 voted: alerts scoring 2 were wrong, those scoring 4 right
@@ -222,6 +222,6 @@ def test_the_dispatcher_applies_the_threshold_a_chats_votes_raise(tmp_path: Path
     store.add_stories([Story(id="low", source="s", url="https://e.x/1", title="Envoys meet", text="Talks resume.",
                              published=NOW - timedelta(minutes=5))], NOW)
     dispatcher.run()
-    queued = {row[0] for row in conn.execute("SELECT chat_id FROM outbox WHERE story_id = 'low'")}
+    queued = {row[0] for row in db.alerts.conn.execute("SELECT chat_id FROM outbox WHERE story_id = 'low'")}
     assert queued == {8}  # the score 2 passes the topic, not chat 7's raised threshold
-    conn.close()
+    db.close()

@@ -14,7 +14,7 @@ from newswatch.alerts.deliver.notifier import ChatGone, ConsoleSink, Notifier, R
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.crawler.clock import ManualClock
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -57,10 +57,10 @@ class Telegram:
 
 @pytest.fixture
 def parts(tmp_path):
-    conn = open_database(tmp_path / "newswatch.db")
+    db = open_storage(tmp_path / "newswatch.db")
     clock = ManualClock(NOW)
-    outbox, subscriptions, sink = Outbox(conn), Subscriptions(conn), Telegram()
-    notifier = Notifier(outbox, StoryStore(conn), subscriptions, clock, sink, ConsoleSink())
+    outbox, subscriptions, sink = Outbox(db.alerts), Subscriptions(db.alerts), Telegram()
+    notifier = Notifier(outbox, db.stories, subscriptions, clock, sink, ConsoleSink())
     return outbox, subscriptions, sink, notifier, clock
 
 
@@ -73,14 +73,16 @@ def test_an_earlier_database_is_migrated_in_place(tmp_path) -> None:
     old = sqlite3.connect(path)
     old.executescript(OLD_OUTBOX)
     old.close()
-    conn = open_database(path)
-    outbox = Outbox(conn)
+    db = open_storage(path)
+    outbox = Outbox(db.alerts)
     [item] = outbox.due_heads(NOW)
     assert (item.kind, item.notice_id, item.story_id) == ("alert", None, "story-1")
     assert not outbox.enqueue(7, "story-1", [], [], NOW), "an alert is still queued once per chat"
     assert outbox.queue_notice([7, 8, 7], "hello", NOW) == 2
     assert sorted((i.chat_id, i.kind) for i in outbox.due_heads(NOW)) == [(7, "alert"), (7, "notice"), (8, "notice")]
-    Outbox(conn)  # opening it again changes nothing
+    again = open_storage(path)  # opening it again changes nothing
+    assert again.versions() == db.versions()
+    assert sorted((i.chat_id, i.kind) for i in Outbox(again.alerts).due_heads(NOW)) == [(7, "alert"), (7, "notice"), (8, "notice")]
 
 
 @pytest.mark.parametrize("setting", ["muted", "quiet", "digest"])
@@ -97,7 +99,7 @@ def test_a_notice_is_not_held_behind_alerts(parts, setting) -> None:
     outbox.queue_notice([7], "Source wire was disabled <after> 3 failures", NOW)
     _deliver(notifier)
     assert sink.sent == [(7, "Source wire was disabled <after> 3 failures")]
-    states = dict(outbox.conn.execute("SELECT kind, state FROM outbox").fetchall())
+    states = dict(outbox.store.conn.execute("SELECT kind, state FROM outbox").fetchall())
     assert states == {"alert": "muted" if setting == "muted" else "pending", "notice": "sent"}
 
 

@@ -17,7 +17,8 @@ from newswatch.reports import (
 )
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import FetchState, StoryStore, open_database
+from newswatch.crawler.store import FetchState
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
@@ -59,10 +60,10 @@ def test_source_health(source: SourceConfig, state: FetchState | None, expected:
 
 class Db:
     def __init__(self, path: Path) -> None:
-        self.conn = open_database(path)
-        self.store = StoryStore(self.conn)
-        self.outbox = Outbox(self.conn)
-        self.subs = Subscriptions(self.conn)
+        self.db = open_storage(path)
+        self.store = self.db.stories
+        self.outbox = Outbox(self.db.alerts)
+        self.subs = Subscriptions(self.db.alerts)
 
     def story(self, n: int, title: str, *, at: datetime, text: str = "") -> Story:
         url = f"https://wire.example.com/{n}"
@@ -94,19 +95,19 @@ def db(tmp_path: Path) -> Db:
 
 
 def test_matched_stories_one_record_per_story(db: Db) -> None:
-    records = matched_stories(db.conn, NOW - timedelta(days=7))
+    records = matched_stories(db.db, NOW - timedelta(days=7))
     assert [r["title"] for r in records] == ["Kim and Trump meet, a summit, in Hanoi", "UN passes new sanctions on North Korea"]
     first = records[0]
     assert first["topics"] == [{"topic": "summit", "score": 8.0}, {"topic": "sanctions", "score": 6.5}]
     assert first["terms"] == ["summit", "Kim Jong Un", "sanctions"]
     assert "text" not in first
-    assert [r["title"] for r in matched_stories(db.conn, NOW - timedelta(days=7), topics=["summit"])] == [first["title"]]
-    assert len(matched_stories(db.conn, NOW - timedelta(days=60))) == 3
-    assert matched_stories(db.conn, NOW) == []
+    assert [r["title"] for r in matched_stories(db.db, NOW - timedelta(days=7), topics=["summit"])] == [first["title"]]
+    assert len(matched_stories(db.db, NOW - timedelta(days=60))) == 3
+    assert matched_stories(db.db, NOW) == []
 
 
 def test_jsonl_and_csv_read_back(db: Db) -> None:
-    records = matched_stories(db.conn, NOW - timedelta(days=7), with_text=True)
+    records = matched_stories(db.db, NOW - timedelta(days=7), with_text=True)
     out = io.StringIO()
     assert write_jsonl(records, out) == 2
     assert [json.loads(line) for line in out.getvalue().splitlines()] == records
@@ -123,7 +124,7 @@ def test_jsonl_and_csv_read_back(db: Db) -> None:
 
 def test_stats(db: Db) -> None:
     sources = [FEED, SourceConfig(name="quiet", url="https://quiet.example.com/rss")]
-    stats = collect_stats(db.conn, sources, NOW, days=7)
+    stats = collect_stats(db.db, sources, NOW, days=7)
     assert [(s.name, s.health, s.stories) for s in stats.sources] == [("wire", "ok", 4), ("quiet", "not fetched yet", 0)]
     assert len(stats.days) == 7 and stats.days[-1] == NOW.date()
     assert [stats.stories_per_day[d] for d in ("2026-03-06", "2026-03-07", "2026-03-08")] == [1, 1, 1]

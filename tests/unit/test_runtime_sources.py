@@ -10,7 +10,7 @@ import pytest
 
 from newswatch.alerts.runtime_sources import RuntimeSources, SourceRefused, forbidden_kind
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import open_database
+from newswatch.storage import open_storage
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = [SourceConfig(name="wire", url="https://wire.example.com/feed.xml", interval=300),
@@ -28,7 +28,7 @@ def test_forbidden_kinds(address: str, kind: str | None) -> None:
 
 
 def _sources(tmp_path, allowed=()) -> RuntimeSources:
-    return RuntimeSources(open_database(tmp_path / "db.sqlite"), CONFIG, [ipaddress.ip_network(n) for n in allowed])
+    return RuntimeSources(open_storage(tmp_path / "db.sqlite").alerts, CONFIG, [ipaddress.ip_network(n) for n in allowed])
 
 
 def _add(sources: RuntimeSources, name: str, url: str, interval=None) -> SourceConfig:
@@ -68,7 +68,7 @@ def test_allowed_networks_and_persistence(tmp_path) -> None:
     with pytest.raises(SourceRefused, match="no source named"):
         sources.set_enabled("nothing", True, by=1)
 
-    again = RuntimeSources(sources.conn, CONFIG)
+    again = RuntimeSources(sources.store, CONFIG)
     assert [(k.config.name, k.config.enabled, k.runtime) for k in again.all()] == [
         ("wire", False, False), ("off", True, False), ("local", False, True)]
     assert [s.name for s in again.enabled()] == ["off"]
@@ -77,4 +77,4 @@ def test_allowed_networks_and_persistence(tmp_path) -> None:
 def test_an_override_for_a_source_gone_from_the_config_is_ignored(tmp_path) -> None:
     sources = _sources(tmp_path)
     sources.set_enabled("wire", False, by=1, now=NOW)
-    assert [k.config.name for k in RuntimeSources(sources.conn, CONFIG[1:]).all()] == ["off"]
+    assert [k.config.name for k in RuntimeSources(sources.store, CONFIG[1:]).all()] == ["off"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, claimant_id, story_id
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -17,7 +17,7 @@ def _story(source: str, url: str, guid: str, title: str = "t") -> Story:
 
 
 def test_dedup_by_url_guid_and_id(tmp_path) -> None:
-    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store = open_storage(tmp_path / "db.sqlite").stories
     first = _story("a", "https://x.com/1", "g1")
     assert store.add_stories([first], NOW) == [first]
     assert store.add_stories([first], NOW) == []                                  # same story
@@ -31,7 +31,7 @@ def test_dedup_by_url_guid_and_id(tmp_path) -> None:
 
 
 def test_a_url_claimed_by_one_source_does_not_keep_another_sources_story_out(tmp_path) -> None:
-    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store = open_storage(tmp_path / "db.sqlite").stories
     junk = _story("junk", "https://x.com/1", "j1", title="junk")
     assert store.add_stories([junk], NOW) == [junk]
     real = _story("wire", "https://x.com/1", "w1", title="real")
@@ -68,7 +68,7 @@ def test_a_database_of_an_earlier_release_keeps_urls_unique_per_source_only(tmp_
                                               NOW.isoformat()))
     old.commit()
     old.close()
-    store = StoryStore(open_database(path))
+    store = open_storage(path).stories
     [stored] = store.add_stories([_story("wire", "https://x.com/1", "w1")], NOW)
     assert stored.source == "wire" and store.count() == 2
     assert store.add_stories([_story("junk", "https://x.com/1", "j2")], NOW) == []
@@ -77,7 +77,7 @@ def test_a_database_of_an_earlier_release_keeps_urls_unique_per_source_only(tmp_
 
 
 def test_story_round_trips_with_aware_dates(tmp_path) -> None:
-    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store = open_storage(tmp_path / "db.sqlite").stories
     story = _story("a", "https://x.com/1", "g1", title="북한 정상회담 <b>&</b>")
     store.add_stories([story], NOW)
     back = store.get(story.id)
@@ -85,7 +85,7 @@ def test_story_round_trips_with_aware_dates(tmp_path) -> None:
 
 
 def test_fetch_state_success_then_failures(tmp_path) -> None:
-    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store = open_storage(tmp_path / "db.sqlite").stories
     store.record_success("a", at=NOW, status=200, etag='"e1"', last_modified="Wed, 01 Jan 2026 00:00:00 GMT", stories=[])
     assert store.record_failure("a", at=NOW, status=500, error="HTTP 500", not_before=NOW + timedelta(minutes=5)) == 1
     assert store.record_failure("a", at=NOW, status=None, error="timed out", not_before=None) == 2
@@ -98,14 +98,14 @@ def test_fetch_state_success_then_failures(tmp_path) -> None:
 
 def test_reopening_keeps_everything(tmp_path) -> None:
     path = tmp_path / "db.sqlite"
-    StoryStore(open_database(path)).add_stories([_story("a", "https://x.com/1", "g1")], NOW)
-    assert StoryStore(open_database(path)).count() == 1
+    open_storage(path).stories.add_stories([_story("a", "https://x.com/1", "g1")], NOW)
+    assert open_storage(path).stories.count() == 1
 
 
 def test_titles_are_capped_like_texts(tmp_path) -> None:
     from newswatch.crawler.store import MAX_TITLE_CHARS
 
-    store = StoryStore(open_database(tmp_path / "db.sqlite"))
+    store = open_storage(tmp_path / "db.sqlite").stories
     story = _story("a", "https://x.com/1", "g1", title="Summit " + "x" * 1_000_000)
     store.add_stories([story], NOW)
     back = store.get(story.id)

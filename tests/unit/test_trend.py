@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from newswatch.alerts.bot.history import History
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.bot.trend import daily_counts, days_of, render_png
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -38,8 +38,8 @@ def test_days_of_ends_today_oldest_first() -> None:
 
 
 def test_daily_counts_by_local_day_of_the_match(tmp_path) -> None:
-    conn = open_database(tmp_path / "db.sqlite")
-    store, outbox = StoryStore(conn), Outbox(conn)
+    db = open_storage(tmp_path / "db.sqlite")
+    store, outbox = db.stories, Outbox(db.alerts)
 
     def matched(title: str, at: datetime, *topics: str, published: datetime = NOW - timedelta(days=40)) -> None:
         url = f"https://example.com/{title}"
@@ -55,24 +55,24 @@ def test_daily_counts_by_local_day_of_the_match(tmp_path) -> None:
     matched("d", NOW - timedelta(days=30), "summit")                  # outside the window
     matched("e", NOW - timedelta(hours=2), "summit", published=NOW + timedelta(days=1))  # dated in the future
 
-    utc = daily_counts(conn, ["summit", "sanctions"], 3, NOW, ZoneInfo("UTC"))
+    utc = daily_counts(db.alerts, ["summit", "sanctions"], 3, NOW, ZoneInfo("UTC"))
     assert utc["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 2), (date(2026, 3, 10), 2)]
     assert utc["sanctions"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 0), (date(2026, 3, 10), 1)]
-    seoul = daily_counts(conn, ["summit"], 3, NOW, ZoneInfo("Asia/Seoul"))
+    seoul = daily_counts(db.alerts, ["summit"], 3, NOW, ZoneInfo("Asia/Seoul"))
     assert seoul["summit"] == [(date(2026, 3, 8), 0), (date(2026, 3, 9), 1), (date(2026, 3, 10), 3)]
-    assert daily_counts(conn, [], 3, NOW, ZoneInfo("UTC")) == {}
+    assert daily_counts(db.alerts, [], 3, NOW, ZoneInfo("UTC")) == {}
 
 
 def test_trend_and_status_count_the_same_stories(tmp_path) -> None:
     """A story published long ago and matched now (a feed's old item seen for the first time)
     is in /status's "matched in the last 24 h" and in today's bar of /trend alike."""
-    conn = open_database(tmp_path / "db.sqlite")
-    store, outbox = StoryStore(conn), Outbox(conn)
+    db = open_storage(tmp_path / "db.sqlite")
+    store, outbox = db.stories, Outbox(db.alerts)
     url = "https://example.com/old"
     story = Story(id=story_id("s", url, url), source="s", url=url, title="old", text="",
                   published=NOW - timedelta(days=10), guid=url)
     store.add_stories([story], NOW - timedelta(hours=1))
     outbox.record_match(story.id, "summit", 9.0, [], NOW - timedelta(hours=1))
-    assert History(conn).matched_since(NOW - timedelta(days=1)) == 1
-    today = daily_counts(conn, ["summit"], 1, NOW, ZoneInfo("UTC"))["summit"]
+    assert History(db.stories, db.alerts).matched_since(NOW - timedelta(days=1)) == 1
+    today = daily_counts(db.alerts, ["summit"], 1, NOW, ZoneInfo("UTC"))["summit"]
     assert today == [(date(2026, 3, 10), 1)]

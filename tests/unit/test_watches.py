@@ -13,7 +13,7 @@ from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.alerts.match.topics import TopicConfig
 from newswatch.alerts.match.watches import MAX_PER_CHAT, RuleError, Watch, WatchMatcher, Watches, parse_rule
 from newswatch.crawler.clock import ManualClock
-from newswatch.crawler.store import StoryStore, open_database
+from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -121,15 +121,15 @@ def test_one_matcher_scores_every_watch() -> None:
 
 @pytest.fixture
 def db(tmp_path):
-    conn = open_database(tmp_path / "db.sqlite")
-    subs = Subscriptions(conn)
+    db = open_storage(tmp_path / "db.sqlite")
+    subs = Subscriptions(db.alerts)
     for chat in (7, 8):
         subs.start(chat, ["summit"], now=NOW)
-    return conn, subs, Watches(conn)
+    return db, subs, Watches(db.alerts)
 
 
 def test_watches_are_stored_numbered_and_versioned(db) -> None:
-    conn, subs, watches = db
+    storage, subs, watches = db
     assert watches.matcher() is None
     first, rule = watches.add(7, "  Hanoi   summit ", NOW)
     assert first.rule == "Hanoi summit" and rule.describe() == "Hanoi AND summit"
@@ -145,7 +145,7 @@ def test_watches_are_stored_numbered_and_versioned(db) -> None:
     assert removed is not None and removed.rule == "Hanoi summit"
     assert [w.rule for w in watches.of(7)] == ["개성공단"]
     assert watches.matcher() is not built  # rebuilt after a change
-    assert {w.rule for w in Watches(conn).all()} == {"개성공단", "Hanoi"}  # persisted
+    assert {w.rule for w in Watches(storage.alerts).all()} == {"개성공단", "Hanoi"}  # persisted
 
 
 def test_a_chat_has_a_limited_number_of_watches(db) -> None:
@@ -157,8 +157,8 @@ def test_a_chat_has_a_limited_number_of_watches(db) -> None:
 
 
 def test_the_limits_per_chat_and_in_all_are_settings(db) -> None:
-    conn, subs, _ = db
-    watches = Watches(conn, max_per_chat=2, max_watches=3)
+    storage, subs, _ = db
+    watches = Watches(storage.alerts, max_per_chat=2, max_watches=3)
     watches.add(7, "Hanoi", NOW)
     watches.add(7, "Hue", NOW)
     with pytest.raises(RuleError, match="this chat has 2 watches, the most allowed"):
@@ -190,11 +190,11 @@ def test_watches_see_through_invisible_characters(char: str) -> None:
 
 
 def test_a_stored_rule_that_is_no_longer_allowed_never_matches_and_costs_nothing(db) -> None:
-    conn, _, watches = db
+    storage, _, watches = db
     watches.add(7, "Hanoi", NOW)
     hostile = "x(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)(m|n)(o|p)(q|r)(s|t)(u|v)(w|y)"  # 531,441 forms
-    conn.execute("INSERT INTO watches (chat_id, rule, created) VALUES (8, ?, ?)", (hostile, NOW.isoformat()))
-    restarted = Watches(conn)  # as after a restart: every stored rule is compiled again
+    storage.alerts.conn.execute("INSERT INTO watches (chat_id, rule, created) VALUES (8, ?, ?)", (hostile, NOW.isoformat()))
+    restarted = Watches(storage.alerts)  # as after a restart: every stored rule is compiled again
     matcher = restarted.matcher()
     assert matcher is not None and [w.rule for w in matcher.watches.values()] == ["Hanoi"]
     assert [w.rule for w, _ in matcher.score("Hanoi xacegikmoqsuw", "")] == ["Hanoi"]
@@ -203,11 +203,11 @@ def test_a_stored_rule_that_is_no_longer_allowed_never_matches_and_costs_nothing
 def test_one_change_recompiles_one_shard(db, monkeypatch) -> None:
     import newswatch.alerts.match.watches as module
 
-    conn, subs, _ = db
+    storage, subs, _ = db
     monkeypatch.setattr(module, "SHARD_SIZE", 3)
     for chat in range(10, 14):
         subs.start(chat, [], now=NOW)
-    watches = Watches(conn)
+    watches = Watches(storage.alerts)
     for i in range(8):
         watches.add(10 + i % 4, f"word{i}", NOW)
     first = watches.matcher()
@@ -236,7 +236,7 @@ def test_refresh_compiles_in_a_worker_thread_and_the_loop_keeps_turning(db, monk
 
     import newswatch.alerts.match.watches as module
 
-    conn, subs, watches = db
+    storage, subs, watches = db
     monkeypatch.setattr(module, "SHARD_SIZE", 2)
     for i in range(7):
         watches.add(7 + i % 2, f"word{i}", NOW)
@@ -275,67 +275,67 @@ def test_watches_follow_a_migrated_chat(db) -> None:
     assert [w.rule for w in watches.of(-100555)] == ["Hanoi"]
 
 
-def _dispatcher(conn, subs, watches) -> Dispatcher:
+def _dispatcher(storage, subs, watches) -> Dispatcher:
     topics = {"summit": TopicConfig.model_validate({
         "description": "summits", "threshold": 6,
         "groups": {"summit": {"weight": 3, "terms": ["summit(s)"]}, "korea": {"weight": 1, "terms": ["North Korea"]}},
         "require": ["korea"],
     })}
-    return Dispatcher(StoryStore(conn), subs, Outbox(conn), Matcher(topics), ManualClock(NOW), console=False,
+    return Dispatcher(storage.stories, subs, Outbox(storage.alerts), Matcher(topics), ManualClock(NOW), console=False,
                       watches=watches)
 
 
-def _store(conn, title: str, text: str = "") -> str:
+def _store(storage, title: str, text: str = "") -> str:
     url = f"https://example.com/{abs(hash(title))}"
     story = Story(id=story_id("s", url, url), source="s", url=url, title=title, text=text, published=NOW, guid=url)
-    StoryStore(conn).add_stories([story], NOW)
+    storage.stories.add_stories([story], NOW)
     return story.id
 
 
-def _outbox(conn) -> dict[tuple[int, str], list]:
-    rows = conn.execute("SELECT chat_id, story_id, topics FROM outbox").fetchall()
+def _outbox(storage) -> dict[tuple[int, str], list]:
+    rows = storage.alerts.conn.execute("SELECT chat_id, story_id, topics FROM outbox").fetchall()
     return {(r[0], r[1]): r[2] for r in rows}
 
 
 def test_dispatch_queues_watch_alerts_for_the_owner_only(db) -> None:
-    conn, subs, watches = db
+    storage, subs, watches = db
     watches.add(7, "Hanoi summit", NOW)
-    dispatcher = _dispatcher(conn, subs, watches)
-    only_watch = _store(conn, "Hanoi readies hotel for summit week")
+    dispatcher = _dispatcher(storage, subs, watches)
+    only_watch = _store(storage, "Hanoi readies hotel for summit week")
     summary = dispatcher.run()
     assert summary.queued == 1
-    assert set(_outbox(conn)) == {(7, only_watch)}
-    assert "watch Hanoi summit" in _outbox(conn)[(7, only_watch)]
+    assert set(_outbox(storage)) == {(7, only_watch)}
+    assert "watch Hanoi summit" in _outbox(storage)[(7, only_watch)]
 
-    both = _store(conn, "North Korea summit in Hanoi")  # the topic for 7 and 8, the watch for 7: one alert each
+    both = _store(storage, "North Korea summit in Hanoi")  # the topic for 7 and 8, the watch for 7: one alert each
     dispatcher.run()
-    queued = _outbox(conn)
+    queued = _outbox(storage)
     assert (7, both) in queued and (8, both) in queued
     assert "summit" in queued[(7, both)] and "watch Hanoi summit" in queued[(7, both)]
     assert "watch" not in queued[(8, both)]
 
     subs.stop(7)
-    later = _store(conn, "Hanoi summit preparations")
+    later = _store(storage, "Hanoi summit preparations")
     dispatcher.run()
-    assert not any(story == later for _, story in _outbox(conn))  # an inactive owner gets nothing
+    assert not any(story == later for _, story in _outbox(storage))  # an inactive owner gets nothing
 
     subs.start(7, [], now=NOW)
     watches.add(7, "Metropole", NOW)  # a watch added later is used from the next story on
-    newest = _store(conn, "Metropole hotel closes roads")
+    newest = _store(storage, "Metropole hotel closes roads")
     dispatcher.run()
-    assert (7, newest) in _outbox(conn)
+    assert (7, newest) in _outbox(storage)
 
 
 def test_dispatch_honours_lower_and_higher_chat_thresholds(db) -> None:
-    conn, subs, watches = db
-    dispatcher = _dispatcher(conn, subs, watches)
+    storage, subs, watches = db
+    dispatcher = _dispatcher(storage, subs, watches)
     subs.set_threshold(7, "summit", 3)
     subs.set_threshold(8, "summit", 100)
-    weak = _store(conn, "Geneva meetings", "Talk of a summit with North Korea continued.")  # 3 + 1 = 4
-    strong = _store(conn, "North Korea summit", "The summit with North Korea opens.")
-    missing = _store(conn, "A summit", "The summit of the mountain.")  # no Korea: never, whatever the bar
+    weak = _store(storage, "Geneva meetings", "Talk of a summit with North Korea continued.")  # 3 + 1 = 4
+    strong = _store(storage, "North Korea summit", "The summit with North Korea opens.")
+    missing = _store(storage, "A summit", "The summit of the mountain.")  # no Korea: never, whatever the bar
     dispatcher.run()
-    queued = set(_outbox(conn))
+    queued = set(_outbox(storage))
     assert (7, weak) in queued and (8, weak) not in queued
     assert (7, strong) in queued and (8, strong) not in queued
     assert not any(story == missing for _, story in queued)

@@ -1,0 +1,93 @@
+"""Opening the storage: one database, one store per package, its schema brought up to date first.
+
+`open_storage(location)` is where the daemon and the commands open the database, once, at
+startup: it opens the file (`newswatch.crawler.store.open_database`), applies the missing
+migrations of both parts (`PARTS`, by `newswatch.crawler.migrations.migrate`), and returns a
+`Storage` holding the crawler's `StoryStore` and the `AlertsStore`, which every other object is
+built on. A database written by a newer release is refused (`SchemaTooNew`, a
+`DatabaseFileError`). `read_only` opens keep the file read-only (stats, export): a database of
+an earlier release is upgraded in place first, once; `upgrade=False` leaves it as it is and
+lists what it lacks (`Storage.pending`, for `newswatch doctor`).
+
+The location is a file path (or `sqlite:///path`); other databases are not supported yet. A
+PostgreSQL store would be chosen here by its URL, with store classes offering the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newswatch.alerts import store as alerts_store
+from newswatch.alerts.store import AlertsStore
+from newswatch.crawler import store as crawler_store
+from newswatch.crawler.migrations import Migration, SchemaTooNew, migrate, pending, versions
+from newswatch.crawler.store import (DatabaseFileError, StorageError, StoryStore, integrity, open_database,
+                                      set_busy_timeout)
+
+# each part's migrations, applied in this order (the alerts' tables are read with the stories)
+PARTS = {"crawler": crawler_store.MIGRATIONS, "alerts": alerts_store.MIGRATIONS}
+SQLITE_PREFIX = "sqlite:///"
+
+__all__ = ["PARTS", "SchemaTooNew", "Storage", "database_file", "open_storage"]
+
+
+@dataclass
+class Storage:
+    stories: StoryStore
+    alerts: AlertsStore
+    path: Path
+    pending: list[tuple[str, Migration]] = field(default_factory=list)  # left unapplied (upgrade=False)
+
+    def versions(self) -> dict[str, int]:
+        """part -> the schema version the database is at."""
+        return versions(self.stories.conn)
+
+    def integrity(self) -> str:
+        """SQLite's quick check of the whole file: "ok", or what is damaged."""
+        return integrity(self.stories.conn)
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        set_busy_timeout(self.stories.conn, seconds)
+
+    def close(self) -> None:
+        self.stories.conn.close()
+
+
+def database_file(location: str | Path) -> Path:
+    """The file of a location: a path, or a `sqlite:///` URL."""
+    text = str(location)
+    if text.startswith(SQLITE_PREFIX):
+        return Path(text[len(SQLITE_PREFIX):])
+    if "://" in text:
+        raise DatabaseFileError(f"{text}: only SQLite database files are supported (a path, or sqlite:///path)")
+    return Path(location)
+
+
+def open_storage(location: str | Path, *, read_only: bool = False, upgrade: bool = True,
+                 busy_timeout: float = 30.0) -> Storage:
+    """The stores on the database at `location`, its schema up to date (see the module's docstring)."""
+    path = database_file(location)
+    if read_only and upgrade:
+        probe = _open(path, read_only=True, upgrade=False, busy_timeout=busy_timeout)
+        probe.close()
+        if probe.pending:  # written by an earlier release: upgraded once, then read as it is
+            _open(path, read_only=False, upgrade=True, busy_timeout=busy_timeout).close()
+    return _open(path, read_only=read_only, upgrade=upgrade and not read_only, busy_timeout=busy_timeout)
+
+
+def _open(path: Path, *, read_only: bool, upgrade: bool, busy_timeout: float) -> Storage:
+    conn = open_database(path, busy_timeout=busy_timeout, read_only=read_only)
+    try:
+        if upgrade:
+            migrate(conn, PARTS, where=str(path))
+            missing = []
+        else:
+            missing = pending(conn, PARTS, where=str(path))
+    except DatabaseFileError:
+        conn.close()
+        raise
+    except StorageError as exc:
+        conn.close()
+        raise DatabaseFileError(f"{path}: its schema cannot be brought up to date: {type(exc).__name__}: {exc}") from None
+    return Storage(StoryStore(conn), AlertsStore(conn), path, missing)
