@@ -68,12 +68,12 @@ def open_storage(location: str | Path, *, read_only: bool = False, upgrade: bool
                  busy_timeout: float = 30.0) -> Storage:
     """The stores on the database at `location`, its schema up to date (see the module's docstring)."""
     path = database_file(location)
-    if read_only and upgrade:
-        probe = _open(path, read_only=True, upgrade=False, busy_timeout=busy_timeout)
-        probe.close()
-        if probe.pending:  # written by an earlier release: upgraded once, then read as it is
-            _open(path, read_only=False, upgrade=True, busy_timeout=busy_timeout).close()
-    return _open(path, read_only=read_only, upgrade=upgrade and not read_only, busy_timeout=busy_timeout)
+    storage = _open(path, read_only=read_only, upgrade=upgrade and not read_only, busy_timeout=busy_timeout)
+    if read_only and upgrade and storage.pending:  # written by an earlier release: upgraded once, then read
+        storage.close()
+        _open(path, read_only=False, upgrade=True, busy_timeout=busy_timeout).close()
+        storage = _open(path, read_only=True, upgrade=False, busy_timeout=busy_timeout)
+    return storage
 
 
 def _open(path: Path, *, read_only: bool, upgrade: bool, busy_timeout: float) -> Storage:

@@ -1,5 +1,7 @@
 """The durable outbox: one row per (chat, story) alert or per (chat, notice), from decision to delivery.
 
+`Outbox` holds the rules; the rows are kept by `newswatch.alerts.store.AlertsStore`.
+
 A row is written in the same transaction that records a story's matches, so a crash can
 neither lose an alert nor create it twice (`UNIQUE(chat_id, story_id)`). The notifier takes
 the oldest pending row of each chat (per-chat order), and marks it `sent`, or reschedules it

@@ -10,6 +10,8 @@ The rules:
 - `alerts.match` is pure: no delivery but its wording (`deliver.format`), no bot, no storage,
   no Telegram, no database.
 - `alerts.deliver` never reaches into the bot.
+- Only the stores (`crawler.store`, `alerts.store`) and the migration runner
+  (`crawler.migrations`) use the database driver; everything else calls a store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"crawler": "newswatch.crawler", "alerts": "newswatch.alerts", "newswatch": "newswatch"}
 APP_EXCEPT = ("newswatch.crawler", "newswatch.alerts", "newswatch.config")
+STORES = ("newswatch.crawler.store", "newswatch.crawler.migrations", "newswatch.alerts.store")
 IO_LIBRARIES = ("sqlite3", "aiohttp", "scrapy", "twisted", "telegram", "psycopg", "asyncpg")
 
 
@@ -89,6 +92,8 @@ def violations(name: str, imported: set[str]) -> list[str]:
                 broken.append(f"matching is not pure: imports {target}")
         if is_under(name, "newswatch.alerts.deliver") and is_under(target, "newswatch.alerts.bot"):
             broken.append(f"delivery reaches into the bot: {target}")
+        if is_under(target, "sqlite3") and name not in STORES:
+            broken.append(f"the database is used outside the stores: {target}")
     return broken
 
 
@@ -109,6 +114,8 @@ def test_every_module_keeps_the_import_rules() -> None:
     ("newswatch.alerts.match.matcher", "newswatch.alerts.deliver.outbox", "not pure"),
     ("newswatch.alerts.match.matcher", "sqlite3", "not pure"),
     ("newswatch.alerts.deliver.telegram", "newswatch.alerts.bot.feedback", "reaches into the bot"),
+    ("newswatch.reports", "sqlite3", "outside the stores"),
+    ("newswatch.alerts.subscriptions", "sqlite3", "outside the stores"),
 ])
 def test_the_rules_catch_what_they_forbid(name: str, target: str, rule: str) -> None:
     assert any(rule in problem for problem in violations(name, {target}))
@@ -119,6 +126,8 @@ def test_the_rules_catch_what_they_forbid(name: str, target: str, rule: str) -> 
     ("newswatch.alerts.match.evaluation", "newswatch.alerts.deliver.format"),
     ("newswatch.daemon", "newswatch.alerts.bot.core"),
     ("newswatch.crawler.parse.pool", "newswatch.crawler.parse.feeds"),
+    ("newswatch.alerts.store", "sqlite3"),
+    ("newswatch.storage", "newswatch.alerts.store"),
 ])
 def test_the_rules_allow_the_flow(name: str, target: str) -> None:
     assert violations(name, {target}) == []

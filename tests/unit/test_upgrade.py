@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
+from newswatch.alerts.config import load_config
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
-from newswatch.alerts.config import load_config
-from newswatch.cli import main
 from newswatch.crawler.migrations import SchemaTooNew
+
+from newswatch.cli import main
 from newswatch.reports import show_stats
 from newswatch.storage import PARTS, open_storage
 
