@@ -123,8 +123,8 @@ MIGRATIONS = [
 
 
 class DatabaseFileError(Exception):
-    """The database file cannot be used (empty, not SQLite, truncated, damaged, or in use by another
-    newswatch); the message names the file and says what to do."""
+    """The database file cannot be used (empty, not SQLite, truncated, damaged, written by a newer
+    release, or in use by another newswatch); the message names the file and says what to do."""
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
