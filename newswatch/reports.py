@@ -5,7 +5,8 @@ per day, and the state of the outbox into plain data (also printed as JSON with 
 `render_stats()` draws it as tables. `matched_stories()` reads the stories that passed a
 topic since a moment, one record per story with all its topics, and `write_jsonl()` /
 `write_csv()` write them out. Nothing here writes to the database, so both commands are safe
-while the daemon runs.
+while the daemon runs (a database an earlier release wrote is upgraded in place first, once,
+by `newswatch.storage.open_storage`).
 """
 
 from __future__ import annotations
