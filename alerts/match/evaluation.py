@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from newswatch.crawler.parse.articles import parse_date
+from newswatch.crawler.parse.dates import parse_date
 
 from newswatch.alerts.deliver.format import plural
 from newswatch.alerts.match.matcher import Matcher, TopicScore

@@ -2,10 +2,8 @@
 
 This module owns the pure extraction stage for pages (it does no I/O):
 
-1. `decode_html`: a BOM wins, then the HTTP charset and the page's own `<meta charset>`,
-   except that valid UTF-8 beats a single-byte label; a page that fits no label, or has
-   none (an EUC-KR page served without a charset, say), is detected with charset-normalizer
-   among common legacy encodings;
+1. `decode_html` reads the bytes with `newswatch.crawler.parse.charset` (page rules): a BOM,
+   the HTTP charset and the page's own `<meta charset>`, valid UTF-8, else detection;
 2. the page is cut after `MAX_TAGS` tags and parsed once with lxml (whose parser stops at a
    nesting depth of 256, so nested-tag bombs stay small); pages with more than
    `MAX_ELEMENTS` elements are not handed to the extractor (real pages have a few thousand);
@@ -21,33 +19,30 @@ This module owns the pure extraction stage for pages (it does no I/O):
    articleBody of pages that render their text with script; a first line repeating the
    title is dropped.
 
-Dates keep the page's own UTC offset; a time without one takes the zone of the page's
-language where that is unambiguous (ko, ja: +09:00; zh: +08:00), else UTC.
+Dates are read by `newswatch.crawler.parse.dates.parse_date`: in the page's own UTC offset; a
+time without one takes the zone of the page's language where that is unambiguous.
 `extract_article` never raises: what went wrong is in `Article.problem`.
 """
 
 from __future__ import annotations
 
-import codecs
 import html
 import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
-import charset_normalizer
 import htmldate
 import lxml.etree
 import lxml.html
 import trafilatura
 from parsel import Selector
-from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom
 
-from newswatch.crawler.story import FUTURE_TOLERANCE, Story, settle_date, story_id
+from newswatch.crawler.parse.charset import PAGE, decode, html_labels
+from newswatch.crawler.parse.dates import parse_date
+from newswatch.crawler.story import Story, settle_date, story_id
 from newswatch.crawler.urls import canonical_url
 
 MAX_PAGE_BYTES = 4_000_000
@@ -55,10 +50,6 @@ MAX_TAGS = 20_000
 MAX_ELEMENTS = 10_000
 MAX_TEXT_CHARS = 100_000
 SHORT_TEXT = 200
-DETECTION_SAMPLE = 64 * 1024
-LEGACY_ENCODINGS = ("cp949", "gb18030", "big5", "cp932", "euc_jp", "cp1251", "cp1252")
-
-UTC = timezone.utc
 
 
 @dataclass(frozen=True)
@@ -81,42 +72,8 @@ class Article:
 
 def decode_html(body: bytes, content_type: str = "") -> tuple[str, str]:
     """The page as text and the encoding used to read it."""
-    bom_encoding, bom = read_bom(body)
-    if bom_encoding and bom:
-        return body[len(bom):].decode(bom_encoding, "replace"), bom_encoding
-    labels = [
-        label for label in (http_content_type_encoding(content_type or ""), html_body_declared_encoding(body[:4096]))
-        if label
-    ]
-    utf8 = _strict(body, "utf-8")
-    for label in labels:
-        if utf8 is not None and (label.replace("_", "-") in ("utf-8", "utf8") or _is_single_byte(label)):
-            return utf8, "utf-8"
-        text = _strict(body, label)
-        if text is not None:
-            return text, label
-    if utf8 is not None:
-        return utf8, "utf-8"
-    candidates = [label for label in labels if label not in LEGACY_ENCODINGS] + list(LEGACY_ENCODINGS)
-    best = charset_normalizer.from_bytes(body[:DETECTION_SAMPLE], cp_isolation=candidates).best()
-    encoding = best.encoding if best is not None else (labels[0] if labels else "cp1252")
-    return body.decode(encoding, "replace"), encoding
-
-
-def _strict(data: bytes, encoding: str) -> str | None:
-    """Decode strictly; a character cut at the very end (a capped body) is not an error."""
-    try:
-        return codecs.getincrementaldecoder(encoding)().decode(data, final=False)
-    except (UnicodeDecodeError, LookupError):
-        return None
-
-
-@lru_cache(maxsize=64)
-def _is_single_byte(name: str) -> bool:
-    try:
-        return len(bytes(range(256)).decode(name, "replace")) == 256
-    except LookupError:
-        return False
+    decoded = decode(body, html_labels(body, content_type), PAGE, final=False)
+    return decoded.text, decoded.encoding
 
 
 # --- extraction ---------------------------------------------------------------------------
@@ -471,79 +428,6 @@ def _clean(text: str) -> str:
 def _clean_text(text: str) -> str:
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
-
-
-# --- dates ---------------------------------------------------------------------------------
-
-
-def _hours(hours: float) -> timezone:
-    return timezone(timedelta(hours=hours))
-
-
-_LANGUAGE_ZONES = {"ko": _hours(9), "ja": _hours(9), "zh": _hours(8)}
-_ISO = re.compile(
-    r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?:[T\s]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?"
-    r"\s*(Z|UTC|GMT|KST|JST|[+-]\d{2}:?\d{2})?)?",
-    re.I,
-)
-_COMPACT_ISO = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$", re.I)
-_CJK = re.compile(
-    r"(\d{4})\s*[년年]\s*(\d{1,2})\s*[월月]\s*(\d{1,2})\s*[일日]"
-    r"(?:[^\d]{0,12}?(오후|오전|午後|午前|下午|上午)?\s*(\d{1,2})\s*[:시時点]\s*(\d{1,2}))?"
-)
-_ZONES = {"Z": UTC, "UTC": UTC, "GMT": UTC, "KST": _hours(9), "JST": _hours(9)}
-
-
-def parse_date(text: str, language: str = "") -> datetime | None:
-    """A publication date from the forms pages use (ISO 8601, RFC 822, numeric, Korean,
-    Japanese and Chinese); aware, in the page's own offset. None when unreadable."""
-    text = " ".join(text.split())[:200]
-    if not text:
-        return None
-    zone = _LANGUAGE_ZONES.get(language.partition("-")[0], UTC)
-    moment: datetime | None = None
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        pass
-    if moment is None and (m := _COMPACT_ISO.match(text) or _ISO.search(text)):
-        year, month, day, hour, minute, second, offset = m.groups()
-        moment = _build(year, month, day, hour, minute, second)
-        if moment is not None and offset:
-            moment = moment.replace(tzinfo=_offset(offset))
-    if moment is None and (m := _CJK.search(text)):
-        year, month, day, half, hour, minute = m.groups()
-        h = int(hour or 0)
-        if half in ("오후", "午後", "下午") and h < 12:
-            h += 12
-        moment = _build(year, month, day, str(h) if hour else None, minute, None)
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    if moment.year < 1995:
-        return None
-    if moment > datetime.now(UTC) + FUTURE_TOLERANCE:
-        return None
-    return moment
-
-
-def _build(
-    year: str, month: str, day: str, hour: str | None, minute: str | None, second: str | None,
-) -> datetime | None:
-    try:
-        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
-    except ValueError:
-        return None
-
-
-def _offset(text: str) -> timezone:
-    text = text.upper()
-    if text in _ZONES:
-        return _ZONES[text]
-    sign = -1 if text[0] == "-" else 1
-    digits = text[1:].replace(":", "")
-    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
 
 
 # --- stories -----------------------------------------------------------------------------------

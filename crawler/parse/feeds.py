@@ -4,17 +4,17 @@ This module owns the pure parsing stage between fetching and storing; it does no
 `parse_feed` works in five steps:
 
 1. cap the body at `max_bytes` (a truncated feed is closed after its last complete item);
-2. decode it: a BOM wins; then the HTTP charset and the XML declaration, except that valid
-   UTF-8 beats a single-byte label; a body that fits no label (a feed declared UTF-8 but
-   written in EUC-KR, say) is detected among common legacy encodings with charset-normalizer;
+2. decode it with `newswatch.crawler.parse.charset` (feed rules): a BOM wins; then the HTTP
+   charset and the XML declaration, except that valid UTF-8 beats a single-byte label; a body
+   that fits no label (a feed declared UTF-8 but written in EUC-KR, say) is detected;
 3. neutralise what can hurt the XML parsers: DOCTYPE internal subsets and ENTITY declarations
    are removed (short plain-text entities are expanded within a budget, so an entity bomb
    cannot grow), XML-illegal characters and references to them are dropped, HTML entity
    references and bare ampersands are repaired, and the document is handed on as UTF-8;
 4. parse RSS, Atom and RDF with feedparser, and JSON Feed (1.0, 1.1) with `json`;
-5. build stories: plain-text titles and text, canonical URLs, UTC dates. Zone abbreviations
-   feedparser reads as UTC (KST, JST, HKT, ...) are read here; a time without any zone takes
-   the zone of the feed's language where that is unambiguous (ko, ja: +09:00; zh: +08:00).
+5. build stories: plain-text titles and text, canonical URLs, UTC dates
+   (`newswatch.crawler.parse.dates.feed_date`: zone abbreviations feedparser reads as UTC, and
+   times without a zone, are read there by the feed's language).
 
 `parse_feed` never raises: whatever was wrong with the document is described in
 `ParsedFeed.problem` ("" when nothing was), and whatever could be recovered is returned.
@@ -22,32 +22,27 @@ This module owns the pure parsing stage between fetching and storing; it does no
 
 from __future__ import annotations
 
-import codecs
 import html
 import html.entities
 import io
 import json
 import re
-import time
 import xml.sax
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
-import charset_normalizer
 import feedparser
 
+from newswatch.crawler.parse.charset import FEED, decode, xml_labels
+from newswatch.crawler.parse.dates import as_utc, feed_date
 from newswatch.crawler.story import Story, settle_date, story_id
 from newswatch.crawler.urls import canonical_url
 
 MAX_BYTES = 10 * 1024 * 1024
 ENTITY_VALUE_LIMIT = 256
 ENTITY_EXPANSION_LIMIT = 64 * 1024
-DETECTION_SAMPLE = 256 * 1024
-LEGACY_ENCODINGS = ("cp949", "gb18030", "big5", "cp932", "euc_jp", "cp874", "cp1251", "cp1252")
 
 UTC = timezone.utc
 
@@ -85,7 +80,7 @@ def parse_feed(
     `max_bytes` are truncated.
     """
     try:
-        moment = datetime.now(UTC) if now is None else _as_utc(now) or datetime.now(UTC)
+        moment = datetime.now(UTC) if now is None else as_utc(now) or datetime.now(UTC)
         return _parse(bytes(body), source, url, content_type, moment, max_bytes)
     except Exception as exc:  # the last line of defence: one bad document never stops a cycle
         return ParsedFeed([], "", None, f"internal error: {type(exc).__name__}: {exc}"[:300])
@@ -126,8 +121,9 @@ def _parse(
     for signature, kind in _BINARY_SIGNATURES:
         if body.startswith(signature):
             return ParsedFeed([], "", None, "; ".join([f"not a feed: {kind}", *notes]))
-    text, decode_notes = _decode(body, content_type, final=not truncated)
-    notes += decode_notes
+    decoded = decode(body, xml_labels(body, content_type), FEED, final=not truncated)
+    text = decoded.text
+    notes += decoded.notes
     if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
         feed = _read_json_feed(text, url)
     else:
@@ -158,134 +154,6 @@ _BINARY_SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG image"),
     (b"GIF8", "GIF image"),
 )
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
-_CHARSET_PARAM = re.compile(r"""charset\s*=\s*["']?([^"';,\s]+)""", re.I)
-_BOMS = (
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-)
-_SUPERSETS = {
-    "ascii": ("cp1252", "iso8859-1"),
-    "iso8859-1": ("cp1252", "iso8859-1"),
-    "utf-8-sig": ("utf-8",),
-    "gb2312": ("gb18030",),
-    "gbk": ("gb18030",),
-    "euc_kr": ("cp949",),
-    "shift_jis": ("cp932",),
-}
-
-
-def _decode(body: bytes, content_type: str, *, final: bool) -> tuple[str, list[str]]:
-    """Decode the document; the notes say where the bytes did not match their labels."""
-    unicode = _unicode_encoding(body)
-    if unicode is not None:
-        encoding, skip = unicode
-        text = _strict(body[skip:], encoding, final)
-        if text is None:
-            return _lenient(body[skip:], encoding), [f"invalid {encoding} bytes replaced"]
-        return text, []
-    notes: list[str] = []
-    http_match = _CHARSET_PARAM.search(content_type or "")
-    xml_match = _XML_ENCODING.match(body[:1024])
-    own = xml_match.group(1).decode("ascii") if xml_match else ""
-    labels = [label for label in (http_match and http_match.group(1), own) if label]
-    known = [label for label in labels if _codec_names(label)]
-    notes += [f"unknown charset {label!r} ignored" for label in labels if label not in known]
-    utf8 = _strict(body, "utf-8", final)
-    chosen: tuple[str, str] | None = None
-    for label in known:
-        names = _codec_names(label)
-        if names[0].startswith(("utf-16", "utf-32")):
-            continue
-        if utf8 is not None and (names[0] == "utf-8" or _is_single_byte(names[0])):
-            chosen = ("utf-8", utf8)
-            break
-        for name in names:
-            text = _strict(body, name, final)
-            if text is not None:
-                chosen = (name, text)
-                break
-        if chosen:
-            break
-    if chosen is None and utf8 is not None:
-        chosen = ("utf-8", utf8)
-    if chosen is None:
-        chosen, note = _guess(body)
-        notes.append(note)
-    elif known and not chosen[1].isascii():
-        if all(chosen[0] not in _codec_names(label) for label in known):
-            notes.append(f"declared {' and '.join(known)} but decoded as {chosen[0]}")
-    return chosen[1], notes
-
-
-def _guess(body: bytes) -> tuple[tuple[str, str], str]:
-    """Decode a body that fits none of its labels: mostly-UTF-8, or a detected legacy charset."""
-    lenient = _lenient(body, "utf-8")
-    bad = lenient.count("\ufffd")
-    good = len(lenient) - len(lenient.encode("ascii", "ignore")) - bad
-    if good >= 8 * bad:
-        return ("utf-8", lenient), f"{bad} invalid UTF-8 sequences replaced"
-    sample = body
-    if len(body) > DETECTION_SAMPLE:
-        # "<" is never part of a multi-byte character in these encodings: a clean cut.
-        cut = body.rfind(b"<", 0, DETECTION_SAMPLE)
-        sample = body[: cut if cut > 0 else DETECTION_SAMPLE]
-    match = charset_normalizer.from_bytes(sample, cp_isolation=list(LEGACY_ENCODINGS)).best()
-    encoding = match.encoding if match is not None else "iso8859-1"
-    return (encoding, _lenient(body, encoding)), f"invalid UTF-8; decoded as {encoding}"
-
-
-def _unicode_encoding(body: bytes) -> tuple[str, int] | None:
-    """A UTF-16/32 or UTF-8 encoding given by a BOM or by the zero bytes around the first '<'."""
-    for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            return encoding, len(bom)
-    head = body[:4]
-    if len(head) == 4:
-        if head[:3] == b"\0\0\0" and head[3]:
-            return "utf-32-be", 0
-        if head[0] and head[1:] == b"\0\0\0":
-            return "utf-32-le", 0
-        if not head[0] and head[1] and not head[2]:
-            return "utf-16-be", 0
-        if head[0] and not head[1] and head[2] and not head[3]:
-            return "utf-16-le", 0
-    return None
-
-
-@lru_cache(maxsize=64)
-def _codec_names(label: str) -> tuple[str, ...]:
-    """The codecs to try for a charset label, most inclusive superset first; () if unknown."""
-    try:
-        name = codecs.lookup(label.strip().lower()).name
-        b"".decode(name)
-    except (LookupError, ValueError):
-        return ()
-    return _SUPERSETS.get(name, (name,))
-
-
-@lru_cache(maxsize=64)
-def _is_single_byte(name: str) -> bool:
-    return len(bytes(range(256)).decode(name, "replace")) == 256
-
-
-def _strict(data: bytes, encoding: str, final: bool) -> str | None:
-    """Decode strictly; with `final` False a character cut at the end is not an error."""
-    try:
-        if final:
-            return data.decode(encoding)
-        return codecs.getincrementaldecoder(encoding)().decode(data, final=False)
-    except (UnicodeDecodeError, LookupError):
-        return None
-
-
-def _lenient(data: bytes, encoding: str) -> str:
-    return data.decode(encoding, "replace")
-
-
 # --- neutralising the document ----------------------------------------------------------
 
 _ILLEGAL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -667,93 +535,10 @@ def _inline_text(markup: str) -> str:
 # --- dates ------------------------------------------------------------------------------
 
 
-def _hours(hours: float) -> timezone:
-    return timezone(timedelta(hours=hours))
-
-
-# Abbreviations feedparser does not know (it reads them as UTC) or reads as another zone.
-ZONE_ABBREVIATIONS: dict[str, timezone] = {
-    "KST": _hours(9), "JST": _hours(9), "HKT": _hours(8), "SGT": _hours(8), "PHT": _hours(8),
-    "AWST": _hours(8), "WIB": _hours(7), "ICT": _hours(7), "IST": _hours(5.5), "MSK": _hours(3),
-    "EEST": _hours(3), "EET": _hours(2), "CEST": _hours(2), "CET": _hours(1), "BST": _hours(1),
-    "WEST": _hours(1), "WET": _hours(0), "UTC": _hours(0), "ACST": _hours(9.5),
-    "AEST": _hours(10), "AEDT": _hours(11), "NZST": _hours(12), "NZDT": _hours(13),
-    "HST": _hours(-10), "AKST": _hours(-9), "AKDT": _hours(-8),
-}
-# Ambiguous abbreviations, read by the primary language of the feed.
-_LANGUAGE_ABBREVIATIONS = {("zh", "CST"): _hours(8), ("he", "IST"): _hours(2)}
-# Zones assumed for a time written without any zone, by primary language.
-_LANGUAGE_ZONES = {"ko": _hours(9), "ja": _hours(9), "zh": _hours(8)}
-_TRAILING_ABBREVIATION = re.compile(r"\s+\(?([A-Za-z]{2,5})\)?$")
-_TRAILING_ZONE = re.compile(r"(?:[+-]\d{2}:?\d{2}|[A-Za-z]\)?)$")
-_LOCAL_FORMATS = ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
-
-
 def _published(dates: tuple[tuple[str, Any], ...], language: str, now: datetime) -> datetime | None:
     """The first readable date of the entry in UTC (`settle_date`d), else None."""
     for raw, parsed in dates:
-        moment = settle_date(_read_date(raw, parsed, language), now)
+        moment = settle_date(feed_date(raw, parsed, language), now)
         if moment is not None:
             return moment
     return None
-
-
-def _read_date(raw: str, parsed: Any, language: str) -> datetime | None:
-    """One date: zone abbreviations and zone-less times here, the rest as feedparser read it."""
-    raw = " ".join(raw.split())
-    if raw:
-        moment = _read_local_date(raw, language.partition("-")[0])
-        if moment is not None:
-            return moment
-    if isinstance(parsed, (time.struct_time, tuple)) and len(parsed) >= 6:
-        try:
-            return datetime(*parsed[:6], tzinfo=UTC)
-        except (TypeError, ValueError, OverflowError):
-            pass
-    return _as_utc(_parse_local(raw)) if raw else None
-
-
-def _read_local_date(raw: str, language: str) -> datetime | None:
-    """A date whose zone is an abbreviation feedparser misreads, or missing; else None."""
-    abbreviation = _TRAILING_ABBREVIATION.search(raw)
-    if abbreviation:
-        name = abbreviation.group(1).upper()
-        zone = _LANGUAGE_ABBREVIATIONS.get((language, name)) or ZONE_ABBREVIATIONS.get(name)
-        raw = raw[: abbreviation.start()]
-    elif not _TRAILING_ZONE.search(raw):
-        zone = _LANGUAGE_ZONES.get(language)
-    else:
-        zone = None
-    moment = _parse_local(raw) if zone is not None else None
-    if moment is None:
-        return None
-    return _as_utc(moment if moment.tzinfo else moment.replace(tzinfo=zone))
-
-
-def _parse_local(text: str) -> datetime | None:
-    """RFC 822 or ISO 8601 and a few numeric forms; naive when the text has no zone."""
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        pass
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    for pattern in _LOCAL_FORMATS:
-        try:
-            return datetime.strptime(text, pattern)
-        except ValueError:
-            continue
-    return None
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None

@@ -18,7 +18,7 @@ from typing import Any
 
 import lxml.etree
 
-from newswatch.crawler.parse.articles import parse_date
+from newswatch.crawler.parse.dates import parse_date
 from newswatch.crawler.urls import canonical_url
 
 SITEMAP_MAX_BYTES = 20_000_000

@@ -12,7 +12,8 @@ import pytest
 from parsel import Selector
 from pydantic import ValidationError
 
-from newswatch.crawler.parse.articles import article_story, decode_html, extract_article, parse_date, strip_site_name
+from newswatch.crawler.parse.articles import article_story, decode_html, extract_article, strip_site_name
+from newswatch.crawler.parse.dates import parse_date
 from newswatch.crawler.fetch.sites import listing_links, next_page
 from newswatch.crawler.parse.sitemaps import parse_sitemap
 from newswatch.crawler.sources import SourceConfig

@@ -1,8 +1,10 @@
 """Where reading feeds and reading pages differ: decoding bytes and reading dates.
 
-Feeds and pages were read by two copies of the decoder and of the date parser; these are the
-cases where the copies gave different results, pinned per caller (one row: the input, what a
-feed makes of it, what a page makes of it).
+Feeds and pages were read by two copies of the decoder and of the date parser, now one each
+(`newswatch.crawler.parse.charset`, `newswatch.crawler.parse.dates`); these are the cases where
+the copies gave different results, pinned per caller (one row: the input, what a feed makes of
+it, what a page makes of it). One was a crash, not a result: a page declared UTF-16 without a
+BOM made the page decoder raise; it is now read as feeds read it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from newswatch.crawler.parse import articles, feeds
+from newswatch.crawler.parse import charset, dates
 
 
 def _zone(hours: float) -> timezone:
@@ -23,20 +25,21 @@ KO = "김정은 북한 국무위원장이 블라디보스토크에서 푸틴 대
 
 
 def feed_text(body: bytes, content_type: str = "", *, final: bool = True) -> tuple[str, str]:
-    text, notes = feeds._decode(body, content_type, final=final)
-    return text, "; ".join(notes)
+    decoded = charset.decode(body, charset.xml_labels(body, content_type), charset.FEED, final=final)
+    return decoded.text, "; ".join(decoded.notes)
 
 
 def page_text(body: bytes, content_type: str = "") -> tuple[str, str]:
-    return articles.decode_html(body, content_type)
+    decoded = charset.decode(body, charset.html_labels(body, content_type), charset.PAGE, final=False)
+    return decoded.text, decoded.encoding
 
 
 def feed_date(raw: str, language: str = "") -> datetime | None:
-    return feeds._read_date(raw, None, language)
+    return dates.feed_date(raw, None, language)
 
 
 def page_date(raw: str, language: str = "") -> datetime | None:
-    return articles.parse_date(raw, language)
+    return dates.parse_date(raw, language)
 
 
 # (body, content type, feed text and notes, page text and encoding)
@@ -92,3 +95,9 @@ def test_feeds_and_pages_read_dates_as_they_always_did(text: str, language: str,
     page = page_date(text, language)
     assert page == as_page
     assert page is None or page.utcoffset() == as_page.utcoffset()
+
+
+def test_a_utf_16_label_without_a_bom_is_ignored_by_both() -> None:
+    body = f"<p>{KO}</p>".encode()
+    assert feed_text(body, "text/html; charset=utf-16") == (f"<p>{KO}</p>", "declared utf-16 but decoded as utf-8")
+    assert page_text(body, "text/html; charset=utf-16") == (f"<p>{KO}</p>", "utf-8")
