@@ -169,6 +169,14 @@ class OutcomeRecorder:
         self.rng = rng or random.Random()
         self.observers: list[OutcomeObserver] = []
 
+    def conditional_headers(self, source: str) -> dict[str, str]:
+        """If-None-Match / If-Modified-Since for the next request of a source, as stored."""
+        return self.store.fetch_state(source).conditional_headers()
+
+    def known_urls(self, urls: list[str], source: str) -> set[str]:
+        """Those of `urls` already stored (article pages need not be fetched again)."""
+        return self.store.known_urls(urls, source)
+
     def record(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
         new = self._record(outcome, summary)
         for observer in self.observers:
@@ -251,7 +259,6 @@ class OutcomeRecorder:
             self.on_new_stories(source.name, new)
         return new
 
-
     def _held(self, outcome: FetchOutcome, summary: CrawlSummary, now: Any) -> dict[str, str]:
         """The stories of an outcome that may not alert, with the reason (`hold_reason`).
         A source's first fetch is one whose source had no successful fetch before this pass."""
@@ -267,6 +274,14 @@ class OutcomeRecorder:
 
 class ResponseTooLarge(ValueError):
     """A response refused past its size cap; `str()` is the whole description."""
+
+
+class RobotsForbidden(IgnoreRequest):
+    """A request robots.txt forbids (raised by the crawls' robots.txt middleware)."""
+
+
+class RedirectLimitReached(IgnoreRequest):
+    """A request whose redirects went past the limit (raised by the crawls' redirect middleware)."""
 
 
 # Classes of fetch failures, whichever client raised them: aiohttp (the feed reader, and under
@@ -302,11 +317,6 @@ def _redirects(exc: BaseException, text: str) -> str:
     return f"too many redirects, or a redirect loop (more than {followed}, last to {last})"
 
 
-def _redirect_limit(exc: BaseException, text: str) -> str | None:
-    # Scrapy's RedirectMiddleware says it only with IgnoreRequest("max redirections reached")
-    return f"too many redirects, or a redirect loop ({text})" if "redirect" in text else None
-
-
 def _cannot_connect(exc: BaseException, text: str) -> str:
     assert isinstance(exc, aiohttp.ClientConnectorError)
     if isinstance(exc.os_error, ConnectionRefusedError):
@@ -321,7 +331,8 @@ _RULES: tuple[tuple[type | tuple[type, ...], Describe], ...] = (
     (aiohttp.ClientConnectorDNSError, _dns),  # before Scrapy's wrapper of it: it names the host
     (_DNS, _dns),
     (aiohttp.TooManyRedirects, _redirects),
-    (IgnoreRequest, _redirect_limit),
+    (RedirectLimitReached, lambda exc, text: f"too many redirects, or a redirect loop ({text})"),
+    (RobotsForbidden, lambda exc, text: ROBOTS_FORBIDDEN),
     (_TIMEOUTS, lambda exc, text: f"timed out ({text})"),
     (aiohttp.ClientConnectorError, _cannot_connect),  # before Scrapy's wrapper of it: host, port, reason
     (_REFUSED, lambda exc, text: f"connection refused ({text})"),

@@ -138,7 +138,7 @@ class FeedReader:
             return FetchOutcome(source, error=f"unexpected error: {type(exc).__name__}: {exc}")
 
     async def _fetch(self, source: SourceConfig, pacer: HostPacer) -> FetchOutcome:
-        headers = self.recorder.store.fetch_state(source.name).conditional_headers()
+        headers = self.recorder.conditional_headers(source.name)
         await pacer.wait(urlsplit(source.url).netloc.lower())
         session = self._get_session()
         # aiohttp's limit counts the redirect response it gives up on: MAX_REDIRECTS are followed

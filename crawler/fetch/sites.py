@@ -3,24 +3,28 @@ they (and full-text feeds) fetch.
 
 Owns the Scrapy spiders for `kind: site` and `kind: sitemap` sources, `ArticlePages` (the
 fetching of article pages that those spiders and `FeedSpider` share: only URLs not already
-stored are requested, at most `max_articles` per source and pass), the components they
-rely on:
+stored are requested, at most `max_articles` per source and pass), and the components they
+rely on, built from the crawler (`from_crawler`), never read off the spider:
 
 - `CachedRobotsTxtMiddleware` obeys robots.txt (setting `ROBOTSTXT_OBEY`) for every request
-  not marked `dont_obey_robotstxt` (feeds are marked: they are published to be polled), and
-  keeps each host's parsed robots.txt across crawls for `crawler.robots_cache` seconds;
-- `PageExtractor` runs `newswatch.crawler.parse.articles.extract_article` off the event loop, one page at a
-  time, so a heavy page never stalls the bot or the scheduler;
+  not marked `dont_obey_robotstxt` (feeds are marked: they are published to be polled), reads
+  each host's rules once per pass and keeps them across passes for `crawler.robots_cache`
+  seconds; what it forbids fails with `RobotsForbidden`;
+- `PageExtractor` runs `newswatch.crawler.parse.articles.extract_article` off the event loop,
+  one page at a time, so a heavy page never stalls the bot or the scheduler;
 - `FailedPages` remembers article URLs that failed (404, timeout, robots.txt, no article in
   them) and skips each for a while, doubling the wait per failure (in memory only);
-- `PageKit` holds these three for the `Crawler`, which hands it to every spider.
+- `PageKit` holds these three (`crawler.pages`) and the article URLs running passes fetch.
 
-Article pages of one source are requested at most `CONCURRENT_REQUESTS_PER_DOMAIN` at a
-time, the rest wait in the spider; a 429/503 (here or on the source's own document) halts
-the source: nothing more is requested from it in this pass, and it is backed off for at
-least its `Retry-After`. A source's own document (the first listing page, the sitemap) is
-its health: its failure is the source's failure. An article page that fails is logged and
-skipped, and tried again once `FailedPages` lets it (it is still not stored).
+The spiders live as long as the process: each pass hands them its first requests
+(`first_requests`), and the pass (`newswatch.crawler.fetch.passes.CrawlPass`) travels in the
+requests' meta. Politeness per host is Scrapy's download slots (`CONCURRENT_REQUESTS_PER_DOMAIN`,
+`DOWNLOAD_DELAY`, AutoThrottle) with a scheduler that serves the least busy host first. A
+429/503 (here or on the source's own document) halts the source: nothing more is sent for it
+in this pass (its requests still waiting fail with `SourceHalted` when their turn comes), and
+it is backed off for at least its `Retry-After`. A source's own document (the first listing
+page, the sitemap) is its health: its failure is the source's failure. An article page that
+fails is logged and skipped, and tried again once `FailedPages` lets it (it is still not stored).
 """
 
 from __future__ import annotations
@@ -29,8 +33,7 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -38,7 +41,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import scrapy
-from aiohttp.abc import AbstractResolver
 from parsel import Selector
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
@@ -47,10 +49,10 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 
-from newswatch.crawler.fetch.addresses import AddressPolicy, SourceGuard
-from newswatch.crawler.parse.articles import Article, article_story, decode_html, extract_article, select
+from newswatch.crawler.fetch.passes import CrawlPass, SourceHalted, tracked
 from newswatch.crawler.health import retry_after_seconds
-from newswatch.crawler.outcomes import ROBOTS_FORBIDDEN, FetchOutcome, describe_error, describe_failure
+from newswatch.crawler.outcomes import FetchOutcome, OutcomeRecorder, RobotsForbidden, describe_error, describe_failure
+from newswatch.crawler.parse.articles import Article, article_story, decode_html, extract_article, select
 from newswatch.crawler.parse.sitemaps import SITEMAP_MAX_BYTES, parse_sitemap
 from newswatch.crawler.sources import SourceConfig
 from newswatch.crawler.story import Story
@@ -91,34 +93,42 @@ class RobotsCache:
 
 
 class CachedRobotsTxtMiddleware(RobotsTxtMiddleware):
-    """Scrapy's robots.txt middleware, reading from and filling the spider's `RobotsCache`.
-    The robots.txt request carries the page's source, so the address policy checks it as it
-    checks the page; a robots.txt that cannot be had (refused, failed) allows everything, and
-    the page's own request then meets the same checks."""
+    """Scrapy's robots.txt middleware for a long-lived crawler: the rules of a host are read
+    once per pass (`CrawlPass.robots`) and kept across passes in the crawler's `RobotsCache`
+    (`crawler.pages.robots`); concurrent requests to one host wait for one fetch. The
+    robots.txt request carries the page's source and pass, so the address policy checks it as
+    it checks the page; a robots.txt that cannot be had (refused, failed) allows everything
+    for the pass, and the page's own request then meets the same checks."""
+
+    def __init__(self, crawler: Any) -> None:
+        super().__init__(crawler)
+        self.cache: RobotsCache = crawler.pages.robots
+        self._fetching: dict[str, asyncio.Future[Any]] = {}
 
     async def robot_parser(self, request: scrapy.Request) -> Any:
-        kit: PageKit | None = getattr(self.crawler.spider, "kit", None)
-        cache = kit.robots if kit is not None else None
         netloc = urlparse_cached(request).netloc
-        if cache is not None and netloc not in self._parsers:
-            cached = cache.get(netloc)
-            if cached is not None:
-                self._parsers[netloc] = cached
-                return cached
-        if netloc not in self._parsers:
-            await self._fetch_robots(request, netloc)
-        parser = self._parsers[netloc]
-        if isinstance(parser, Deferred):
-            parser = await maybe_deferred_to_future(parser)
-        if cache is not None:
-            cache.put(netloc, parser)
-        return parser
+        crawl_pass = request.meta.get("crawl_pass")
+        seen = crawl_pass.robots if crawl_pass is not None else {}
+        if netloc not in seen:
+            parser = self.cache.get(netloc)
+            if parser is None:
+                parser = await self._fetched(request, netloc)
+                self.cache.put(netloc, parser)
+            seen[netloc] = parser
+        return seen[netloc]
 
-    async def _fetch_robots(self, request: scrapy.Request, netloc: str) -> None:
-        self._parsers[netloc] = Deferred()
+    async def _fetched(self, request: scrapy.Request, netloc: str) -> Any:
+        """The parsed robots.txt of a host (None when it cannot be had), fetched once for all
+        the requests waiting for it."""
+        fetching = self._fetching.get(netloc)
+        if fetching is not None:
+            return await asyncio.shield(fetching)
+        fetching = self._fetching[netloc] = asyncio.get_running_loop().create_future()
+        self._parsers[netloc] = Deferred()  # what Scrapy's _parse_robots and _robots_error resolve
         robots = scrapy.Request(f"{urlparse_cached(request).scheme}://{netloc}/robots.txt",
                                 priority=self.DOWNLOAD_PRIORITY, callback=NO_CALLBACK,
-                                meta={"dont_obey_robotstxt": True, "source": request.meta.get("source")})
+                                meta={"dont_obey_robotstxt": True, "source": request.meta.get("source"),
+                                      "crawl_pass": request.meta.get("crawl_pass")})
         try:
             response = await self.crawler.engine.download_async(robots)  # type: ignore[union-attr]
             await self._parse_robots(response, netloc, request)
@@ -126,6 +136,17 @@ class CachedRobotsTxtMiddleware(RobotsTxtMiddleware):
             if not isinstance(exc, IgnoreRequest):
                 log.debug("robots.txt for %s not fetched: %s", netloc, describe_error(exc))
             self._robots_error(exc, netloc)
+        finally:
+            parser = self._parsers.pop(netloc, None)
+            del self._fetching[netloc]
+            fetching.set_result(None if isinstance(parser, Deferred) else parser)
+        return fetching.result()
+
+    def process_request_2(self, rp: Any, request: scrapy.Request) -> None:
+        try:
+            super().process_request_2(rp, request)
+        except IgnoreRequest as exc:  # Scrapy's only refusal here: typed, so it is told by its class
+            raise RobotsForbidden(str(exc)) from None
 
 
 class FailedPages:
@@ -167,16 +188,20 @@ class PageExtractor:
 
 @dataclass
 class PageKit:
-    """What fetching article pages keeps from one crawl to the next."""
+    """What fetching article pages keeps from one pass to the next."""
 
     extractor: PageExtractor
     robots: RobotsCache
     failures: FailedPages
-    claimed: set[str] = field(default_factory=set)  # article URLs some running crawl is fetching
+    claimed: set[str] = field(default_factory=set)  # article URLs some running pass is fetching
 
     @classmethod
     def create(cls, robots_ttl: float) -> PageKit:
         return cls(PageExtractor(), RobotsCache(robots_ttl), FailedPages())
+
+    def release(self, crawl_pass: CrawlPass) -> None:
+        """A pass is over: its article URLs are free for other passes."""
+        self.claimed.difference_update(crawl_pass.queued)
 
     def close(self) -> None:
         self.extractor.close()
@@ -186,81 +211,40 @@ class PageKit:
 
 
 class ArticlePages:
-    """Fetching article pages for a spider that has `recorder` and `summary`: new URLs only,
-    within each source's budget, a few at a time per source."""
+    """Fetching article pages for a long-lived spider: new URLs only, within each source's
+    budget per pass. The recorder and the `PageKit` come from the crawler (`from_crawler`)."""
 
-    recorder: Any
-    summary: Any
-    kit: PageKit
-    halted: set[str]
+    recorder: OutcomeRecorder
+    pages: PageKit
 
-    def __init__(self, sources: Sequence[SourceConfig], recorder: Any, summary: Any,
-                 kit: PageKit | None = None, guards: Mapping[str, SourceGuard] | None = None,
-                 resolver: AbstractResolver | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sources = list(sources)
-        self.recorder = recorder
-        self.summary = summary
-        self.guards = dict(guards or {})
-        self.resolver = resolver  # read by the download handler
-        self.setup_pages(kit)
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+        spider = super().from_crawler(crawler, *args, **kwargs)  # type: ignore[misc]
+        spider.recorder = crawler.recorder
+        spider.pages = crawler.pages
+        return spider
 
-    def guard_for(self, source: SourceConfig) -> SourceGuard:
-        """The address guard of a source in this crawl (a config source's default: trusted)."""
-        guard = self.guards.get(source.name)
-        if guard is None:
-            guard = self.guards[source.name] = AddressPolicy().guard(source)
-        return guard
+    async def start(self) -> AsyncIterator[Any]:
+        """Nothing: each pass feeds its own first requests (`first_requests`)."""
+        return
+        yield
 
-    def setup_pages(self, kit: PageKit | None) -> None:
-        self.kit = kit or PageKit.create(0)
-        self.halted = set()
-        self._budget: dict[str, int] = {}
-        self._queued: set[str] = set()
-        self._waiting: dict[str, deque[scrapy.Request]] = {}
-        self._in_flight: Counter[str] = Counter()
-
-    def new_urls(self, source: SourceConfig, urls: Iterable[str]) -> list[str]:
+    def new_urls(self, crawl_pass: CrawlPass, source: SourceConfig, urls: Iterable[str]) -> list[str]:
         """Of `urls` (canonical), those neither stored nor already queued, within the budget."""
-        wanted = [u for u in dict.fromkeys(urls) if u and u not in self._queued and u not in self.kit.claimed
-                  and not self.kit.failures.waiting(u)]
-        known = self.recorder.store.known_urls(wanted, source.name) if wanted else set()
+        pages = self.pages
+        wanted = [u for u in dict.fromkeys(urls) if u and u not in crawl_pass.queued and u not in pages.claimed
+                  and not pages.failures.waiting(u)]
+        known = self.recorder.known_urls(wanted, source.name) if wanted else set()
         fresh = [u for u in wanted if u not in known]
-        left = self._budget.setdefault(source.name, source.max_articles)
+        left = crawl_pass.budget.setdefault(source.name, source.max_articles)
         if len(fresh) > left:
             log.info("source %s: new articles: %d, fetching %d now and the rest next time",
                      source.name, len(fresh), left)
         fresh = fresh[: max(0, left)]
-        self._budget[source.name] = left - len(fresh)
-        self._queued.update(fresh)
-        self.kit.claimed.update(fresh)
+        crawl_pass.budget[source.name] = left - len(fresh)
+        crawl_pass.queued.update(fresh)
+        pages.claimed.update(fresh)
         return fresh
-
-    def closed(self, reason: str) -> None:
-        """Scrapy calls this when the spider closes: its article URLs are free for other crawls."""
-        self.kit.claimed.difference_update(self._queued)
-
-    def release(
-        self, source: SourceConfig, requests: Iterable[scrapy.Request] = (), *, done: bool = False,
-    ) -> list[Any]:
-        """Queue article requests of a source; return those that may be sent now (one more
-        when `done` says one of its requests has finished). A halted source sends nothing
-        more; the feed stories waiting for their full text are stored as the feed gave them."""
-        waiting = self._waiting.setdefault(source.name, deque())
-        waiting.extend(requests)
-        if done:
-            self._in_flight[source.name] -= 1
-        if source.name in self.halted:
-            dropped = [r for r in waiting if r.meta.get("story") is not None]
-            waiting.clear()
-            return [FetchOutcome(source, stories=[r.meta["story"]], article=r.meta["article_url"],
-                             error="full text not fetched: the source asked to wait") for r in dropped]
-        limit = max(1, self.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"))  # type: ignore[attr-defined]
-        out = []
-        while waiting and self._in_flight[source.name] < limit:
-            out.append(waiting.popleft())
-            self._in_flight[source.name] += 1
-        return out
 
     def article_request(self, source: SourceConfig, url: str, **meta: Any) -> scrapy.Request:
         configured = self.settings.getint("DOWNLOAD_MAXSIZE")  # type: ignore[attr-defined]
@@ -270,12 +254,13 @@ class ArticlePages:
             dont_filter=True, meta={"source": source, "article_url": url, "download_maxsize": maxsize, **meta},
         )
 
+    @tracked
     async def parse_article(self, response: scrapy.http.Response) -> AsyncIterator[Any]:
         source: SourceConfig = response.meta["source"]
         url: str = response.meta["article_url"]
         selectors = source.selectors.model_dump() if source.selectors else {}
         content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1")
-        article = await self.kit.extractor.extract(response.body, response.url, content_type, selectors)
+        article = await self.pages.extractor.extract(response.body, response.url, content_type, selectors)
         feed_story: Story | None = response.meta.get("story")
         now = self.recorder.clock.now()
         if feed_story is not None:
@@ -284,13 +269,12 @@ class ArticlePages:
             story = article_story(article, source=source.name, url=url, now=now, title=response.meta.get("title", ""),
                                   published=response.meta.get("published"), modified=response.meta.get("modified"))
         if story is None or not (article.text or feed_story):
-            self.kit.failures.failed(url)
+            self.pages.failures.failed(url)
         note = f"{url}: {article.problem}" if article.problem else ""
         yield FetchOutcome(source, status=response.status, stories=[story] if story else [], article=url,
-                       bytes=len(response.body), note=note)
-        for request in self.release(source, done=True):
-            yield request
+                           bytes=len(response.body), note=note)
 
+    @tracked
     def article_failed(self, failure: Any) -> Iterable[Any]:
         if failure.check(asyncio.CancelledError):
             return
@@ -300,36 +284,42 @@ class ArticlePages:
         story: Story | None = request.meta.get("story")
         stories = [story] if story is not None else []
         response = getattr(failure.value, "response", None)
-        if response is not None and response.status in (429, 503):
-            yield from self.halt(source, response)
+        if failure.check(SourceHalted):  # the feed's story is stored as the feed gave it
+            if stories:
+                yield FetchOutcome(source, stories=stories, article=url,
+                                   error="full text not fetched: the source asked to wait")
+        elif response is not None and response.status in (429, 503):
+            yield from self.halt(request.meta["crawl_pass"], source, response)
             yield FetchOutcome(source, stories=stories, article=url, error=f"HTTP {response.status}")
         else:
-            self.kit.failures.failed(url)
+            self.pages.failures.failed(url)
             yield FetchOutcome(source, stories=stories, article=url, error=describe_page_failure(failure))
-        yield from self.release(source, done=True)
 
-    def halt(self, source: SourceConfig, response: scrapy.http.Response) -> Iterable[Any]:
+    def halt(self, crawl_pass: CrawlPass, source: SourceConfig, response: scrapy.http.Response) -> Iterable[Any]:
         """Stop fetching from a source that asked us to wait, and back it off."""
-        if source.name in self.halted:
+        if source.name in crawl_pass.halted:
             return
-        self.halted.add(source.name)
+        crawl_pass.halted.add(source.name)
         wait = retry_after_seconds(response.headers.get(b"Retry-After"), self.recorder.clock.now())
         yield FetchOutcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
-                       retry_after=wait, bytes=len(response.body))
+                           retry_after=wait, bytes=len(response.body))
 
+    @tracked
     def source_failed(self, failure: Any) -> Iterable[Any]:
         """The source's own document (listing page, sitemap) could not be fetched."""
+        if failure.check(SourceHalted):
+            return
         source: SourceConfig = failure.request.meta["source"]
         response = getattr(failure.value, "response", None)
         if response is not None and response.status in (429, 503):
-            yield from self.halt(source, response)
+            yield from self.halt(failure.request.meta["crawl_pass"], source, response)
             return
         if not failure.request.meta.get("primary"):
             yield FetchOutcome(source, article=failure.request.url, error=describe_page_failure(failure))
             return
         if response is not None:
             yield FetchOutcome(source, status=response.status, error=f"HTTP {response.status} from {response.url}",
-                           bytes=len(response.body))
+                               bytes=len(response.body))
             return
         yield FetchOutcome(source, error=describe_page_failure(failure))
 
@@ -343,9 +333,6 @@ def describe_page_failure(failure: Any) -> str:
     response = getattr(failure.value, "response", None)
     if response is not None:
         return f"HTTP {response.status}"
-    text = str(failure.value).strip()
-    if "robots.txt" in text:
-        return ROBOTS_FORBIDDEN
     return describe_failure(failure)
 
 
@@ -358,15 +345,14 @@ class SiteSpider(ArticlePages, scrapy.Spider):
 
     name = "sites"
 
-    async def start(self) -> AsyncIterator[Any]:
-        for source in self.sources:
-            for i, url in enumerate(source.urls):
-                yield scrapy.Request(
-                    url, callback=self.parse_listing, errback=self.source_failed, dont_filter=True,
-                    headers={"Accept": PAGE_ACCEPT},
-                    meta={"source": source, "page": 1, "primary": i == 0, "download_maxsize": ARTICLE_MAX_BYTES},
-                )
+    def first_requests(self, source: SourceConfig) -> list[scrapy.Request]:
+        return [scrapy.Request(
+            url, callback=self.parse_listing, errback=self.source_failed, dont_filter=True,
+            headers={"Accept": PAGE_ACCEPT},
+            meta={"source": source, "page": 1, "primary": i == 0, "download_maxsize": ARTICLE_MAX_BYTES},
+        ) for i, url in enumerate(source.urls)]
 
+    @tracked
     def parse_listing(self, response: scrapy.http.Response) -> Iterable[Any]:
         source: SourceConfig = response.meta["source"]
         page: int = response.meta["page"]
@@ -375,11 +361,11 @@ class SiteSpider(ArticlePages, scrapy.Spider):
         base = _base_url(selector, response.url)
         listings = {canonical_url(u) for u in (*source.urls, response.url, response.request.url)}
         links = [u for u in listing_links(selector, base, source) if u not in listings]
-        fresh = self.new_urls(source, links)
+        fresh = self.new_urls(response.meta["crawl_pass"], source, links)
         if response.meta.get("primary"):
             yield FetchOutcome(source, status=response.status, bytes=len(response.body),
-                           note="" if links else f"no links matching {source.follow!r} on {response.url}")
-        yield from self.release(source, [self.article_request(source, url) for url in fresh])
+                               note="" if links else f"no links matching {source.follow!r} on {response.url}")
+        yield from (self.article_request(source, url) for url in fresh)
         if page < source.depth and fresh and (following := next_page(selector, base, source)):
             yield scrapy.Request(
                 following, callback=self.parse_listing, errback=self.source_failed, headers={"Accept": PAGE_ACCEPT},
@@ -455,9 +441,8 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
 
     name = "sitemaps"
 
-    async def start(self) -> AsyncIterator[Any]:
-        for source in self.sources:
-            yield self._sitemap_request(source, source.urls[0], depth=0)
+    def first_requests(self, source: SourceConfig) -> list[scrapy.Request]:
+        return [self._sitemap_request(source, source.urls[0], depth=0)]
 
     def _sitemap_request(self, source: SourceConfig, url: str, depth: int) -> scrapy.Request:
         return scrapy.Request(
@@ -466,6 +451,7 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
             meta={"source": source, "depth": depth, "primary": depth == 0, "download_maxsize": SITEMAP_MAX_BYTES},
         )
 
+    @tracked
     def parse_sitemap(self, response: scrapy.http.Response) -> Iterable[Any]:
         source: SourceConfig = response.meta["source"]
         depth: int = response.meta["depth"]
@@ -473,7 +459,7 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
         primary = response.meta.get("primary")
         if sitemap.problem and not sitemap.children and not sitemap.entries:
             yield FetchOutcome(source, status=response.status, error=sitemap.problem, bytes=len(response.body),
-                           article="" if primary else response.url)
+                               article="" if primary else response.url)
             return
         if primary:
             yield FetchOutcome(source, status=response.status, bytes=len(response.body), note=sitemap.problem)
@@ -484,5 +470,5 @@ class SitemapSpider(ArticlePages, scrapy.Spider):
         by_url = {e.url: e for e in sitemap.entries}
         requests = [self.article_request(source, url, title=by_url[url].title, published=by_url[url].published,
                                          modified=by_url[url].modified)
-                    for url in self.new_urls(source, by_url)]
-        yield from self.release(source, requests)
+                    for url in self.new_urls(response.meta["crawl_pass"], source, by_url)]
+        yield from requests

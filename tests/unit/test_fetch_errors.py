@@ -23,7 +23,8 @@ from twisted.web.client import ResponseNeverReceived
 from yarl import URL
 
 from newswatch.crawler.fetch.addresses import AddressRefused
-from newswatch.crawler.outcomes import ResponseTooLarge, describe_error, describe_failure
+from newswatch.crawler.outcomes import (RedirectLimitReached, ResponseTooLarge, RobotsForbidden, describe_error,
+                                        describe_failure)
 
 DNS_FAILED = "DNS lookup failed for {} (no such host, or no network)"
 REFUSAL = "refused: http://127.0.0.1/admin resolves to a loopback address (127.0.0.1), not allowed for source x"
@@ -69,8 +70,11 @@ CASES = [
     # redirects
     ("aiohttp redirects", _too_many_redirects(),
      "too many redirects, or a redirect loop (more than 0, last to http://loop.example/a)"),
-    ("scrapy redirects", IgnoreRequest("max redirections reached"),
+    ("scrapy redirects", RedirectLimitReached("max redirections reached"),
      "too many redirects, or a redirect loop (max redirections reached)"),
+    ("robots.txt", RobotsForbidden("Forbidden by robots.txt"), "forbidden by robots.txt"),
+    ("an ignored request's text decides nothing", IgnoreRequest("max redirections reached; robots.txt"),
+     "IgnoreRequest: max redirections reached; robots.txt"),
     # timeouts
     ("builtin timeout", TimeoutError("Getting http://x took longer than 4.0 seconds."),
      "timed out (Getting http://x took longer than 4.0 seconds.)"),
