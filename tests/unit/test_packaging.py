@@ -281,8 +281,14 @@ def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
     """Built and installed, the project adds `newswatch` only (its parts under it, the shipped
     YAML as package data), and the installed command finds the shipped config from any folder."""
     pytest.importorskip("wheel", reason="building a wheel needs the `wheel` package (pip install wheel)")
+    source = tmp_path / "source"  # a copy: setuptools builds inside the source folder
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "newswatch", "crawler", "alerts", "config"):
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        copy(ROOT / part, source / part, **({"ignore": shutil.ignore_patterns("__pycache__", "*.db*")}
+                                           if (ROOT / part).is_dir() else {}))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            str(ROOT), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+                            str(source), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     import zipfile
 
