@@ -45,7 +45,7 @@ class DecodingRules:
 
 FEED = DecodingRules(
     sniff_wide=True, strict_bom=True, mostly_utf8=True, sample=256 * 1024, cut_sample_at_tag=True,
-    legacy=("cp949", "gb18030", "big5", "cp932", "euc_jp", "cp874", "cp1251", "cp1252"),
+    legacy=("cp949", "gb18030", "big5", "cp932", "euc_jp", "cp1251", "cp1252"),
     labels_in_detection=False, fallback="iso8859-1",
 )
 PAGE = DecodingRules(

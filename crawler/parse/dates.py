@@ -12,9 +12,9 @@ Two readings, kept apart because their callers always read differently
 (`tests/unit/test_charset_and_dates.py` pins where):
 
 - `parse_date` reads the date of a page or sitemap entry: any of the forms, found anywhere in
-  the text, in the text's own offset (seconds' fractions dropped); RFC 822 names other than
-  KST and JST, and unknown ones, as email.utils reads them; before 1995 or more than a day
-  ahead is None.
+  the text, in the text's own offset (seconds' fractions dropped); a trailing zone
+  abbreviation read from the same tables as feeds, unknown ones as email.utils reads them;
+  before 1995 or more than a day ahead is None.
 - `feed_date` reads the date of a feed entry beside feedparser's reading of it: the whole
   text as RFC 822, ISO 8601 or a numeric date, with the abbreviations feedparser misreads
   and zone-less times read here, the rest as feedparser read it; in UTC, unbounded
@@ -79,7 +79,7 @@ def parse_date(text: str, language: str = "") -> datetime | None:
     text = " ".join(text.split())[:200]
     if not text:
         return None
-    moment = _rfc822(text) or _iso_anywhere(text) or _cjk(text)
+    moment = _abbreviated(text, _primary(language)) or _rfc822(text) or _iso_anywhere(text) or _cjk(text)
     if moment is None:
         return None
     if moment.tzinfo is None:
@@ -154,19 +154,27 @@ def feed_date(raw: str, parsed: Any, language: str) -> datetime | None:
 
 def _feed_local_date(raw: str, language: str) -> datetime | None:
     """A date whose zone is an abbreviation feedparser misreads, or missing; else None."""
-    abbreviation = _TRAILING_ABBREVIATION.search(raw)
-    if abbreviation:
-        name = abbreviation.group(1).upper()
-        zone = _LANGUAGE_ABBREVIATIONS.get((language, name)) or ZONE_ABBREVIATIONS.get(name)
-        raw = raw[: abbreviation.start()]
-    elif not _TRAILING_ZONE.search(raw):
-        zone = LANGUAGE_ZONES.get(language)
-    else:
-        zone = None
+    if _TRAILING_ABBREVIATION.search(raw):
+        return as_utc(_abbreviated(raw, language))
+    zone = None if _TRAILING_ZONE.search(raw) else LANGUAGE_ZONES.get(language)
     moment = _whole_date(raw) if zone is not None else None
     if moment is None:
         return None
     return as_utc(moment if moment.tzinfo else moment.replace(tzinfo=zone))
+
+
+def _abbreviated(text: str, language: str) -> datetime | None:
+    """A whole date that ends in a zone abbreviation the tables know ("… 10:00:00 KST",
+    "… 10:00 (HKT)"), in that zone; None for any other text."""
+    abbreviation = _TRAILING_ABBREVIATION.search(text)
+    if abbreviation is None:
+        return None
+    name = abbreviation.group(1).upper()
+    zone = _LANGUAGE_ABBREVIATIONS.get((language, name)) or ZONE_ABBREVIATIONS.get(name)
+    moment = _whole_date(text[: abbreviation.start()]) if zone is not None else None
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
 def _whole_date(text: str) -> datetime | None:
