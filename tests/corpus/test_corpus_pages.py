@@ -188,7 +188,14 @@ def _crawl(cases: list[Case], tmp_path: Path) -> dict[str, object]:
         store = open_storage(tmp_path / "corpus.db").stories
         crawler = Crawler(config, OutcomeRecorder(store, SystemClock(), config))
         source = SourceConfig(name="corpus", kind="site", url=server.url("/"), follow=r"/pages/\d+/", max_articles=1000)
-        summary = asyncio.run(crawler.crawl([source]))
+
+        async def crawl_once():
+            try:
+                return await crawler.crawl([source])
+            finally:
+                await crawler.close()
+
+        summary = asyncio.run(crawl_once())
         crawler.pages.close()
         assert summary.failed == 0 and summary.pages_failed == 0, summary.failures
         by_url = {s.url: s for s in summary.new}

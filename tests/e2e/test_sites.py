@@ -272,8 +272,11 @@ def test_retry_after_halts_a_source_and_failures_back_it_off(tmp_path, feeds: Fe
     down = SourceConfig(name="down", kind="site", url=feeds.url("/down/"), follow=r"/down/\d", interval=60)
 
     async def passes() -> list:
-        first = await crawler.crawl([busy, down])
-        second = await crawler.crawl([down])
+        try:
+            first = await crawler.crawl([busy, down])
+            second = await crawler.crawl([down])
+        finally:
+            await crawler.close()
         return [first, second]
 
     with caplog.at_level(logging.INFO, logger="newswatch.crawler"):
