@@ -1,4 +1,4 @@
-"""The `newswatch` command: run, crawl, check-config, explain, eval, stats, export, feedback, doctor.
+"""The `newswatch` command: run (or its roles: worker, dispatch, bot), crawl, check-config, explain, eval, stats, export, feedback, doctor.
 
 Logging is set up here once: human-readable lines on stderr (or JSON with --log-format
 json), Scrapy's and httpx's chatter kept out, and the bot token and the credentials of any URL
@@ -27,6 +27,9 @@ log = logging.getLogger("newswatch")
 EXAMPLES = """examples:
   newswatch run                               start the daemon on ./config/newswatch.yaml
   newswatch run -c /etc/newswatch/newswatch.yaml
+  newswatch worker                            the daemon's roles, each in a process of its own
+  newswatch dispatch --listen 127.0.0.1:9110  (see "Running on several machines" in README.md)
+  newswatch bot --listen 127.0.0.1:9111
   newswatch crawl                             one pass over all sources, then exit
   newswatch check-config -c my.yaml           validate and print the effective config
   newswatch explain -c my.yaml story.txt      why a story scores what it scores
@@ -116,6 +119,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = _daemon(config, args.token)
     asyncio.run(daemon.run())
     return 0
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    """One role of the daemon (worker, dispatch or bot) in this process, beside the others'
+    processes on the same database; dispatch and bot stand by while another process is active."""
+    from newswatch.crawler.leases import PostgresLeases
+    from newswatch.daemon import Daemon
+    from newswatch.leadership import (WORKER, SharedDatabaseLock, is_postgres, leadership_for,
+                                      storage_location)
+
+    config = _with_listen(_config(args, delivering=True), args.listen)
+    location = storage_location(config)
+    shared = None
+    if not is_postgres(location):
+        shared = SharedDatabaseLock(config.database_path)
+        shared.acquire()
+    leases = PostgresLeases(location) if args.command == WORKER and is_postgres(location) else None
+    try:
+        daemon = Daemon(config, token=args.token, roles=(args.command,), leadership=leadership_for(config, args.command),
+                        leases=leases, instance_lock=shared)
+    except StorageError as exc:
+        raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
+    return asyncio.run(daemon.run())
+
+
+def _with_listen(config: NewswatchConfig, listen: str | None) -> NewswatchConfig:
+    """The config with `http.listen` set to `listen` (--listen), when given."""
+    if not listen:
+        return config
+    from newswatch.alerts.service_config import HttpConfig
+
+    try:
+        http = (config.http or HttpConfig()).model_copy(update={"listen": HttpConfig(listen=listen).listen})
+    except ValueError as exc:
+        raise ConfigError([f"--listen {listen}: {exc}"]) from None
+    return config.model_copy(update={"http": http})
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
@@ -347,6 +386,23 @@ def _add_daemon_commands(sub: argparse._SubParsersAction, common: argparse.Argum
     _command(sub, common, "run", cmd_run, raw=False, help="run the daemon",
              epilog="example: newswatch run -c config/newswatch.yaml",
              description="Poll every source at its interval, match new stories and deliver alerts until stopped (SIGTERM/SIGINT).")
+    roles = {
+        "worker": ("schedule and fetch the due sources, store new stories",
+                   "Poll every source at its interval and store new stories. On SQLite one worker runs at a time\n"
+                   "(another stands by); on PostgreSQL any number share the sources."),
+        "dispatch": ("match new stories, cluster them and queue alerts",
+                     "Match the stored stories against the topics and watches and queue the alerts. One\n"
+                     "dispatcher is active at a time; another started on the same database stands by and\n"
+                     "takes over when the active one stops or dies."),
+        "bot": ("answer Telegram commands and deliver the queued alerts",
+                "Run the Telegram bot and deliver the alerts in the outbox (or print them, without a\n"
+                "token). One bot is active at a time; another stands by and takes over when it dies."),
+    }
+    for name, (help_text, description) in roles.items():
+        p = _command(sub, common, name, cmd_role, help=help_text, description=description,
+                     epilog=f"example: newswatch {name} -c config/newswatch.yaml --listen 127.0.0.1:9109")
+        p.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz and /metrics here (instead of "
+                                                             "http.listen: several processes on one machine)")
     p = _command(sub, common, "crawl", cmd_crawl, help="one pass over all sources, then exit",
                  epilog="examples:\n  newswatch crawl\n  newswatch crawl -c /etc/newswatch/newswatch.yaml > crawl.log",
                  description="Fetch every due source once, store, match, deliver, print a summary.\n"

@@ -6,6 +6,14 @@ scores them and queues alerts in the outbox -> the notify task delivers them. Ea
 wakes the next with an event, and each picks up from the database after a restart, so a
 crash at any point loses and repeats nothing. SIGTERM/SIGINT stop it cleanly.
 
+The stages are three roles, each its set of loops over the same storage: the worker (schedule
+and crawl), the dispatcher (match, cluster, queue; also the learn task) and the bot (Telegram
+commands and the notify loop). `newswatch run` runs all three in one process; `newswatch
+worker`, `dispatch` and `bot` run one each, and then each stage also looks at the database every
+`OTHERS_POLL` seconds for the work the other processes left, the worker every `SOURCES_POLL`
+seconds for sources changed from the chat. A role process that is given a `Leadership` (see
+`newswatch.leadership`) stands by until it holds its role's lock, and stops when it loses it.
+
 Scores come from the topics' rules blended with the model `newswatch train` wrote
 (`model.path`, `model.blend`), loaded at start and again on SIGHUP. With
 `model.retrain_after_votes` > 0 the learn task trains the model again in a worker thread once
@@ -34,6 +42,7 @@ from newswatch.alerts.dispatch import Dispatcher, DispatchSummary
 from newswatch.alerts.feedback import Votes
 from newswatch.alerts.deliver.format import plural
 from newswatch.heartbeat import Heartbeat
+from newswatch.leadership import BOT, DISPATCH, ROLES, WORKER, Leadership, keep, lead
 from newswatch.alerts.bot.history import History
 from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.matcher import Matcher
@@ -48,6 +57,7 @@ from newswatch.alerts.match.watches import Watches
 from newswatch.crawler.fetch.addresses import AddressPolicy
 from newswatch.crawler.clock import Clock, SystemClock
 from newswatch.crawler.fetch.engine import Crawler
+from newswatch.crawler.leases import REST_SHARE, SingleWorkerLeases, SourceLeases
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from newswatch.crawler.sources import SourceConfig
 from newswatch.crawler.store import InstanceLock, StorageError, db_time
@@ -62,6 +72,8 @@ DISPATCH_STEP = 50  # stories matched per transaction between turns of the event
 DB_RETRY = 5.0  # seconds before retrying after the database refused a write (disk full, locked)
 DB_BUSY_TIMEOUT = 0.25  # seconds a write on the event loop waits for another process's lock
 LEARN_CHECK = 5.0  # seconds between looks at the votes, when model.retrain_after_votes is set
+OTHERS_POLL = 1.0  # seconds between looks at the database for another role process's work
+SOURCES_POLL = 5.0  # seconds between a worker's looks at the sources changed from the chat
 
 
 @dataclass
@@ -76,9 +88,15 @@ class Daemon:
     def __init__(self, config: NewswatchConfig, *, token: str | None, clock: Clock | None = None,
                  console: TextIO | None = None, rng: random.Random | None = None,
                  policy: AddressPolicy | None = None, resolver: AbstractResolver | None = None,
-                 instance_lock: InstanceLock | None = None) -> None:
+                 instance_lock: InstanceLock | None = None, roles: tuple[str, ...] = ROLES,
+                 leadership: Leadership | None = None, leases: SourceLeases | None = None) -> None:
         self.config = config
         self.instance_lock = instance_lock  # held while this daemon uses the database
+        self.roles = tuple(r for r in ROLES if r in roles)
+        self.leadership = leadership  # the role's lock, taken before its loops start (role processes)
+        self.leases = leases or SingleWorkerLeases()
+        # alone in its process, a stage looks for the other stages' work in the database
+        self.others_poll = None if set(self.roles) == set(ROLES) else OTHERS_POLL
         self.token = token
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -103,7 +121,7 @@ class Daemon:
         self.link = None
         self.commands: BotCommands | None = None
         telegram_sink = None
-        if token:
+        if token and BOT in self.roles:
             from newswatch.alerts.deliver.telegram import TelegramLink, TelegramSink, build_application
 
             self.application = build_application(token, config.telegram)
@@ -156,7 +174,8 @@ class Daemon:
         return CycleReport(crawl, dispatch, delivery, crawl.failures)
 
     # -- the daemon -----------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        """Run the daemon's roles until stopped: 0, or 1 when the role's lock was lost."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set), (signal.SIGHUP, self.reload)):
@@ -164,8 +183,9 @@ class Daemon:
                 loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
                 pass
-        mode = "Telegram" if self.application else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
-        log.info("newswatch starting: %s, topics %s, database %s, alerts to %s",
+        mode = "Telegram" if self.token else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
+        roles = "" if self.others_poll is None else f" as {', '.join(self.roles)}"
+        log.info("newswatch starting%s: %s, topics %s, database %s, alerts to %s", roles,
                  plural(len(self.sources), "source"), ", ".join(self.matcher.topics), self.config.database_path, mode)
         self.heartbeat.beat()
         http = None
@@ -174,30 +194,47 @@ class Daemon:
 
             http = await start_http(self.config, self.metrics, store=self.store, outbox=self.outbox,
                                     notifier=self.notifier, scheduler=lambda: self.scheduler, sources=lambda: self.sources,
-                                    telegram=self._telegram_state, heartbeat=self.heartbeat)
-        scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
-        for source in self.sources:
-            self._schedule(source)
-        scheduler.start()
-        tasks = [
-            asyncio.create_task(self._crawl_loop(), name="crawl"),
-            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
-            asyncio.create_task(self._notify_loop(), name="notify"),
-            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
-        ]
-        if self.config.model.retrain_after_votes:
-            tasks.append(asyncio.create_task(self._learn_loop(), name="learn"))
-        if self.link is not None:  # the bot connects beside the rest, never before it
-            tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
-        self._dispatch_event.set()  # catch up on anything stored before a restart
-        self._notify_event.set()
+                                    telegram=self._telegram_state, heartbeat=self.heartbeat, roles=self.roles,
+                                    standing_by=lambda: self.standing_by)
+        heartbeat = asyncio.create_task(self.heartbeat.run(), name="heartbeat")
+        lost = False
+        self.standing_by = self.leadership is not None
+        if self.leadership is None or await lead(self.leadership, stop):
+            self.standing_by = False
+            lost = await self._work(stop)
+        log.info("newswatch stopping")
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await self._stop_bot()
+        if http:
+            await http.stop()
+        await self.crawler.close()
+        self.leases.close()
+        self.storage.close()
+        if self.leadership is not None:
+            self.leadership.release()
+        if self.instance_lock is not None:
+            self.instance_lock.release()
+        log.info("newswatch stopped")
+        return 1 if lost else 0
+
+    standing_by = False  # a role process waiting for its lock
+
+    async def _work(self, stop: asyncio.Event) -> bool:
+        """The loops of this process's roles, until `stop` or one of them ends; True when the
+        role's lock was lost."""
+        tasks = self._role_tasks()
+        keeper = None
+        if self.leadership is not None:
+            keeper = asyncio.create_task(keep(self.leadership), name="leadership")
+            tasks.append(keeper)
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not stopper and task.exception():
+            if task not in (stopper, keeper) and task.exception():
                 log.error("task %s died: %r", task.get_name(), task.exception())
-        log.info("newswatch stopping")
-        scheduler.shutdown(wait=False)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         for task in [stopper, *tasks]:
             task.cancel()
         try:
@@ -205,14 +242,42 @@ class Daemon:
         except TimeoutError:
             log.warning("some work did not stop within %.0fs; stopping anyway (nothing is lost: it resumes "
                         "from the database)", SHUTDOWN_GRACE)
-        await self._stop_bot()
-        if http:
-            await http.stop()
-        await self.crawler.close()
-        self.storage.close()
-        if self.instance_lock is not None:
-            self.instance_lock.release()
-        log.info("newswatch stopped")
+        return keeper is not None and keeper in done
+
+    def _role_tasks(self) -> list[asyncio.Task]:
+        """Start the loops of this process's roles (the scheduler too, for a worker)."""
+        tasks = []
+        if WORKER in self.roles:
+            scheduler = self.scheduler = AsyncIOScheduler(timezone="UTC")
+            for source in self.sources:
+                self._schedule(source)
+            scheduler.start()
+            tasks.append(asyncio.create_task(self._crawl_loop(), name="crawl"))
+            if BOT not in self.roles:  # sources added or disabled from the chat, by the bot's process
+                tasks.append(asyncio.create_task(self._follow_sources(), name="sources"))
+        if DISPATCH in self.roles:
+            tasks.append(asyncio.create_task(self._dispatch_loop(), name="dispatch"))
+            if self.config.model.retrain_after_votes:
+                tasks.append(asyncio.create_task(self._learn_loop(), name="learn"))
+            self._dispatch_event.set()  # catch up on anything stored before a restart
+        if BOT in self.roles:
+            tasks.append(asyncio.create_task(self._notify_loop(), name="notify"))
+            if self.link is not None:  # the bot connects beside the rest, never before it
+                tasks.append(asyncio.create_task(self.link.connect_forever(), name="telegram"))
+            self._notify_event.set()
+        return tasks
+
+    async def _follow_sources(self) -> None:
+        """Poll the sources the database says are enabled, as the bot's process changes them."""
+        while True:
+            await asyncio.sleep(SOURCES_POLL)
+            try:
+                enabled = self.runtime_sources.enabled()
+            except StorageError as exc:
+                log.warning("could not read the sources changed from the chat: %s", exc)
+                continue
+            if enabled != self.sources:
+                self._apply_sources(enabled)
 
     @staticmethod
     def _blended(rules: Matcher, config: NewswatchConfig) -> BlendedMatcher:
@@ -363,6 +428,8 @@ class Daemon:
                 names = sorted(n for n in self._due if n in by_name and n not in crawling)
                 self._due -= set(names)
                 batch = self._fetchable([by_name[n] for n in names])
+                granted = set(self.leases.claim([s.name for s in batch])) if batch else set()
+                batch = [s for s in batch if s.name in granted]  # the others are another worker's now
                 if not batch:
                     continue
                 names = [s.name for s in batch]
@@ -390,6 +457,8 @@ class Daemon:
         except Exception:
             log.exception("crawl of %s failed", plural(len(batch), "source"))
             return
+        finally:
+            self._finish_leases(batch)
         log.info("cycle: %s (%d ok, %d unchanged, %d failed), %s of %d seen%s, %.1fs",
                  plural(summary.sources, "source"), summary.ok, summary.not_modified, summary.failed,
                  plural(summary.stories_new, "new story"), summary.stories_seen, held_note(summary), summary.seconds)
@@ -397,6 +466,12 @@ class Daemon:
         self._dispatch_event.set()
         if summary.failures:
             await self._disable_failing(summary.failures)
+
+    def _finish_leases(self, batch: list[SourceConfig]) -> None:
+        try:
+            self.leases.finish({s.name: s.interval * REST_SHARE for s in batch})
+        except Exception as exc:  # the leases run out on their own
+            log.warning("could not hand back the leases of %s: %s", plural(len(batch), "source"), exc)
 
     async def _disable_failing(self, failures: dict[str, str]) -> None:
         """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins
@@ -419,7 +494,7 @@ class Daemon:
         if not disabled:
             return
         self._apply_sources(self.runtime_sources.enabled())
-        if self.application is None or not self.config.telegram.notice_chats:
+        if not self.token or not self.config.telegram.notice_chats:
             return
         for name, error in disabled:  # through the outbox, as alerts go: retried, in order, once
             text = (f"⚠️ Source {name} was disabled after {plural(limit, 'failed fetch')} in a row.\n"
@@ -429,9 +504,11 @@ class Daemon:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            await self._dispatch_event.wait()
+            await _wait(self._dispatch_event, self.others_poll)
             self._dispatch_event.clear()
             try:
+                if self.others_poll is not None:  # watches added or removed by the bot's process
+                    self.watches.follow_stored()
                 # Watches added or removed since the last step are compiled in a worker thread
                 # (the first step compiles every stored one): the loop never waits for that.
                 await self.watches.refresh()
@@ -519,8 +596,15 @@ class Daemon:
             timeout = None
             if next_due is not None:
                 timeout = max(0.05, (next_due - self.clock.now()).total_seconds())
-            try:
-                await asyncio.wait_for(self._notify_event.wait(), timeout)
-            except TimeoutError:
-                pass
+            if self.others_poll is not None:  # alerts and notices queued by the other processes
+                timeout = min(timeout, self.others_poll) if timeout is not None else self.others_poll
+            await _wait(self._notify_event, timeout)
             self._notify_event.clear()
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    """Until `event` is set, or `timeout` seconds (None: no limit) have passed."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass

@@ -6,7 +6,10 @@
                    a JSON body says which check failed and why, the outbox's backlog (pending
                    rows, the oldest one's age, stuck rows), and whether the Telegram Bot API
                    can be reached ("telegram": "unreachable since …" does not fail the check:
-                   sources are polled and alerts wait)
+                   sources are polled and alerts wait). A process running some of the roles
+                   (`newswatch worker`, `dispatch`, `bot`) checks what its roles do: the
+                   scheduler for a worker, delivery and the outbox for the bot; the body names
+                   the roles and whether the process stands by for another one's lock
     GET /metrics   the counters of `newswatch.metrics`, in the Prometheus text format
                    (OpenMetrics when the scraper asks for it)
 
@@ -37,6 +40,7 @@ from prometheus_client.exposition import choose_encoder
 from newswatch.alerts.config import ConfigError, NewswatchConfig
 from newswatch.alerts.deliver.format import plural
 from newswatch.heartbeat import Heartbeat
+from newswatch.leadership import BOT, ROLES, WORKER
 from newswatch.metrics import Metrics
 from newswatch.alerts.deliver.notifier import Notifier
 from newswatch.alerts.deliver.outbox import Outbox
@@ -210,8 +214,11 @@ class Health:
     def __init__(self, *, store: StoryStore, outbox: Outbox, notifier: Notifier,
                  scheduler: Callable[[], BaseScheduler | None], sources: Callable[[], list[SourceConfig]],
                  stuck_after: float, telegram: Callable[[], str] = lambda: "not used",
-                 heartbeat: Heartbeat | None = None) -> None:
+                 heartbeat: Heartbeat | None = None, roles: tuple[str, ...] = ROLES,
+                 standing_by: Callable[[], bool] = lambda: False) -> None:
         self.store = store
+        self.roles = roles
+        self.standing_by = standing_by
         self.heartbeat = heartbeat
         self.telegram = telegram
         self.outbox = outbox
@@ -221,11 +228,17 @@ class Health:
         self.stuck_after = stuck_after
 
     def check(self) -> tuple[bool, dict[str, Any]]:
-        checks = {"scheduler": self._scheduler(), "database": self._database(), "notifier": self._notifier(),
-                  "outbox": self._outbox()}
+        standing_by = self.standing_by()
+        checks = {"scheduler": self._scheduler()} if WORKER in self.roles and not standing_by else {}
+        checks["database"] = self._database()
+        if BOT in self.roles and not standing_by:
+            checks["notifier"], checks["outbox"] = self._notifier(), self._outbox()
         healthy = all(c["ok"] for c in checks.values())
         body: dict[str, Any] = {"status": "ok" if healthy else "unhealthy", "checks": checks,
                                 "telegram": self.telegram()}
+        if set(self.roles) != set(ROLES):
+            body["roles"] = list(self.roles)
+            body["standby"] = standing_by
         if checks["database"]["ok"]:
             body["sources"] = self._sources()
         return healthy, body
@@ -341,11 +354,13 @@ class HttpService:
 async def start_http(config: NewswatchConfig, metrics: Metrics, *, store: StoryStore, outbox: Outbox,
                      notifier: Notifier, scheduler: Callable[[], BaseScheduler | None],
                      sources: Callable[[], list[SourceConfig]], telegram: Callable[[], str],
-                     heartbeat: Heartbeat | None = None) -> HttpService:
+                     heartbeat: Heartbeat | None = None, roles: tuple[str, ...] = ROLES,
+                     standing_by: Callable[[], bool] = lambda: False) -> HttpService:
     """Start the endpoint the `http:` section asks for; a port that cannot be had is a config error."""
     assert config.http is not None
     health = Health(store=store, outbox=outbox, notifier=notifier, scheduler=scheduler, sources=sources,
-                    stuck_after=config.http.stuck_after, telegram=telegram, heartbeat=heartbeat)
+                    stuck_after=config.http.stuck_after, telegram=telegram, heartbeat=heartbeat,
+                    roles=roles, standing_by=standing_by)
     service = HttpService(config.http, metrics, health)
     try:
         await service.start()

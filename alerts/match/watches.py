@@ -302,6 +302,7 @@ class Watches:
         self._removed: set[int] = set()
         self._matcher: WatchMatcher | None = None
         self._refreshing = asyncio.Lock()
+        self._stored_ids: frozenset[int] | None = None  # the ids follow_stored() saw last
 
     def add(self, chat_id: int, text: str, now: datetime | None = None) -> tuple[Watch, Rule]:
         """Validate and store a rule; raise `RuleError` when it is bad or there are too many."""
@@ -337,6 +338,17 @@ class Watches:
 
     def count(self) -> int:
         return self.rows.watch_count()
+
+    def follow_stored(self) -> bool:
+        """Take the watches another process added or removed (the bot runs apart from the
+        dispatcher): when the stored ones are not the ones last seen, every watch is read again
+        at the next refresh. True when they changed."""
+        stored = frozenset(w.id for w in self.all())
+        seen, self._stored_ids = self._stored_ids, stored
+        if seen is None or seen == stored:
+            return False
+        self._shards = None
+        return True
 
     @property
     def stale(self) -> bool:

@@ -49,12 +49,15 @@ def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = N
 
 
 class DaemonProcess:
-    """`newswatch run` in a subprocess, as a user starts it; its output kept in files."""
+    """`newswatch run` (or a role: `command` worker, dispatch, bot) in a subprocess, as a user
+    starts it; its output kept in files named after `name`."""
 
     def __init__(self, config: Path, *, token: str | None, log_dir: Path, module: str = "newswatch.cli",
                  extra_args: tuple[str, ...] = (), open_files: int | None = None,
-                 wrapper: tuple[str, ...] = ()) -> None:
+                 wrapper: tuple[str, ...] = (), command: str = "run", name: str = "daemon") -> None:
         self.config = config
+        self.command = command
+        self.name = name
         self.token = token
         self.log_dir = log_dir
         self.module = module  # another entry point that builds the same Daemon (see launch_daemon.py)
@@ -69,8 +72,8 @@ class DaemonProcess:
         if self.token:
             env["NEWSWATCH_TELEGRAM_TOKEN"] = self.token
         self.runs += 1
-        self.stdout = open(self.log_dir / f"daemon-{self.runs}.out", "w")
-        self.stderr = open(self.log_dir / f"daemon-{self.runs}.err", "w")
+        self.stdout = open(self.log_dir / f"{self.name}-{self.runs}.out", "w")
+        self.stderr = open(self.log_dir / f"{self.name}-{self.runs}.err", "w")
         limit = self.open_files
 
         def lower_limit() -> None:
@@ -78,7 +81,7 @@ class DaemonProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
         self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", self.module, "run", "-c", str(self.config), "--log-level", "DEBUG",
+            [*self.wrapper, sys.executable, "-m", self.module, self.command, "-c", str(self.config), "--log-level", "DEBUG",
              *self.extra_args],
             cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, preexec_fn=lower_limit,
         )
@@ -94,7 +97,7 @@ class DaemonProcess:
         return code
 
     def output(self) -> str:
-        return "".join((self.log_dir / f"daemon-{i}.{ext}").read_text() for i in range(1, self.runs + 1) for ext in ("out", "err"))
+        return "".join((self.log_dir / f"{self.name}-{i}.{ext}").read_text() for i in range(1, self.runs + 1) for ext in ("out", "err"))
 
 
 @pytest.fixture

@@ -1,0 +1,133 @@
+"""End to end: the daemon's roles in processes of their own on one SQLite database.
+
+`newswatch worker`, `dispatch` and `bot` as three processes deliver the seed alert exactly
+once. With two dispatchers (or two bots) one is active and the other stands by; after a
+`kill -9` of the active one, the standby takes over within `TAKE_OVER` seconds, and every
+alert still arrives exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.test_clusters import HANOI
+from tests.e2e.test_skeleton import CHAT, G20, SEED
+
+# The standby tries the lock every 2 s (newswatch.leadership.RETRY); the rest is starting its loops.
+TAKE_OVER = 10.0
+
+
+def _texts(bot_api, needle: str) -> list[dict]:
+    return [m for m in bot_api.messages_for(CHAT) if needle in (m.get("text") or "")]
+
+
+def _roles(tmp_path, feeds, bot_api, daemon_factory, *commands: str) -> dict[str, list]:
+    """The role processes (`commands`, in order) on one config polling /wire.xml every second."""
+    config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
+                          api_url=f"{bot_api.url}/bot")
+    started: dict[str, list] = {}
+    for command in commands:
+        mine = started.setdefault(command, [])
+        mine.append(daemon_factory(config, command=command, name=f"{command}{len(mine) + 1}").start())
+        time.sleep(0.5)  # the first of a role takes its lock first
+    return started
+
+
+def _subscribe(bot_api) -> None:
+    bot_api.user_message(CHAT, "/start")
+    wait_until(lambda: _texts(bot_api, "Subscribed"), what="the /start reply")
+
+
+def _active(processes: list, role: str):
+    """The process of `processes` that says it is the active `role` now."""
+    def find():
+        active = [p for p in processes if p.proc.poll() is None and re.search(rf"{role}: (active|.*active now)", p.output())]
+        return active[0] if len(active) == 1 else None
+    return wait_until(find, what=f"one active {role}")
+
+
+def _clean(*processes) -> None:
+    for process in processes:
+        output = process.output()
+        assert not re.search(r"Traceback|Conflict", output), output[-3000:]
+
+
+def test_three_role_processes_deliver_the_alert_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    feeds.set_feed("/wire.xml", [G20])
+    roles = _roles(tmp_path, feeds, bot_api, daemon_factory, "worker", "dispatch", "bot")
+    _subscribe(bot_api)
+    wait_until(lambda: len(feeds.hits_for("/wire.xml")) >= 2, what="two polls of the feed")
+    feeds.set_feed("/wire.xml", [SEED, G20])
+    alerts = wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the seed alert")
+    assert "#summit" in alerts[0]["text"] and "#sanctions" in alerts[0]["text"]
+    polls = len(feeds.hits_for("/wire.xml"))
+    wait_until(lambda: len(feeds.hits_for("/wire.xml")) >= polls + 3, what="more polls")
+    time.sleep(2)  # more than one look of the dispatcher and the bot at the database
+    processes = [p for group in roles.values() for p in group]
+    for process in processes:
+        assert process.stop() == 0
+    assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
+    assert not _texts(bot_api, "G20 leaders")
+    _clean(*processes)
+
+
+def test_a_second_run_or_worker_is_kept_off_the_database(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    feeds.set_feed("/wire.xml", [G20])
+    roles = _roles(tmp_path, feeds, bot_api, daemon_factory, "worker", "worker")
+    first, second = roles["worker"]
+    wait_until(lambda: "worker: active" in first.output(), what="the first worker active")
+    wait_until(lambda: "standing by" in second.output(), what="the second worker standing by")
+    run = daemon_factory(first.config, name="run").start()
+    assert run.proc.wait(30) == 2
+    run.stop()
+    assert "is already running on this database" in run.output()
+    for process in (first, second):
+        assert process.stop() == 0
+
+
+def _take_over(bot_api, feeds, processes: list, role: str) -> float:
+    """Kill -9 the active process of `role`; the seconds until the standby says it is active."""
+    active = _active(processes, role)
+    standby = next(p for p in processes if p is not active)
+    assert "standing by" in standby.output()
+    killed = time.monotonic()
+    active.stop(signal.SIGKILL)
+    wait_until(lambda: "active now" in standby.output(), timeout=TAKE_OVER, what=f"the standby {role} active")
+    return time.monotonic() - killed
+
+
+def _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, role: str) -> None:
+    feeds.set_feed("/wire.xml", [G20])
+    commands = ["worker", "dispatch", "bot"]
+    commands.insert(commands.index(role) + 1, role)
+    roles = _roles(tmp_path, feeds, bot_api, daemon_factory, *commands)
+    _subscribe(bot_api)
+    feeds.set_feed("/wire.xml", [SEED, G20])
+    wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
+
+    seconds = _take_over(bot_api, feeds, roles[role], role)
+    print(f"{role}: the standby was active {seconds:.1f}s after the kill")
+    feeds.set_feed("/wire.xml", [HANOI, SEED, G20])
+    wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the take-over")
+    bot_api.user_message(CHAT, "/topics")  # the bot (the new one, for role bot) answers commands
+    polls = len(feeds.hits_for("/wire.xml"))
+    wait_until(lambda: len(feeds.hits_for("/wire.xml")) >= polls + 3, what="more polls")
+    time.sleep(2)
+    survivors = [p for group in roles.values() for p in group if p.proc.poll() is None]
+    for process in survivors:
+        assert process.stop() == 0
+    assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
+    assert len(_texts(bot_api, HANOI.title)) == 1
+    assert len(_texts(bot_api, "Subscribed")) == 1  # the /start update was answered once
+    _clean(*survivors)
+
+
+def test_standby_dispatcher_takes_over_after_kill_9(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, "dispatch")
+
+
+def test_standby_bot_takes_over_after_kill_9(tmp_path, feeds, bot_api, daemon_factory) -> None:
+    _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, "bot")
