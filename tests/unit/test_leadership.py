@@ -1,0 +1,222 @@
+"""The role locks (newswatch.leadership) on both backends, and the workers' source leases
+(newswatch.crawler.leases) on PostgreSQL. The PostgreSQL tests need a server: $NEWSWATCH_TEST_POSTGRES
+(default postgresql://postgres@127.0.0.1:5432/test); they skip when none answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import pytest
+
+from newswatch.crawler.leases import SingleWorkerLeases
+from newswatch.crawler.store import DatabaseFileError
+from newswatch.leadership import (FileLeadership, PostgresLeadership, SharedDatabaseLock, advisory_key, keep, lead,
+                                  leadership_for)
+
+POSTGRES_URL = os.environ.get("NEWSWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres() -> str:
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'psycopg[binary]')")
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_URL}: {exc}")
+    return POSTGRES_URL
+
+
+# -- SQLite: a lock file per role -------------------------------------------------------------
+def test_file_lock_has_one_holder_until_it_is_released(tmp_path) -> None:
+    first, second = FileLeadership(tmp_path / "n.db", "dispatch"), FileLeadership(tmp_path / "n.db", "dispatch")
+    assert first.try_acquire() and first.held()
+    assert first.path == tmp_path / "n.db.dispatch.lock"
+    assert first.holder() == str(os.getpid())
+    assert not second.try_acquire() and not second.held()
+    assert FileLeadership(tmp_path / "n.db", "bot").try_acquire()  # another role, another lock
+    first.release()
+    assert second.try_acquire()
+
+
+def test_lock_file_is_released_when_its_process_dies(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from newswatch.leadership import FileLeadership as F; "
+            "lock = F(sys.argv[1], 'bot'); assert lock.try_acquire(); print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "n.db")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        mine = FileLeadership(tmp_path / "n.db", "bot")
+        assert not mine.try_acquire()
+        child.kill()
+        child.wait(10)
+        assert mine.try_acquire()
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_standby_becomes_active_when_the_lock_is_let_go(tmp_path, caplog) -> None:
+    active, standby = FileLeadership(tmp_path / "n.db", "dispatch"), FileLeadership(tmp_path / "n.db", "dispatch")
+    assert active.try_acquire()
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, active.release)
+        started = time.monotonic()
+        assert await lead(standby, stop, retry=0.1)
+        return time.monotonic() - started
+
+    caplog.set_level("INFO", "newswatch.leadership")
+    assert asyncio.run(scenario()) < 2
+    assert "standing by" in caplog.text and "active now" in caplog.text
+
+
+def test_standby_stops_waiting_when_told_to(tmp_path) -> None:
+    holder = FileLeadership(tmp_path / "n.db", "bot")
+    assert holder.try_acquire()
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.2, stop.set)
+        return await lead(FileLeadership(tmp_path / "n.db", "bot"), stop, retry=0.05)
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_role_processes_and_run_exclude_each_other(tmp_path) -> None:
+    from newswatch.crawler.store import InstanceLock
+
+    shared, other = SharedDatabaseLock(tmp_path / "n.db"), SharedDatabaseLock(tmp_path / "n.db")
+    shared.acquire()
+    other.acquire()  # role processes side by side
+    with pytest.raises(DatabaseFileError, match="already running"):
+        InstanceLock(tmp_path / "n.db").acquire()
+    shared.release()
+    other.release()
+    run = InstanceLock(tmp_path / "n.db")
+    run.acquire()
+    with pytest.raises(DatabaseFileError, match="newswatch run"):
+        SharedDatabaseLock(tmp_path / "n.db").acquire()
+    run.release()
+
+
+def test_leadership_follows_the_storage(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(storage=SimpleNamespace(path="n.db"), database_path=tmp_path / "n.db")
+    for role in ("worker", "dispatch", "bot"):
+        lock = leadership_for(config, role)
+        assert isinstance(lock, FileLeadership) and lock.path == tmp_path / f"n.db.{role}.lock"
+    config = SimpleNamespace(storage=SimpleNamespace(url="postgresql://db.example/newswatch"), database_path=None)
+    assert leadership_for(config, "worker") is None  # workers share the sources by leases
+    lock = leadership_for(config, "dispatch")
+    assert isinstance(lock, PostgresLeadership) and lock.key == advisory_key("dispatch")
+    assert SingleWorkerLeases().claim(["a", "b"]) == ["a", "b"]
+
+
+def test_advisory_keys_are_stable_and_differ_per_role() -> None:
+    assert advisory_key("dispatch") == advisory_key("dispatch") != advisory_key("bot")
+    assert -(2**63) <= advisory_key("bot") < 2**63
+
+
+# -- PostgreSQL: an advisory lock on a connection of its own ----------------------------------
+def test_postgres_second_connection_waits_until_the_first_closes() -> None:
+    url = _postgres()
+    role = f"test-{uuid.uuid4().hex}"
+    first, second = PostgresLeadership(url, role), PostgresLeadership(url, role)
+    try:
+        assert first.try_acquire() and first.held()
+        assert not second.try_acquire()
+        assert not second.try_acquire()  # trying again changes nothing while the first holds it
+        first.conn.close()  # the connection ends (a dead process): the lock goes with it
+        assert not first.held()
+        assert second.try_acquire() and second.held()
+        assert not first.try_acquire()
+        second.release()
+        assert first.try_acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_postgres_lock_lost_with_its_connection_is_noticed() -> None:
+    import psycopg
+
+    url = _postgres()
+    lock = PostgresLeadership(url, f"test-{uuid.uuid4().hex}")
+    assert lock.try_acquire()
+    with psycopg.connect(url, autocommit=True) as admin:  # as a server restart or a network cut would
+        admin.execute("SELECT pg_terminate_backend(%s)", (lock.conn.info.backend_pid,))
+
+    async def watch() -> None:
+        await asyncio.wait_for(keep(lock, every=0.05), 5)
+
+    asyncio.run(watch())  # returns: the lock is lost
+    assert not lock.held()
+
+
+# -- PostgreSQL: source leases shared by workers ----------------------------------------------
+def test_postgres_leases_give_each_source_to_one_worker() -> None:
+    from newswatch.crawler.leases import PostgresLeases
+
+    url = _postgres()
+    tag = uuid.uuid4().hex
+    a, b, c = (f"{tag}-{n}" for n in "abc")
+    one, two = PostgresLeases(url, holder="one", ttl=60), PostgresLeases(url, holder="two", ttl=60)
+    try:
+        assert one.claim([a, b]) == sorted([a, b])
+        assert two.claim([a, b, c]) == [c]  # a and b are the first worker's while it crawls them
+        one.finish({a: 0.0, b: 30.0})  # a is free at once, b rests 30 s
+        assert two.claim([a, b]) == [a]
+        assert one.claim([a, b, c]) == []
+    finally:
+        with one.conn.transaction():
+            one.conn.execute("DELETE FROM source_leases WHERE source LIKE %s", (f"{tag}-%",))
+        one.close()
+        two.close()
+
+
+def test_postgres_lease_of_a_dead_worker_runs_out() -> None:
+    from newswatch.crawler.leases import PostgresLeases
+
+    url = _postgres()
+    source = f"{uuid.uuid4().hex}-wire"
+    dead, alive = PostgresLeases(url, holder="dead", ttl=0.5), PostgresLeases(url, holder="alive", ttl=60)
+    try:
+        assert dead.claim([source]) == [source]
+        dead.close()  # never finishes its crawl
+        assert alive.claim([source]) == []
+        time.sleep(0.6)
+        assert alive.claim([source]) == [source]
+    finally:
+        alive.conn.execute("DELETE FROM source_leases WHERE source = %s", (source,))
+        alive.close()
+
+
+def test_postgres_claims_skip_rows_another_worker_is_claiming() -> None:
+    import psycopg
+
+    from newswatch.crawler.leases import PostgresLeases
+
+    url = _postgres()
+    tag = uuid.uuid4().hex
+    a, b = f"{tag}-a", f"{tag}-b"
+    leases = PostgresLeases(url, holder="one", ttl=60)
+    try:
+        leases.claim([a, b])
+        leases.finish({a: 0.0, b: 0.0})
+        with psycopg.connect(url) as other, other.transaction():  # another worker, mid-claim on a
+            other.execute("SELECT source FROM source_leases WHERE source = %s FOR UPDATE", (a,))
+            started = time.monotonic()
+            assert leases.claim([a, b]) == [b]  # skipped, not waited for
+            assert time.monotonic() - started < 2
+    finally:
+        leases.conn.execute("DELETE FROM source_leases WHERE source LIKE %s", (f"{tag}-%",))
+        leases.close()
