@@ -8,6 +8,7 @@ import asyncio
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +221,23 @@ def test_postgres_claims_skip_rows_another_worker_is_claiming() -> None:
     finally:
         leases.conn.execute("DELETE FROM source_leases WHERE source LIKE %s", (f"{tag}-%",))
         leases.close()
+
+
+def test_listen_option_overrides_the_http_section(tmp_path) -> None:
+    from newswatch.alerts.config import ConfigError, load_config
+    from newswatch.cli import _with_listen
+
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "newswatch.yaml").read_text("utf-8"))
+    path = tmp_path / "newswatch.yaml"
+    topics = {"topics": shipped["topics"]}
+    path.write_text(yaml.safe_dump({**topics, "http": {"listen": "127.0.0.1:9108", "stuck_after": "5m"}}))
+    config = load_config(str(path))
+    assert _with_listen(config, None) is config
+    moved = _with_listen(config, "127.0.0.1:9110")
+    assert moved.http.listen == "127.0.0.1:9110" and moved.http.stuck_after == config.http.stuck_after
+    path.write_text(yaml.safe_dump(topics))
+    assert _with_listen(load_config(str(path)), "127.0.0.1:9111").http.listen == "127.0.0.1:9111"
+    with pytest.raises(ConfigError, match="--listen"):
+        _with_listen(config, "no port here")

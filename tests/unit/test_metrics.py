@@ -272,3 +272,21 @@ def test_health_fails_on_refused_writes_a_stale_heartbeat_and_stuck_alerts(tmp_p
     assert body["checks"]["outbox"]["stuck"] == 1 and "1 chat with an alert overdue" in body["checks"]["outbox"]["problem"]
     s.sink.available = False  # the Bot API cannot be reached: the alert waits for it, it is not stuck
     assert health.check()[0]
+
+
+def test_health_of_a_role_process_checks_what_its_role_does(tmp_path) -> None:
+    s = Setup(tmp_path)
+    standing_by = [True]
+    dispatcher = Health(store=s.store, outbox=s.outbox, notifier=s.notifier, scheduler=lambda: None,
+                        sources=lambda: [WIRE], stuck_after=60, roles=("dispatch",), standing_by=lambda: standing_by[0])
+    healthy, body = dispatcher.check()
+    assert healthy and list(body["checks"]) == ["database"]  # no scheduler: workers have it
+    assert body["roles"] == ["dispatch"] and body["standby"] is True
+    bot = Health(store=s.store, outbox=s.outbox, notifier=s.notifier, scheduler=lambda: None,
+                 sources=lambda: [WIRE], stuck_after=60, roles=("bot",))
+    assert list(bot.check()[1]["checks"]) == ["database", "notifier", "outbox"]
+    worker = Health(store=s.store, outbox=s.outbox, notifier=s.notifier, scheduler=lambda: None,
+                    sources=lambda: [WIRE], stuck_after=60, roles=("worker",))
+    healthy, body = worker.check()
+    assert not healthy and "has not started" in body["checks"]["scheduler"]["problem"]
+    assert "outbox" not in body["checks"]
