@@ -95,6 +95,7 @@ class Daemon:
         self.roles = tuple(r for r in ROLES if r in roles)
         self.leadership = leadership  # the role's lock, taken before its loops start (role processes)
         self.leases = leases or SingleWorkerLeases()
+        self.standing_by = False  # waiting for the role's lock
         # alone in its process, a stage looks for the other stages' work in the database
         self.others_poll = None if set(self.roles) == set(ROLES) else OTHERS_POLL
         self.token = token
@@ -217,8 +218,6 @@ class Daemon:
             self.instance_lock.release()
         log.info("newswatch stopped")
         return 1 if lost else 0
-
-    standing_by = False  # a role process waiting for its lock
 
     async def _work(self, stop: asyncio.Event) -> bool:
         """The loops of this process's roles, until `stop` or one of them ends; True when the
