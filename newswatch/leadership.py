@@ -21,6 +21,7 @@ seconds, and logs when the process becomes active.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -57,6 +58,18 @@ class Leadership(Protocol):
         """Where the lock lives, for the log."""
 
 
+def _flocked(path: Path, mode: int) -> TextIO | None:
+    """`path` opened and locked with `flock(mode)` without waiting; None when another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(file, mode | fcntl.LOCK_NB)
+    except OSError:
+        file.close()
+        return None
+    return file
+
+
 class FileLeadership:
     """The role's lock as an exclusive `flock` on `<database>.<role>.lock` (SQLite, one machine)."""
 
@@ -68,12 +81,8 @@ class FileLeadership:
     def try_acquire(self) -> bool:
         if self.file is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            file.close()
+        file = _flocked(self.path, fcntl.LOCK_EX)
+        if file is None:
             return False
         file.seek(0)
         file.truncate()
@@ -153,20 +162,17 @@ class PostgresLeadership:
         return True
 
     def release(self) -> None:
+        import psycopg
+
         if self.conn is not None and self.holding:
-            try:
+            with contextlib.suppress(psycopg.Error):  # the lock ends with the connection anyway
                 self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            except Exception:  # the lock ends with the connection anyway
-                pass
         self._drop()
 
     def _drop(self) -> None:
         self.holding = False
         if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
+            self.conn.close()  # closing a broken connection raises nothing
             self.conn = None
 
     def describe(self) -> str:
@@ -203,18 +209,12 @@ class SharedDatabaseLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise `DatabaseFileError` when `newswatch run` has the database."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            file.seek(0)
-            holder = file.read().strip()
-            file.close()
+        self.file = _flocked(self.path, fcntl.LOCK_SH)
+        if self.file is None:
+            holder = self.path.read_text("utf-8").strip()  # `newswatch run` writes its pid there
             who = f"pid {holder}" if holder.isdigit() else f"see {self.path}"
             raise DatabaseFileError(f"{self.database}: newswatch run ({who}) is using this database; stop it "
-                                    "before starting role processes on it") from None
-        self.file = file
+                                    "before starting role processes on it")
 
     def release(self) -> None:
         if self.file is not None:

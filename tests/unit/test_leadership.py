@@ -11,11 +11,18 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from newswatch.crawler.leases import SingleWorkerLeases
 from newswatch.crawler.store import DatabaseFileError
-from newswatch.leadership import (FileLeadership, PostgresLeadership, SharedDatabaseLock, advisory_key, keep, lead,
-                                  leadership_for)
+
+from newswatch.leadership import (
+    FileLeadership,
+    PostgresLeadership,
+    SharedDatabaseLock,
+    advisory_key,
+    keep,
+    lead,
+    leadership_for,
+)
 
 POSTGRES_URL = os.environ.get("NEWSWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -213,7 +220,6 @@ def test_postgres_lease_of_a_dead_worker_runs_out() -> None:
 
 def test_postgres_claims_skip_rows_another_worker_is_claiming() -> None:
     import psycopg
-
     from newswatch.crawler.leases import PostgresLeases
 
     url = _postgres()
@@ -234,10 +240,10 @@ def test_postgres_claims_skip_rows_another_worker_is_claiming() -> None:
 
 
 def test_listen_option_overrides_the_http_section(tmp_path) -> None:
-    from newswatch.alerts.config import ConfigError, load_config
-    from newswatch.cli import _with_listen
-
     import yaml
+    from newswatch.alerts.config import ConfigError, load_config
+
+    from newswatch.cli import _with_listen
 
     shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "newswatch.yaml").read_text("utf-8"))
     path = tmp_path / "newswatch.yaml"
