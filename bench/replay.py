@@ -72,7 +72,7 @@ def replay(rows: list[dict[str, Any]], topics: dict, *, blend: float, every: int
             learned.append({"title": title, "text": text, **{t: row[t] for t in names if row.get(t) in (0, 1)}})
             votes += 1
         if votes - trained_at >= every:
-            model, _ = fit(learned, rules, blend=blend, folds=0)
+            model, _ = fit(learned, rules, blend=blend)
             matcher = BlendedMatcher(rules, model if model.topics else None, blend)
             trained_at, retrained = votes, retrained + 1
     return outcomes, votes, retrained

@@ -336,10 +336,12 @@ def format_training(report: dict, blend: float, *, stories: int, votes: int) -> 
 
     lines = [f"{plural(stories, 'labelled story')} ({votes:,} from votes); "
              f"F1 over 5 folds, blended at model.blend = {blend:g}", "",
-             f"{'topic':<16}{'positives':>10}{'negatives':>10}{'rules':>8}{'blended':>9}{'model':>8}"]
+             f"{'topic':<16}{'positives':>10}{'negatives':>10}{'rules':>8}{'blended':>9}{'model':>8}  scores"]
     for topic, fit in report.items():
         lines.append(f"{topic:<16}{fit.positives:>10}{fit.negatives:>10}{f1(fit.rules_f1):>8}"
-                     f"{f1(fit.blended_f1):>9}{f1(fit.model_f1):>8}")
+                     f"{f1(fit.blended_f1):>9}{f1(fit.model_f1):>8}  {'blended' if fit.used else 'rules alone'}")
+    lines += ["", "A topic is blended only where blending beat the rules alone on the folds; the others keep",
+              "their rule scores."]
     return "\n".join(lines)
 
 

@@ -109,9 +109,15 @@ class TopicFit:
     blended_f1: float | None = None
     model_f1: float | None = None  # blend 1: the model alone
 
+    @property
+    def used(self) -> bool:
+        """Whether the model takes part in this topic's scores: only when blending beat the
+        rules alone on the folds (a model that cannot show a gain leaves the rules as they are)."""
+        return self.rules_f1 is not None and self.blended_f1 is not None and self.blended_f1 > self.rules_f1
+
     def as_dict(self) -> dict[str, Any]:
         return {"positives": self.positives, "negatives": self.negatives, "rules_f1": self.rules_f1,
-                "blended_f1": self.blended_f1, "model_f1": self.model_f1}
+                "blended_f1": self.blended_f1, "model_f1": self.model_f1, "used": self.used}
 
 
 @dataclass(frozen=True)
@@ -215,9 +221,11 @@ def _regression(seed: int) -> LogisticRegression:
 
 def fit(rows: Sequence[Mapping[str, Any]], matcher: Matcher, *, blend: float, folds: int = FOLDS,
         seed: int = 0, meta: Mapping[str, Any] | None = None) -> tuple[StoryModel, dict[str, TopicFit]]:
-    """Train one regression per topic that has both positive and negative labels in `rows`
-    (`title`, `text`, a 0/1 field per topic, `unsure` rows skipped), and measure on `folds`
-    stratified folds the F1 of the rules alone, blended at `blend`, and of the model alone."""
+    """Measure on `folds` stratified folds, per topic with both positive and negative labels in
+    `rows` (`title`, `text`, a 0/1 field per topic, `unsure` rows skipped), the F1 of the rules
+    alone, blended at `blend`, and of the model alone; and train the topic's regression on all
+    its labels when blending beat the rules (`TopicFit.used`). The other topics keep their
+    rule scores."""
     hashed = _vectorizer().transform([story_text(r.get("title") or "", r.get("text") or "") for r in rows])
     rule_scores = [matcher.score(r.get("title") or "", r.get("text") or "") for r in rows]
     weights: dict[str, tuple[np.ndarray, float]] = {}
@@ -231,9 +239,10 @@ def fit(rows: Sequence[Mapping[str, Any]], matcher: Matcher, *, blend: float, fo
             continue
         rules = [rule_scores[i][t_index] for i in index]
         features = sparse.hstack([hashed[index], sparse.csr_matrix([rule_columns(r) for r in rules])]).tocsr()
-        fitted = _regression(seed).fit(features, gold)
-        weights[topic] = (fitted.coef_[0].astype(np.float64), float(fitted.intercept_[0]))
         report[topic] = _cross_validate(features, gold, rules, blend, folds, seed)
+        if report[topic].used:
+            fitted = _regression(seed).fit(features, gold)
+            weights[topic] = (fitted.coef_[0].astype(np.float64), float(fitted.intercept_[0]))
     model_meta = {**(meta or {}), "labels": {t: {"positives": f.positives, "negatives": f.negatives}
                                              for t, f in report.items()},
                   "cv": {t: f.as_dict() for t, f in report.items()}, "blend": blend, "folds": folds}

@@ -46,19 +46,23 @@ BORDERLINE_OUT = ("Back at the table", "Factory union resumes talks on wages and
 
 
 def labelled_rows() -> list[dict]:
+    """Stories each rule passes exactly at its threshold, half of them wrongly: the words around
+    the term tell them apart, which the rules cannot and the model can learn."""
     rows = []
     for i in range(12):
-        rows.append({"id": f"p{i}", "title": f"Round {i} of talks", "text": PEACE, "talks": 1, "launch": 0})
-        rows.append({"id": f"w{i}", "title": f"Round {i} of talks", "text": WAGES, "talks": 0, "launch": 0})
-        rows.append({"id": f"m{i}", "title": f"Missile test {i}", "text": "A missile flew.", "talks": 0, "launch": 1})
+        rows.append({"id": f"p{i}", "title": f"Round {i}", "text": PEACE, "talks": 1, "launch": 0})
+        rows.append({"id": f"w{i}", "title": f"Round {i}", "text": WAGES, "talks": 0, "launch": 0})
+        rows.append({"id": f"m{i}", "title": f"Test {i}", "text": "A missile flew over the sea.", "talks": 0, "launch": 1})
+        rows.append({"id": f"d{i}", "title": f"Budget {i}", "text": "Parliament debates the missile defence budget.",
+                     "talks": 0, "launch": 0})
     return rows
 
 
 @pytest.fixture(scope="module")
 def trained() -> StoryModel:
     model, report = fit(labelled_rows(), Matcher(TOPICS), blend=0.5, meta={"created": "2026-03-02T12:00:00+00:00"})
-    assert report["talks"].positives == 12 and report["talks"].negatives == 24
-    assert report["talks"].rules_f1 is not None and report["talks"].blended_f1 is not None
+    assert report["talks"].positives == 12 and report["talks"].negatives == 36
+    assert all(fit.used and fit.blended_f1 > fit.rules_f1 for fit in report.values()), report
     return model
 
 
@@ -68,7 +72,7 @@ def test_the_file_round_trips_without_pickle(trained: StoryModel, tmp_path: Path
     with np.load(path, allow_pickle=False) as npz:  # no object arrays anywhere
         meta = json.loads(str(npz["meta"][()]))
     assert meta["hashing"] == HASHING and meta["topics"] == ["talks", "launch"]
-    assert meta["labels"]["talks"] == {"positives": 12, "negatives": 24}
+    assert meta["labels"]["talks"] == {"positives": 12, "negatives": 36}
     assert set(meta["cv"]["talks"]) >= {"rules_f1", "blended_f1"} and meta["created"]
     loaded = load_model(path, TOPICS)
     assert loaded is not None and loaded.topics == trained.topics
@@ -225,3 +229,16 @@ def test_the_dispatcher_applies_the_threshold_a_chats_votes_raise(tmp_path: Path
     queued = {row[0] for row in db.alerts.conn.execute("SELECT chat_id FROM outbox WHERE story_id = 'low'")}
     assert queued == {8}  # the score 2 passes the topic, not chat 7's raised threshold
     db.close()
+
+
+def test_a_topic_whose_blend_does_not_beat_its_rules_keeps_its_rule_scores() -> None:
+    """Labels that only agree with the rules teach nothing the folds can show: that topic is
+    left out of the model (its stories score by the rules alone), the other one is learned."""
+    rows = [row for row in labelled_rows() if not row["id"].startswith("d")]  # the rules get launches right
+    model, report = fit(rows, Matcher(TOPICS), blend=0.5)
+    assert report["launch"].rules_f1 == report["launch"].blended_f1 == 1.0 and not report["launch"].used
+    assert report["talks"].used and model.topics == ["talks"]
+    blended, rules = BlendedMatcher(Matcher(TOPICS), model, 0.5), Matcher(TOPICS)
+    story = ("Budget 1", "Parliament debates the missile defence budget.")
+    assert [s for s in blended.score(*story) if s.topic == "launch"] == [s for s in rules.score(*story) if s.topic == "launch"]
+    assert model.meta["cv"]["launch"]["used"] is False and model.meta["cv"]["talks"]["used"] is True
