@@ -11,6 +11,9 @@ votes) are here too. `MIGRATIONS` is the alerts' part of the schema, applied wit
 by `newswatch.crawler.migrations` when the application opens its storage; the store itself
 never makes a table. Each write that must be whole is one transaction; the dispatcher wraps a
 batch of `record_match`/`enqueue` calls in one (`StoryStore.transaction`).
+The statements are written so that PostgreSQL reads them as SQLite does, through
+`newswatch.crawler.postgres`; there the tables are `_PG_TABLES`, with a `rowid` column where
+SQLite's is read (story_clusters, runtime_sources, votes).
 """
 
 from __future__ import annotations
@@ -135,6 +138,104 @@ CREATE INDEX IF NOT EXISTS votes_story ON votes(story_id);
 """
 
 
+_PG_TABLES = """
+CREATE TABLE IF NOT EXISTS matches (
+    story_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    score       DOUBLE PRECISION NOT NULL,
+    terms       TEXT NOT NULL,
+    matched_at  TEXT NOT NULL,
+    PRIMARY KEY (story_id, topic)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id          BIGSERIAL PRIMARY KEY,
+    chat_id     BIGINT NOT NULL,
+    story_id    TEXT NOT NULL,
+    topics      TEXT NOT NULL,
+    terms       TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    not_before  TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    sent_at     TEXT,
+    message_id  BIGINT,
+    last_error  TEXT NOT NULL DEFAULT '',
+    kind        TEXT NOT NULL DEFAULT 'alert',
+    notice_id   BIGINT,
+    UNIQUE (chat_id, story_id)
+);
+CREATE TABLE IF NOT EXISTS notices (
+    id          BIGSERIAL PRIMARY KEY,
+    text        TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    report_to   BIGINT,
+    reported    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS chats (
+    chat_id     BIGINT PRIMARY KEY,
+    active      INTEGER NOT NULL DEFAULT 1,
+    kind        TEXT NOT NULL DEFAULT 'private',
+    title       TEXT NOT NULL DEFAULT '',
+    thread_id   BIGINT,
+    timezone    TEXT NOT NULL DEFAULT 'UTC',
+    created     TEXT NOT NULL,
+    inactive_reason TEXT NOT NULL DEFAULT '',
+    muted_until TEXT,
+    quiet_from  TEXT,
+    quiet_to    TEXT,
+    digest      TEXT NOT NULL DEFAULT 'off',
+    digest_at   TEXT
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    chat_id    BIGINT NOT NULL REFERENCES chats(chat_id) ON UPDATE CASCADE ON DELETE CASCADE,
+    topic      TEXT NOT NULL,
+    threshold  DOUBLE PRECISION,
+    PRIMARY KEY (chat_id, topic)
+);
+CREATE TABLE IF NOT EXISTS watches (
+    id       BIGSERIAL PRIMARY KEY,
+    chat_id  BIGINT NOT NULL REFERENCES chats(chat_id) ON UPDATE CASCADE ON DELETE CASCADE,
+    rule     TEXT NOT NULL,
+    created  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS story_clusters (
+    rowid      BIGSERIAL UNIQUE,
+    story_id   TEXT PRIMARY KEY,
+    cluster_id TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    signature  BYTEA NOT NULL,
+    seen       TEXT NOT NULL,
+    title      BYTEA NOT NULL DEFAULT '\\x00000000'::bytea
+);
+CREATE TABLE IF NOT EXISTS cluster_keys (
+    key        BIGINT NOT NULL,
+    story      BIGINT NOT NULL,  -- story_clusters.rowid
+    PRIMARY KEY (key, story)
+);
+CREATE TABLE IF NOT EXISTS runtime_sources (
+    rowid       BIGSERIAL UNIQUE,
+    name        TEXT PRIMARY KEY,
+    url         TEXT,
+    interval    INTEGER,
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    changed_by  BIGINT,
+    changed_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS votes (
+    rowid     BIGSERIAL UNIQUE,
+    chat_id   BIGINT NOT NULL,
+    story_id  TEXT NOT NULL,
+    user_id   BIGINT NOT NULL,
+    vote      INTEGER NOT NULL CHECK (vote IN (1, -1)),
+    topics    TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    UNIQUE (chat_id, story_id, user_id)
+);
+"""
+# the tables whose SQLite rowid is read, and so a column on PostgreSQL (kept by `newswatch store copy`)
+ROWID_TABLES = ("story_clusters", "runtime_sources", "votes")
+
+
 def _baseline(conn: sqlite3.Connection) -> None:
     """The alerts' tables as this release has them, made, or brought up to date when an earlier
     release made them: its outbox held alerts only (no `kind`, `notice_id`), and its clusters
@@ -146,10 +247,10 @@ def _baseline(conn: sqlite3.Connection) -> None:
 
 
 # (version, name, SQL or function): applied in order by newswatch.crawler.migrations; never edit
-# one that a release has shipped, add the next
+# one that a release has shipped, add the next; the fourth item is the PostgreSQL step
 MIGRATIONS = [
     (1, "baseline: matches, outbox, notices, chats, subscriptions, watches, story_clusters, cluster_keys, "
-        "runtime_sources, votes", _baseline),
+        "runtime_sources, votes", _baseline, _PG_TABLES + _INDEXES),
 ]
 
 # the oldest pending row of each chat's queue (alerts, notices)
@@ -169,7 +270,9 @@ class AlertsStore:
     # -- matches and the outbox ----------------------------------------------------------------
     def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (story_id, topic) DO UPDATE SET score = excluded.score, terms = excluded.terms,"
+            " matched_at = excluded.matched_at",
             (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), db_time(at)),
         )
 
@@ -281,8 +384,10 @@ class AlertsStore:
         return cur.rowcount
 
     def move_chat_items(self, old_id: int, new_id: int) -> None:
+        """Move the chat's pending items, each unless the new chat has (or had) that story."""
         self.conn.execute(
-            "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ? AND state = 'pending'", (new_id, old_id)
+            "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND state = 'pending'"
+            " AND story_id NOT IN (SELECT story_id FROM outbox WHERE chat_id = ?)", (new_id, old_id, new_id)
         )
 
     def outbox_counts(self) -> dict[str, int]:
@@ -309,7 +414,8 @@ class AlertsStore:
     def pending_due(self, now: datetime) -> tuple[int, int]:
         """(pending rows due now, pending rows waiting for a later time)."""
         due, waiting = self.conn.execute(
-            "SELECT COALESCE(SUM(not_before <= ?), 0), COALESCE(SUM(not_before > ?), 0)"
+            "SELECT COALESCE(SUM(CASE WHEN not_before <= ? THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN not_before > ? THEN 1 ELSE 0 END), 0)"
             " FROM outbox WHERE state = 'pending'", (db_time(now),) * 2,
         ).fetchone()
         return due, waiting
@@ -542,7 +648,8 @@ class AlertsStore:
     def runtime_sources(self) -> list[dict[str, Any]]:
         """Every row (name, url, interval, enabled, changed_by, changed_at) in the order they were
         made; `url` is None for an override of a config source."""
-        return [dict(row) for row in self.conn.execute("SELECT * FROM runtime_sources ORDER BY rowid")]
+        return [dict(row) for row in self.conn.execute(
+            "SELECT name, url, interval, enabled, changed_by, changed_at FROM runtime_sources ORDER BY rowid")]
 
     def add_runtime_source(self, name: str, url: str, interval: int, *, by: int, at: datetime) -> None:
         self.conn.execute(
@@ -582,7 +689,8 @@ class AlertsStore:
     def vote_counts(self, chat_id: int, story_id: str) -> tuple[int, int]:
         """(👍, 👎) on one story in one chat."""
         up, down = self.conn.execute(
-            "SELECT COALESCE(SUM(vote = 1), 0), COALESCE(SUM(vote = -1), 0) FROM votes"
+            "SELECT COALESCE(SUM(CASE WHEN vote = 1 THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN vote = -1 THEN 1 ELSE 0 END), 0) FROM votes"
             " WHERE chat_id = ? AND story_id = ?", (chat_id, story_id)).fetchone()
         return up, down
 
@@ -608,19 +716,24 @@ class AlertsStore:
         where, args = ("WHERE v.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
         rows = self.conn.execute(
             "SELECT v.chat_id, SUM(v.vote), o.topics FROM votes v JOIN outbox o"
-            f" ON o.chat_id = v.chat_id AND o.story_id = v.story_id {where} GROUP BY v.chat_id, v.story_id", args)
+            f" ON o.chat_id = v.chat_id AND o.story_id = v.story_id {where} GROUP BY v.chat_id, v.story_id, o.topics",
+            args)
         return [(chat, total, [(topic, score) for topic, score in json.loads(topics)]) for chat, total, topics in rows]
 
     def recent_down(self, chat_id: int, limit: int) -> list[str]:
         """Titles of the stories most recently marked 👎 in the chat (newest first)."""
         rows = self.conn.execute(
             "SELECT s.title, MAX(v.at) AS last FROM votes v JOIN stories s ON s.id = v.story_id"
-            " WHERE v.chat_id = ? AND v.vote = -1 GROUP BY v.story_id ORDER BY last DESC LIMIT ?",
+            " WHERE v.chat_id = ? AND v.vote = -1 GROUP BY v.story_id, s.title ORDER BY last DESC LIMIT ?",
             (chat_id, limit)).fetchall()
         return [row[0] for row in rows]
 
     def move_votes(self, old_id: int, new_id: int) -> None:
-        self.conn.execute("UPDATE OR IGNORE votes SET chat_id = ? WHERE chat_id = ?", (new_id, old_id))
+        """Move the chat's votes, each unless its voter voted on that story in the new chat too."""
+        self.conn.execute(
+            "UPDATE votes SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS (SELECT 1 FROM votes w"
+            " WHERE w.chat_id = ? AND w.story_id = votes.story_id AND w.user_id = votes.user_id)",
+            (new_id, old_id, new_id))
 
     def voted_stories(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         """Each vote on a story still stored (of one chat, or of all), oldest first, with the

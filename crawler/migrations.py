@@ -16,6 +16,9 @@ empty one. Later changes are later migrations. `migrate()` applies each missing 
 its own transaction, together with the row that records it; a database that records a part or
 a version this code does not know was written by a newer release and is refused
 (`SchemaTooNew`), never used. Nothing is written when nothing is missing.
+
+On PostgreSQL (`newswatch.crawler.postgres`) the same list is applied and recorded in the
+same table: each migration carries its PostgreSQL step beside SQLite's (`Migration.postgres`).
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from newswatch.crawler.store import DatabaseFileError, run_script, transaction
+from newswatch.crawler.store import POSTGRESQL, DatabaseFileError, dialect, run_script, table_exists, transaction
 
 
 class Migration(NamedTuple):
     version: int
     name: str
     step: str | Callable[[sqlite3.Connection], None]  # SQL statements, or a function that runs them
+    postgres: str | Callable[[sqlite3.Connection], None] | None = None  # the same on PostgreSQL
 
 
 # part ("crawler", "alerts") -> its migrations in order, as Migration or (version, name, step)
-Parts = Mapping[str, Sequence[tuple[int, str, str | Callable[[sqlite3.Connection], None]]]]
+Parts = Mapping[str, Sequence[tuple]]
 
 _RECORD = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -54,7 +58,7 @@ class SchemaTooNew(DatabaseFileError):
 
 def applied(conn: sqlite3.Connection) -> dict[str, dict[int, str]]:
     """part -> {version: name} of the migrations the database records ({} before the first)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone() is None:
+    if not table_exists(conn, "schema_migrations"):
         return {}
     found: dict[str, dict[int, str]] = {}
     for part, version, name in conn.execute("SELECT part, version, name FROM schema_migrations"):
@@ -92,11 +96,14 @@ def migrate(conn: sqlite3.Connection, parts: Parts, *, where: str = "the databas
     if missing:
         conn.execute(_RECORD)
     for part, migration in missing:
+        step = migration.postgres if dialect(conn) == POSTGRESQL else migration.step
+        if step is None:
+            raise DatabaseFileError(f"{where}: {part} migration {migration.version} has no PostgreSQL step")
         with transaction(conn):
-            if callable(migration.step):
-                migration.step(conn)
+            if callable(step):
+                step(conn)
             else:
-                run_script(conn, migration.step)
+                run_script(conn, step)
             conn.execute("INSERT INTO schema_migrations (part, version, name, applied_at) VALUES (?,?,?,?)",
                          (part, migration.version, migration.name, (now or datetime.now(UTC)).isoformat()))
     return missing

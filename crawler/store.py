@@ -19,6 +19,10 @@ Search candidates come from an FTS5 table with the trigram tokenizer (`stories_f
 SQLite library has it, or from LIKE; the index follows the stories table through a cursor kept
 in `meta` (`FTS_CURSOR_KEY`), caught up by the next search, so fetching never waits on it.
 All methods run on the daemon's event-loop thread; each write is one short transaction.
+
+The same statements run on PostgreSQL when `storage.url` names one
+(`newswatch.crawler.postgres`, which translates them): there the schema is each migration's
+PostgreSQL DDL, and search reads the stories with ILIKE on `pg_trgm` indexes instead of FTS5.
 """
 
 from __future__ import annotations
@@ -46,8 +50,17 @@ MAX_TITLE_CHARS = 1_000  # a headline is a line; a feed can put a whole page in 
 FTS_CURSOR_KEY = "search_index_cursor"  # meta: the last story seq in the search index
 INDEX_BATCH = 2000
 
-StorageError = sqlite3.Error  # the database failed: locked, full, read-only, damaged
-StorageUnavailable = sqlite3.OperationalError  # locked, full, read-only: the same write may work later
+try:
+    import psycopg
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+    _DRIVER_UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+except ImportError:  # the `postgres` extra is not installed: SQLite only
+    _DRIVER_ERRORS = _DRIVER_UNAVAILABLE = ()
+
+# what the other modules catch (`except StorageError:`), never the drivers' names
+StorageError = (sqlite3.Error, *_DRIVER_ERRORS)  # the database failed: locked, full, read-only, damaged
+StorageUnavailable = (sqlite3.OperationalError, *_DRIVER_UNAVAILABLE)  # locked, full, unreachable: may work later
+POSTGRESQL = "postgresql"
 
 # -- schema -------------------------------------------------------------------------------------
 _TABLES = """
@@ -104,6 +117,57 @@ def _baseline(conn: sqlite3.Connection) -> None:
     run_script(conn, _INDEXES)
 
 
+_PG_TABLES = """
+CREATE TABLE IF NOT EXISTS stories (
+    seq        BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    source     TEXT NOT NULL,
+    guid       TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    published  TEXT NOT NULL,
+    fetched    TEXT NOT NULL,
+    language   TEXT NOT NULL DEFAULT '',
+    author     TEXT NOT NULL DEFAULT '',
+    held       TEXT NOT NULL DEFAULT '',
+    from_page  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fetch_state (
+    source         TEXT PRIMARY KEY,
+    etag           TEXT,
+    last_modified  TEXT,
+    last_attempt   TEXT,
+    last_success   TEXT,
+    last_status    INTEGER,
+    last_error     TEXT NOT NULL DEFAULT '',
+    failures       INTEGER NOT NULL DEFAULT 0,
+    not_before     TEXT,
+    stories_total  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+_PG_SEARCH_INDEXES = ("stories_title_trgm", "stories_text_trgm")
+
+
+def _pg_search_index(conn) -> None:
+    """PostgreSQL's search index: `pg_trgm` GIN indexes of titles and texts, which serve the
+    ILIKE of each searched word (without the extension, /search reads the stories unindexed)."""
+    conn.execute("SAVEPOINT search_index")
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        for name, column in zip(_PG_SEARCH_INDEXES, ("title", "text")):
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON stories USING gin ({column} gin_trgm_ops)")
+    except StorageError as exc:
+        conn.execute("ROLLBACK TO SAVEPOINT search_index")
+        log.info("the pg_trgm extension is unavailable (%s); /search reads the stories unindexed",
+                 str(exc).strip().splitlines()[0])
+    conn.execute("RELEASE SAVEPOINT search_index")
+
+
 def _search_index(conn: sqlite3.Connection) -> None:
     """The full-text index of titles and texts, when the SQLite library has FTS5 with the trigram
     tokenizer (otherwise /search reads the stories with LIKE)."""
@@ -116,9 +180,10 @@ def _search_index(conn: sqlite3.Connection) -> None:
 
 # (version, name, SQL or function): applied in order by newswatch.crawler.migrations; never edit
 # one that a release has shipped, add the next
+# the fourth item is the migration's PostgreSQL step
 MIGRATIONS = [
-    (1, "baseline: stories, fetch_state, meta", _baseline),
-    (2, "stories_fts: the full-text search index", _search_index),
+    (1, "baseline: stories, fetch_state, meta", _baseline, _PG_TABLES + _INDEXES),
+    (2, "stories_fts: the full-text search index", _search_index, _pg_search_index),
 ]
 
 
@@ -161,8 +226,22 @@ def open_database(path: str | Path, *, busy_timeout: float = 30.0, read_only: bo
     return conn
 
 
+def dialect(conn) -> str:
+    """"sqlite" or "postgresql": which database a connection is on."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+def table_exists(conn, name: str) -> bool:
+    if dialect(conn) == POSTGRESQL:
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     """How long a statement waits for another connection's lock before failing with "locked"."""
+    if dialect(conn) == POSTGRESQL:
+        conn.set("lock_timeout", str(int(seconds * 1000)))
+        return
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
 
@@ -191,13 +270,20 @@ def check_database_file(path: Path) -> None:
 
 
 def integrity(conn: sqlite3.Connection) -> str:
-    """SQLite's quick check of the whole file: "ok", or what is damaged."""
+    """SQLite's quick check of the whole file: "ok", or what is damaged (PostgreSQL checks its own
+    pages: "ok" once it answers)."""
+    if dialect(conn) == POSTGRESQL:
+        conn.execute("SELECT 1").fetchone()
+        return "ok"
     return conn.execute("PRAGMA quick_check").fetchone()[0]
 
 
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Each statement of `script` in turn, inside the caller's transaction (`executescript` would
     commit it first)."""
+    if dialect(conn) == POSTGRESQL:
+        conn.run_script(script)
+        return
     statement = ""
     for piece in script.split(";"):
         statement += piece + ";"
@@ -382,15 +468,22 @@ class StoryStore:
 
     # -- search ----------------------------------------------------------------------------
     def has_search_index(self) -> bool:
-        """Whether the full-text index exists (the SQLite library that made the schema had FTS5)."""
+        """Whether the full-text index exists (the SQLite library that made the schema had FTS5;
+        the PostgreSQL server had `pg_trgm`)."""
+        if dialect(self.conn) == POSTGRESQL:
+            return table_exists(self.conn, _PG_SEARCH_INDEXES[0])
         return self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stories_fts'").fetchone() is not None
 
     def search_candidates(self, indexed: list[str], scanned: list[str], limit: int) -> Iterator[tuple[str, str, str]]:
         """(id, title, text) of the stories holding every word as a substring, newest published
         first: `indexed` words found through the full-text index (three characters or more),
-        `scanned` ones with LIKE."""
-        like = " AND ".join("(s.title LIKE ? ESCAPE '\\' OR s.text LIKE ? ESCAPE '\\')" for _ in scanned)
+        `scanned` ones with LIKE. On PostgreSQL every word is read with ILIKE (case-insensitive
+        substrings, as FTS5's trigram tokenizer finds them), served by the `pg_trgm` indexes."""
+        if dialect(self.conn) == POSTGRESQL:
+            indexed, scanned = [], [*indexed, *scanned]
+        operator = "ILIKE" if dialect(self.conn) == POSTGRESQL else "LIKE"
+        like = " AND ".join(f"(s.title {operator} ? ESCAPE '\\' OR s.text {operator} ? ESCAPE '\\')" for _ in scanned)
         like_args = [arg for w in scanned for arg in (_like(w), _like(w))]
         order = " ORDER BY s.published DESC, s.seq DESC LIMIT ?"
         if indexed:
@@ -460,11 +553,11 @@ class StoryStore:
                 " last_status, last_error, failures, not_before, stories_total)"
                 " VALUES (?,?,?,?,?,?,?,0,?,?)"
                 " ON CONFLICT(source) DO UPDATE SET"
-                " etag = COALESCE(excluded.etag, etag),"
-                " last_modified = COALESCE(excluded.last_modified, last_modified),"
+                " etag = COALESCE(excluded.etag, fetch_state.etag),"
+                " last_modified = COALESCE(excluded.last_modified, fetch_state.last_modified),"
                 " last_attempt = excluded.last_attempt, last_success = excluded.last_success,"
                 " last_status = excluded.last_status, last_error = excluded.last_error, failures = 0,"
-                " not_before = excluded.not_before, stories_total = stories_total + ?",
+                " not_before = excluded.not_before, stories_total = fetch_state.stories_total + ?",
                 (source, etag, last_modified, db_time(at), db_time(at), status, note, db_time(not_before), len(new), len(new)),
             )
         return new
@@ -477,7 +570,7 @@ class StoryStore:
                 " VALUES (?,?,?,?,1,?)"
                 " ON CONFLICT(source) DO UPDATE SET last_attempt = excluded.last_attempt,"
                 " last_status = excluded.last_status, last_error = excluded.last_error,"
-                " failures = failures + 1, not_before = excluded.not_before",
+                " failures = fetch_state.failures + 1, not_before = excluded.not_before",
                 (source, db_time(at), status, error[:500], db_time(not_before)),
             )
             return conn.execute("SELECT failures FROM fetch_state WHERE source = ?", (source,)).fetchone()[0]
