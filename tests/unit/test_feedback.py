@@ -41,8 +41,8 @@ def story(story_id: str, title: str, text: str = "", language: str = "en") -> St
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    db = open_storage(tmp_path / "newswatch.db")
+def db(database):
+    db = open_storage(database)
     db.stories.add_stories([
         story("s1", "Kim and Trump agree to a second summit", "North Korea's leader accepted a summit."),
         story("s2", "Summit of the Alps draws climbers", "A mountain summit, not a meeting."),

@@ -20,16 +20,19 @@ STORIES = [
 ]
 
 
-@pytest.fixture(params=["fts", "like"])
+@pytest.fixture(params=["fts", "like", "postgresql"])
 def history(request, tmp_path) -> History:
-    db = open_storage(tmp_path / "db.sqlite")
+    db = open_storage(request.getfixturevalue("postgres_url") if request.param == "postgresql"
+                      else tmp_path / "db.sqlite")
     store = db.stories
     for i, (title, text) in enumerate(STORIES):
         url = f"https://example.com/{i}"
         store.add_stories([Story(id=story_id("s", url, url), source="s", url=url, title=title, text=text,
                                  published=NOW + timedelta(minutes=i), guid=url)], NOW)
     found = History(db.stories, db.alerts)
-    if request.param == "like":
+    if request.param == "postgresql":
+        assert found.fts, "the pg_trgm indexes were made"
+    elif request.param == "like":
         found.fts = False
     elif not found.fts:
         pytest.skip("this SQLite has no FTS5 trigram tokenizer")

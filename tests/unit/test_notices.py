@@ -56,8 +56,8 @@ class Telegram:
 
 
 @pytest.fixture
-def parts(tmp_path):
-    db = open_storage(tmp_path / "newswatch.db")
+def parts(database):
+    db = open_storage(database)
     clock = ManualClock(NOW)
     outbox, subscriptions, sink = Outbox(db.alerts), Subscriptions(db.alerts), Telegram()
     notifier = Notifier(outbox, db.stories, subscriptions, clock, sink, ConsoleSink())

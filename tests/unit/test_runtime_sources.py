@@ -27,8 +27,8 @@ def test_forbidden_kinds(address: str, kind: str | None) -> None:
     assert forbidden_kind(ipaddress.ip_address(address)) == kind
 
 
-def _sources(tmp_path, allowed=()) -> RuntimeSources:
-    return RuntimeSources(open_storage(tmp_path / "db.sqlite").alerts, CONFIG, [ipaddress.ip_network(n) for n in allowed])
+def _sources(database, allowed=()) -> RuntimeSources:
+    return RuntimeSources(open_storage(database).alerts, CONFIG, [ipaddress.ip_network(n) for n in allowed])
 
 
 def _add(sources: RuntimeSources, name: str, url: str, interval=None) -> SourceConfig:
@@ -46,7 +46,7 @@ def _add(sources: RuntimeSources, name: str, url: str, interval=None) -> SourceC
     ("copy", "https://wire.example.com/feed.xml", "wire already polls that URL"),
 ])
 def test_refused_sources(tmp_path, name: str, url: str, why: str) -> None:
-    sources = _sources(tmp_path)
+    sources = _sources(tmp_path / "db.sqlite")
     with pytest.raises(SourceRefused, match=why) as caught:
         _add(sources, name, url)
     if "address" in str(caught.value):
@@ -54,8 +54,8 @@ def test_refused_sources(tmp_path, name: str, url: str, why: str) -> None:
     assert [k.config.name for k in sources.all()] == ["wire", "off"]
 
 
-def test_allowed_networks_and_persistence(tmp_path) -> None:
-    sources = _sources(tmp_path, ["127.0.0.0/8"])
+def test_allowed_networks_and_persistence(database) -> None:
+    sources = _sources(database, ["127.0.0.0/8"])
     added = _add(sources, "local", "http://127.0.0.1:8080/feed.xml", "90s")
     assert added.interval == 90
     with pytest.raises(SourceRefused, match="private"):
@@ -74,7 +74,7 @@ def test_allowed_networks_and_persistence(tmp_path) -> None:
     assert [s.name for s in again.enabled()] == ["off"]
 
 
-def test_an_override_for_a_source_gone_from_the_config_is_ignored(tmp_path) -> None:
-    sources = _sources(tmp_path)
+def test_an_override_for_a_source_gone_from_the_config_is_ignored(database) -> None:
+    sources = _sources(database)
     sources.set_enabled("wire", False, by=1, now=NOW)
     assert [k.config.name for k in RuntimeSources(sources.store, CONFIG[1:]).all()] == ["off"]

@@ -16,8 +16,8 @@ def _story(source: str, url: str, guid: str, title: str = "t") -> Story:
                  published=NOW, guid=guid)
 
 
-def test_dedup_by_url_guid_and_id(tmp_path) -> None:
-    store = open_storage(tmp_path / "db.sqlite").stories
+def test_dedup_by_url_guid_and_id(database) -> None:
+    store = open_storage(database).stories
     first = _story("a", "https://x.com/1", "g1")
     assert store.add_stories([first], NOW) == [first]
     assert store.add_stories([first], NOW) == []                                  # same story
@@ -30,8 +30,8 @@ def test_dedup_by_url_guid_and_id(tmp_path) -> None:
     assert store.known_urls(["https://x.com/2", "https://x.com/3"]) == {"https://x.com/2"}
 
 
-def test_a_url_claimed_by_one_source_does_not_keep_another_sources_story_out(tmp_path) -> None:
-    store = open_storage(tmp_path / "db.sqlite").stories
+def test_a_url_claimed_by_one_source_does_not_keep_another_sources_story_out(database) -> None:
+    store = open_storage(database).stories
     junk = _story("junk", "https://x.com/1", "j1", title="junk")
     assert store.add_stories([junk], NOW) == [junk]
     real = _story("wire", "https://x.com/1", "w1", title="real")
@@ -76,16 +76,16 @@ def test_a_database_of_an_earlier_release_keeps_urls_unique_per_source_only(tmp_
     assert "stories_url" not in indexes and indexes["stories_source_url"] == 1
 
 
-def test_story_round_trips_with_aware_dates(tmp_path) -> None:
-    store = open_storage(tmp_path / "db.sqlite").stories
+def test_story_round_trips_with_aware_dates(database) -> None:
+    store = open_storage(database).stories
     story = _story("a", "https://x.com/1", "g1", title="북한 정상회담 <b>&</b>")
     store.add_stories([story], NOW)
     back = store.get(story.id)
     assert back is not None and back.story == story and back.story.published.tzinfo is not None
 
 
-def test_fetch_state_success_then_failures(tmp_path) -> None:
-    store = open_storage(tmp_path / "db.sqlite").stories
+def test_fetch_state_success_then_failures(database) -> None:
+    store = open_storage(database).stories
     store.record_success("a", at=NOW, status=200, etag='"e1"', last_modified="Wed, 01 Jan 2026 00:00:00 GMT", stories=[])
     assert store.record_failure("a", at=NOW, status=500, error="HTTP 500", not_before=NOW + timedelta(minutes=5)) == 1
     assert store.record_failure("a", at=NOW, status=None, error="timed out", not_before=None) == 2
@@ -96,16 +96,16 @@ def test_fetch_state_success_then_failures(tmp_path) -> None:
     assert state.failures == 0 and state.etag == '"e1"' and state.last_status == 304
 
 
-def test_reopening_keeps_everything(tmp_path) -> None:
-    path = tmp_path / "db.sqlite"
+def test_reopening_keeps_everything(database) -> None:
+    path = database
     open_storage(path).stories.add_stories([_story("a", "https://x.com/1", "g1")], NOW)
     assert open_storage(path).stories.count() == 1
 
 
-def test_titles_are_capped_like_texts(tmp_path) -> None:
+def test_titles_are_capped_like_texts(database) -> None:
     from newswatch.crawler.store import MAX_TITLE_CHARS
 
-    store = open_storage(tmp_path / "db.sqlite").stories
+    store = open_storage(database).stories
     story = _story("a", "https://x.com/1", "g1", title="Summit " + "x" * 1_000_000)
     store.add_stories([story], NOW)
     back = store.get(story.id)

@@ -120,8 +120,8 @@ def test_one_matcher_scores_every_watch() -> None:
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = open_storage(tmp_path / "db.sqlite")
+def db(database):
+    db = open_storage(database)
     subs = Subscriptions(db.alerts)
     for chat in (7, 8):
         subs.start(chat, ["summit"], now=NOW)
