@@ -179,6 +179,11 @@ class NewswatchConfig(BaseModel):
         return self.resolve(self.storage.path)
 
     @property
+    def database(self) -> str | Path:
+        """Where the stores are: `storage.url` (PostgreSQL) when set, else the file at `storage.path`."""
+        return self.storage.url or self.database_path
+
+    @property
     def model_path(self) -> Path:
         """The trained model's file: `model.path`, or <database name>.model.npz beside the database."""
         if self.model.path:
@@ -471,7 +476,11 @@ def redacted(config: NewswatchConfig, token: str | None) -> str:
     the user names and passwords of source URLs."""
     data = config.model_dump(mode="json")
     data["telegram"]["token"] = "<set, hidden>" if token else "<not set: console mode>"
-    data["storage"]["resolved_path"] = str(config.database_path)
+    if config.storage.url:
+        data["storage"]["url"] = redact_url(config.storage.url)
+    else:
+        del data["storage"]["url"]
+        data["storage"]["resolved_path"] = str(config.database_path)
     for source in data["sources"]:
         url = source["url"]
         source["url"] = [redact_url(u) for u in url] if isinstance(url, list) else redact_url(url)

@@ -231,4 +231,13 @@ class CrawlerConfig(BaseModel):
 class StorageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = "newswatch.db"
+    path: str = "newswatch.db"  # the SQLite database file (the default)
+    url: str | None = None      # instead: postgresql://user@host:port/database
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user[:password]@host[:port]/database "
+                             "(an SQLite file is `path`)")
+        return v

@@ -190,13 +190,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """Write the votes given under alerts as labelled stories, as `newswatch eval` reads them."""
     from newswatch.alerts.feedback import Votes, export_labels
-    from newswatch.storage import open_storage
+    from newswatch.storage import open_storage, storage_exists
 
     config = _config(args)
-    if not config.database_path.exists():
+    if not storage_exists(config.database):
         print(f"newswatch feedback export: {config.database_path}: no database yet", file=sys.stderr)
         return 2
-    storage = open_storage(config.database_path, read_only=True)
+    storage = open_storage(config.database, read_only=True)
     try:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             count = export_labels(Votes(storage.alerts), out, chat_id=args.chat, topics=config.topics)
@@ -251,10 +251,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _read_story(source: str, config: NewswatchConfig) -> tuple[str, str]:
     """A story from a file or stdin (first line title, rest text) or from the store by URL/id."""
     if source != "-" and not Path(source).exists():
-        from newswatch.storage import open_storage
+        from newswatch.storage import open_storage, storage_exists
 
-        if config.database_path.exists():
-            storage = open_storage(config.database_path, read_only=True)
+        if storage_exists(config.database):
+            storage = open_storage(config.database, read_only=True)
             try:
                 stored = storage.stories.find(source)
             finally:
@@ -304,12 +304,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from newswatch.alerts.feedback import Votes
     from newswatch.alerts.match.evaluation import LabelFileError
     from newswatch.alerts.model_file import train, training_rows, write_model
-    from newswatch.storage import open_storage
+    from newswatch.storage import open_storage, storage_exists
 
     config = _config(args)
     votes: list[dict] = []
-    if config.database_path.exists():
-        storage = open_storage(config.database_path, read_only=True)
+    if storage_exists(config.database):
+        storage = open_storage(config.database, read_only=True)
         try:
             votes = list(Votes(storage.alerts).labels(topics=config.topics))
         finally:
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-format", default="text", choices=["text", "json"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_commands in (_add_daemon_commands, _add_topic_commands, _add_database_commands,
-                         _add_feedback_commands, _add_doctor_command, _add_train_command):
+                         _add_feedback_commands, _add_doctor_command, _add_train_command, _add_store_commands):
         add_commands(sub, common)
     return parser
 
@@ -479,6 +479,21 @@ def _add_feedback_commands(sub: argparse._SubParsersAction, common: argparse.Arg
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the labels file to write")
 
 
+def _add_store_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """store copy: the whole database, from SQLite to PostgreSQL or back."""
+    p = sub.add_parser("store", help="the database itself", description="Work with the database as a whole.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = _command(actions, common, "copy", cmd_store_copy, help="copy every table into another database",
+                 epilog="examples:\n  newswatch store copy --from data/newswatch.db --to postgresql://newswatch@db/newswatch\n"
+                        "  newswatch store copy --from postgresql://newswatch@db/newswatch --to back.db",
+                 description="Copy every table, ids included, from one database (an SQLite file or a\n"
+                             "postgresql:// URL) into another, whose schema is made first. A target that\n"
+                             "holds rows is refused unless --force, which replaces them. Stop the daemon first.")
+    p.add_argument("--from", dest="source", required=True, metavar="URL_OR_PATH", help="the database to read")
+    p.add_argument("--to", dest="target", required=True, metavar="URL_OR_PATH", help="the database to write")
+    p.add_argument("--force", action="store_true", help="replace the rows the target holds")
+
+
 def _add_doctor_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = _command(sub, common, "doctor", cmd_doctor,
                  help="check config, database, sources and bot token; say what is wrong",
@@ -487,6 +502,12 @@ def _add_doctor_command(sub: argparse._SubParsersAction, common: argparse.Argume
                              "the bot token (Telegram getMe) and the http endpoint.\n"
                              "Exits 1 when something must be fixed.")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (default 10)")
+
+
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    from newswatch.store_copy import show_copy
+
+    return show_copy(args.source, args.target, sys.stdout, force=args.force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ class Daemon:
         self.token = token
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.storage = open_storage(config.database_path)  # made, or upgraded in place, here
+        self.storage = open_storage(config.database)  # made, or upgraded in place, here
         self.store = self.storage.stories
         alerts = self.storage.alerts
         self.subscriptions = Subscriptions(alerts)

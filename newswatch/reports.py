@@ -27,7 +27,7 @@ from newswatch.alerts.runtime_sources import RuntimeSources
 from newswatch.crawler.sources import SourceConfig, parse_duration
 from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, FetchState, StoryStore
 from newswatch.crawler.urls import redact_url
-from newswatch.storage import Storage, open_storage
+from newswatch.storage import Storage, is_postgres, open_storage, storage_exists
 
 STALE_AFTER_INTERVALS = 3
 STALE_AFTER_MIN = 3600
@@ -289,10 +289,10 @@ def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
 
 
 # -- the commands --------------------------------------------------------------------------------------
-def _open_existing(path: Path) -> Storage | None:
+def _open_existing(path: Path | str) -> Storage | None:
     """The database opened read-only (upgraded first when an earlier release wrote it), or None
     when it does not exist yet (it is never created here)."""
-    if not path.exists():
+    if not storage_exists(path):
         return None
     return open_storage(path, read_only=True)
 
@@ -304,7 +304,7 @@ def _all_sources(storage: Storage, config: Any) -> list[SourceConfig]:
 
 def show_stats(config: Any, out: IO[str], *, days: int = 7, as_json: bool = False, now: datetime | None = None) -> int:
     """`newswatch stats`: 0, or 1 when there is no database yet."""
-    path = config.database_path
+    path = config.database
     storage = _open_existing(path)
     if storage is None:
         print(f"newswatch stats: no database at {path} yet; `newswatch run` or `newswatch crawl` creates it",
@@ -312,7 +312,7 @@ def show_stats(config: Any, out: IO[str], *, days: int = 7, as_json: bool = Fals
         return 1
     try:
         stats = collect_stats(storage, _all_sources(storage, config), now or datetime.now(UTC), days=days,
-                              database=str(path))
+                              database=redact_url(str(path)) if is_postgres(path) else str(path))
     finally:
         storage.close()
     if as_json:
@@ -329,7 +329,7 @@ def export(config: Any, out: IO[str], *, since: str, fmt: str, topics: Sequence[
     unknown = [t for t in topics if t not in config.topics]
     if unknown:
         raise ValueError(f"--topic: no topic named {', '.join(unknown)} (topics: {', '.join(config.topics)})")
-    storage = _open_existing(config.database_path)
+    storage = _open_existing(config.database)
     records = []
     if storage is not None:
         try:
