@@ -59,7 +59,7 @@ class Row(tuple):
 
     names: tuple[str, ...] = ()
 
-    def __new__(cls, values: Sequence[Any], names: tuple[str, ...]) -> Row:
+    def __new__(cls, values: Sequence[Any], names: tuple[str, ...]) -> Row:  # noqa: PYI034
         row = super().__new__(cls, values)
         row.names = names
         return row

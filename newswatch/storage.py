@@ -25,9 +25,22 @@ from pathlib import Path
 from newswatch.alerts import store as alerts_store
 from newswatch.alerts.store import AlertsStore
 from newswatch.crawler import store as crawler_store
-from newswatch.crawler.migrations import Migration, SchemaTooNew, migrate, pending, versions
-from newswatch.crawler.store import (DatabaseFileError, StorageError, StorageUnavailable, StoryStore, integrity,
-                                      open_database, set_busy_timeout)
+from newswatch.crawler.migrations import (
+    Migration,
+    SchemaTooNew,
+    migrate,
+    pending,
+    versions,
+)
+from newswatch.crawler.store import (
+    DatabaseFileError,
+    StorageError,
+    StorageUnavailable,
+    StoryStore,
+    integrity,
+    open_database,
+    set_busy_timeout,
+)
 
 # each part's migrations, applied in this order (the alerts' tables are read with the stories)
 PARTS = {"crawler": crawler_store.MIGRATIONS, "alerts": alerts_store.MIGRATIONS}

@@ -108,9 +108,9 @@ def _move_counter(conn, table: str, column: str, at_least: int) -> None:
     last = max(at_least, conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()[0])
     if dialect(conn) == POSTGRESQL:
         conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), ?, ?)", (max(last, 1), last > 0))
-    elif column != "rowid" and last:
-        if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (last, table)).rowcount == 0:
-            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, last))
+    elif column != "rowid" and last and not conn.execute(
+            "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (last, table)).rowcount:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, last))
 
 
 def show_copy(source: str, target: str, out: IO[str], *, force: bool = False) -> int:

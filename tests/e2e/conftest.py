@@ -37,9 +37,16 @@ def shipped_topics() -> dict:
     return yaml.safe_load((ROOT / "config" / "newswatch.yaml").read_text("utf-8"))["topics"]
 
 
-def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = None, **extra) -> Path:
-    """A config using the shipped topics, the given sources and a database in tmp_path."""
-    data: dict = {"storage": {"path": "newswatch.db"}, "sources": sources, "topics": shipped_topics()}
+def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = None,
+                 database: str | Path | None = None, **extra) -> Path:
+    """A config using the shipped topics, the given sources and a database in tmp_path (or
+    `database`: a file, or a PostgreSQL URL)."""
+    storage: dict = {"path": "newswatch.db"}
+    if database is not None and str(database).startswith("postgresql://"):
+        storage["url"] = str(database)
+    elif database is not None:
+        storage["path"] = str(database)
+    data: dict = {"storage": storage, "sources": sources, "topics": shipped_topics()}
     if api_url:
         data["telegram"] = {"api_url": api_url, "poll_timeout": 1, "admins": [1001]}
     data.update(extra)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
+from pathlib import Path
 import string
 import time
 from collections import Counter
@@ -48,7 +49,7 @@ def _stories(rng: random.Random) -> list[list[FeedItem]]:
     return feeds
 
 
-def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> None:
+def test_twenty_kills_lose_nothing(tmp_path, database, feeds, bot_api, daemon_factory) -> None:
     rng = random.Random(20261128)
     all_items = _stories(rng)
     for f, items in enumerate(all_items):
@@ -58,11 +59,11 @@ def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> 
     config = write_config(tmp_path, sources, api_url=f"{bot_api.url}/bot",
                           telegram={"api_url": f"{bot_api.url}/bot", "poll_timeout": 1,
                                     "overall_per_second": 10000, "group_per_minute": 10000},
-                          crawler={"per_host": 32, "delay": 0, "autothrottle": False})
+                          crawler={"per_host": 32, "delay": 0, "autothrottle": False}, database=database)
     matcher = Matcher(load_config(config).topics)
     expected = {item.title for items in all_items for item in items if any(s.passed for s in matcher.score(item.title, item.description))}
     assert len(expected) >= 100
-    db = open_storage(tmp_path / "newswatch.db")
+    db = open_storage(database)
     subs = Subscriptions(db.alerts)
     for chat in CHATS:
         subs.start(chat, ["summit", "sanctions", "north-korea"])
@@ -110,9 +111,12 @@ def test_twenty_kills_lose_nothing(tmp_path, feeds, bot_api, daemon_factory) -> 
     print(f"\n{KILLS} kills at sent counts {sent_at_kills}; {len(expected) * len(CHATS)} alerts expected, "
           f"all delivered; repeated: {repeats}")
     assert repeats <= KILLS * IN_FLIGHT
-    db = sqlite3.connect(tmp_path / "newswatch.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0
+    if isinstance(database, Path):
+        sqlite_db = sqlite3.connect(database)
+        assert sqlite_db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db = open_storage(database)
+    assert db.alerts.pending_count() == 0
+    db.close()
 
 
 def _title(message: dict) -> str:

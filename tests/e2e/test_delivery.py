@@ -74,8 +74,8 @@ def run(harness: Harness, coro_fn) -> None:
     asyncio.run(main())
 
 
-def test_quiet_hours_hold_alerts_until_morning(fake, tmp_path) -> None:
-    h = Harness(fake, tmp_path / "db.sqlite")
+def test_quiet_hours_hold_alerts_until_morning(fake, database) -> None:
+    h = Harness(fake, database)
     h.subs.start(7, ["summit"], now=T0)
     h.subs.set_timezone(7, "Asia/Seoul")
     h.subs.set_quiet(7, (time(23, 0), time(7, 0)))
@@ -97,8 +97,8 @@ def test_quiet_hours_hold_alerts_until_morning(fake, tmp_path) -> None:
     run(h, scenario)
 
 
-def test_daily_digest_batches_at_the_chosen_time(fake, tmp_path) -> None:
-    h = Harness(fake, tmp_path / "db.sqlite")
+def test_daily_digest_batches_at_the_chosen_time(fake, database) -> None:
+    h = Harness(fake, database)
     h.subs.start(8, ["summit"], now=T0)
     h.subs.set_timezone(8, "Asia/Seoul")
     h.subs.set_digest(8, "daily", time(8, 0))
@@ -122,8 +122,8 @@ def test_daily_digest_batches_at_the_chosen_time(fake, tmp_path) -> None:
     run(h, scenario)
 
 
-def test_muted_chat_skips_alerts_until_unmuted(fake, tmp_path) -> None:
-    h = Harness(fake, tmp_path / "db.sqlite")
+def test_muted_chat_skips_alerts_until_unmuted(fake, database) -> None:
+    h = Harness(fake, database)
     h.subs.start(9, ["summit"], now=T0)
     h.subs.set_muted_until(9, T0 + timedelta(hours=2))
 
@@ -140,9 +140,9 @@ def test_muted_chat_skips_alerts_until_unmuted(fake, tmp_path) -> None:
     run(h, scenario)
 
 
-def test_burst_survives_429_storm_and_outage_exactly_once_in_order(fake, tmp_path) -> None:
+def test_burst_survives_429_storm_and_outage_exactly_once_in_order(fake, database) -> None:
     """200 alerts to 20 chats; a 429 storm and a 60-second outage in the middle."""
-    h = Harness(fake, tmp_path / "db.sqlite")
+    h = Harness(fake, database)
     chats = list(range(100, 120))
     for chat in chats:
         h.subs.start(chat, ["summit"], now=T0)
@@ -175,10 +175,10 @@ def test_burst_survives_429_storm_and_outage_exactly_once_in_order(fake, tmp_pat
     assert len(fake.calls_to("sendMessage")) > 4000 + 150  # the storm and the outage forced retries
 
 
-def test_year_one_story_in_a_zone_behind_utc_does_not_block_the_chat(fake, tmp_path) -> None:
+def test_year_one_story_in_a_zone_behind_utc_does_not_block_the_chat(fake, database) -> None:
     """A story dated year 1 (a database of an earlier release) cannot be shown in New York time:
     it is shown without a date, and the chat's next alert follows it."""
-    h = Harness(fake, tmp_path / "db.sqlite")
+    h = Harness(fake, database)
     h.subs.start(11, ["summit"], now=T0)
     h.subs.set_timezone(11, "America/New_York")
     url = "https://news.example.com/year-one"
@@ -197,8 +197,8 @@ def test_year_one_story_in_a_zone_behind_utc_does_not_block_the_chat(fake, tmp_p
     run(h, scenario)
 
 
-def test_a_row_that_cannot_be_formatted_fails_once_and_the_queue_moves_on(fake, tmp_path, caplog) -> None:
-    h = Harness(fake, tmp_path / "db.sqlite")
+def test_a_row_that_cannot_be_formatted_fails_once_and_the_queue_moves_on(fake, database, caplog) -> None:
+    h = Harness(fake, database)
     h.subs.start(12, ["summit"], now=T0)
     bad, gone = h.story("Bad date"), h.story("Gone")
     h.store.conn.execute("UPDATE stories SET published = 'not a date' WHERE id = ?", (bad.id,))
@@ -224,8 +224,8 @@ def test_a_row_that_cannot_be_formatted_fails_once_and_the_queue_moves_on(fake, 
     assert len(failures) == 2 and "chat 12" in failures[0], failures
 
 
-def test_telegram_refusing_a_message_for_good_fails_it_and_the_queue_moves_on(fake, tmp_path) -> None:
-    h = Harness(fake, tmp_path / "db.sqlite")
+def test_telegram_refusing_a_message_for_good_fails_it_and_the_queue_moves_on(fake, database) -> None:
+    h = Harness(fake, database)
     h.subs.start(13, ["summit"], now=T0)
 
     async def scenario() -> None:

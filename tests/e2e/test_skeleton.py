@@ -46,11 +46,11 @@ def _alerts(bot_api, needle: str) -> list[dict]:
     return [m for m in bot_api.messages_for(CHAT) if needle in (m.get("text") or "")]
 
 
-def test_feed_to_telegram_alert_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
+def test_feed_to_telegram_alert_once(tmp_path, database, feeds, bot_api, daemon_factory) -> None:
     feeds.set_feed("/wire.xml", [G20])
     config = write_config(
         tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
-        api_url=f"{bot_api.url}/bot",
+        api_url=f"{bot_api.url}/bot", database=database,
     )
     daemon = daemon_factory(config).start()
 
@@ -94,11 +94,11 @@ def test_feed_to_telegram_alert_once(tmp_path, feeds, bot_api, daemon_factory) -
     assert not re.search(r"Traceback", output), output[-3000:]
 
 
-def test_stop_unsubscribes(tmp_path, feeds, bot_api, daemon_factory) -> None:
+def test_stop_unsubscribes(tmp_path, database, feeds, bot_api, daemon_factory) -> None:
     feeds.set_feed("/wire.xml", [G20])
     config = write_config(
         tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
-        api_url=f"{bot_api.url}/bot",
+        api_url=f"{bot_api.url}/bot", database=database,
     )
     daemon = daemon_factory(config).start()
     bot_api.user_message(CHAT, "/start")
