@@ -56,6 +56,23 @@ def check_config(config: NewswatchConfig) -> Finding:
     return Finding(OK, "config", message)
 
 
+def check_postgres(url: str) -> Finding:
+    """The PostgreSQL database of `storage.url`: it answers, and its schema is this release's."""
+    try:
+        storage = open_storage(url, read_only=True, upgrade=False, busy_timeout=5)
+    except (DatabaseFileError, StorageError) as exc:
+        return Finding(FAIL, "database", str(exc))
+    try:
+        counts = f"{plural(storage.stories.count(), 'story')}, {plural(storage.alerts.pending_count(), 'alert')} waiting"
+        if storage.pending:
+            counts += f", its schema is made or upgraded when newswatch next starts: {plural(len(storage.pending), 'migration')}"
+    except StorageError as exc:
+        return Finding(FAIL, "database", f"PostgreSQL cannot be read: {exc}")
+    finally:
+        storage.close()
+    return Finding(OK, "database", f"PostgreSQL: {counts}")
+
+
 def check_database(path: Path) -> Finding:
     if not path.exists():
         folder = path.parent
@@ -236,7 +253,8 @@ async def check_http(session: aiohttp.ClientSession, config: NewswatchConfig) ->
 async def run_checks(config: NewswatchConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT,
                      policy: AddressPolicy | None = None, resolver: aiohttp.abc.AbstractResolver | None = None,
                      ) -> list[Finding]:
-    findings = [check_config(config), check_database(config.database_path)]
+    findings = [check_config(config), check_postgres(config.storage.url) if config.storage.url
+                else check_database(config.database_path)]
     sources = [s for s in config.sources if s.enabled]
     headers = {"User-Agent": config.crawler.user_agent,
                "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"}
