@@ -111,3 +111,13 @@ def test_titles_are_capped_like_texts(database) -> None:
     back = store.get(story.id)
     assert back is not None and len(back.story.title) == MAX_TITLE_CHARS == 1_000
     assert back.story.title.startswith("Summit xx")
+
+
+def test_an_unreachable_postgresql_is_unavailable_naming_host_and_port() -> None:
+    import pytest
+
+    from newswatch.crawler.store import StorageUnavailable
+
+    pytest.importorskip("psycopg")
+    with pytest.raises(StorageUnavailable, match=r"PostgreSQL at 127\.0\.0\.1:1/test does not answer"):
+        open_storage("postgresql://postgres@127.0.0.1:1/test")
