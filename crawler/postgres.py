@@ -14,13 +14,15 @@ transaction of several.
 
 One connection per process. A connection that broke (the server restarted) is opened again
 by the next statement outside a transaction; while the server does not answer, every
-statement raises `psycopg.OperationalError`, which the stores name `StorageUnavailable`, with
-a message naming host:port.
+statement raises `StorageUnavailable` (`sqlite3.OperationalError`), with a message naming
+host:port: the connection raises the stores' error types, never psycopg's, so the modules that
+catch `StorageError` and `StorageUnavailable` need not know which database failed.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -113,9 +115,9 @@ class PostgresConnection:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                    cursor_factory=psycopg.ClientCursor)
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise psycopg.OperationalError(f"PostgreSQL at {self.where} does not answer: {first_line}") from None
+            raise sqlite3.OperationalError(f"PostgreSQL at {self.where} does not answer: {first_line}") from None
         conn.row_factory = _row_factory
         for name, value in self.settings.items():
             conn.execute(f"SET {name} = {value}")
@@ -137,8 +139,8 @@ class PostgresConnection:
         try:
             params = tuple(params)
             cursor = conn.execute(translate(sql, with_params=bool(params)), params or None)
-        except psycopg.OperationalError as exc:
-            raise psycopg.OperationalError(f"PostgreSQL at {self.where}: {exc}") from None
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
         rows = cursor.fetchall() if cursor.description else []
         lastrowid = rows[0][0] if rows and _INSERT_INTO.match(sql) else None
         return Result(rows, cursor.rowcount, lastrowid)
@@ -148,12 +150,20 @@ class PostgresConnection:
         if rows:
             try:
                 self._ready().cursor().executemany(translate(sql), rows)
-            except psycopg.OperationalError as exc:
-                raise psycopg.OperationalError(f"PostgreSQL at {self.where}: {exc}") from None
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
 
     def run_script(self, script: str) -> None:
         """Statements separated by `;` (no placeholders), inside the caller's transaction."""
-        self._ready().execute(script)
+        try:
+            self._ready().execute(script)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: psycopg.Error) -> sqlite3.Error:
+        """The stores' error for a driver's: unavailable (connection, locks, resources) or failed."""
+        kind = sqlite3.OperationalError if isinstance(exc, psycopg.OperationalError) else sqlite3.DatabaseError
+        return kind(f"PostgreSQL at {self.where}: {exc}")
 
     def close(self) -> None:
         if self._conn is not None:

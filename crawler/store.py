@@ -50,16 +50,9 @@ MAX_TITLE_CHARS = 1_000  # a headline is a line; a feed can put a whole page in 
 FTS_CURSOR_KEY = "search_index_cursor"  # meta: the last story seq in the search index
 INDEX_BATCH = 2000
 
-try:
-    import psycopg
-    _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
-    _DRIVER_UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError,)
-except ImportError:  # the `postgres` extra is not installed: SQLite only
-    _DRIVER_ERRORS = _DRIVER_UNAVAILABLE = ()
-
-# what the other modules catch (`except StorageError:`), never the drivers' names
-StorageError = (sqlite3.Error, *_DRIVER_ERRORS)  # the database failed: locked, full, read-only, damaged
-StorageUnavailable = (sqlite3.OperationalError, *_DRIVER_UNAVAILABLE)  # locked, full, unreachable: may work later
+# what the other modules catch, never the drivers' names (the PostgreSQL connection raises these too)
+StorageError = sqlite3.Error  # the database failed: locked, full, read-only, damaged
+StorageUnavailable = sqlite3.OperationalError  # locked, full, read-only, unreachable: the same write may work later
 POSTGRESQL = "postgresql"
 
 # -- schema -------------------------------------------------------------------------------------
