@@ -14,7 +14,7 @@ transaction of several.
 
 One connection per process. A connection that broke (the server restarted) is opened again
 by the next statement outside a transaction; while the server does not answer, every
-statement raises `StorageUnavailable` (`sqlite3.OperationalError`), with a message naming
+statement raises `StorageUnavailable`, with a message naming
 host:port: the connection raises the stores' error types, never psycopg's, so the modules that
 catch `StorageError` and `StorageUnavailable` need not know which database failed.
 """
@@ -22,11 +22,11 @@ catch `StorageError` and `StorageUnavailable` need not know which database faile
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from newswatch.crawler.store import StorageError, StorageUnavailable
 
 DIALECT = "postgresql"
 CONNECT_TIMEOUT = 10  # seconds to wait for the server to answer
@@ -117,7 +117,7 @@ class PostgresConnection:
                                    cursor_factory=psycopg.ClientCursor)
         except psycopg.Error as exc:
             first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise sqlite3.OperationalError(f"PostgreSQL at {self.where} does not answer: {first_line}") from None
+            raise StorageUnavailable(f"PostgreSQL at {self.where} does not answer: {first_line}") from None
         conn.row_factory = _row_factory
         for name, value in self.settings.items():
             conn.execute(f"SET {name} = {value}")
@@ -160,9 +160,9 @@ class PostgresConnection:
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _error(self, exc: psycopg.Error) -> sqlite3.Error:
+    def _error(self, exc: psycopg.Error) -> StorageError:
         """The stores' error for a driver's: unavailable (connection, locks, resources) or failed."""
-        kind = sqlite3.OperationalError if isinstance(exc, psycopg.OperationalError) else sqlite3.DatabaseError
+        kind = StorageUnavailable if isinstance(exc, psycopg.OperationalError) else StorageError
         return kind(f"PostgreSQL at {self.where}: {exc}")
 
     def close(self) -> None:
