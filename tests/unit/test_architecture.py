@@ -10,8 +10,9 @@ The rules:
 - `alerts.match` is pure: no delivery but its wording (`deliver.format`), no bot, no storage,
   no Telegram, no database.
 - `alerts.deliver` never reaches into the bot.
-- Only the stores (`crawler.store`, `alerts.store`) and the migration runner
-  (`crawler.migrations`) use the database driver; everything else calls a store.
+- Only the stores (`crawler.store`, `alerts.store`), the migration runner (`crawler.migrations`),
+  the PostgreSQL connection (`crawler.postgres`) and the coordination of several processes
+  (`crawler.leases`, `newswatch.leadership`) use a database driver; everything else calls a store.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"crawler": "newswatch.crawler", "alerts": "newswatch.alerts", "newswatch": "newswatch"}
 APP_EXCEPT = ("newswatch.crawler", "newswatch.alerts", "newswatch.config")
-STORES = ("newswatch.crawler.store", "newswatch.crawler.migrations", "newswatch.alerts.store")
+# the database drivers' only users: the stores, the migration runner, the PostgreSQL connection,
+# and the coordination of several processes over the database (source leases, role locks)
+STORES = ("newswatch.crawler.store", "newswatch.crawler.migrations", "newswatch.crawler.postgres",
+          "newswatch.alerts.store", "newswatch.crawler.leases", "newswatch.leadership")
+DRIVERS = ("sqlite3", "psycopg")
 IO_LIBRARIES = ("sqlite3", "aiohttp", "scrapy", "twisted", "telegram", "psycopg", "asyncpg")
 
 
@@ -92,7 +97,7 @@ def violations(name: str, imported: set[str]) -> list[str]:
                 broken.append(f"matching is not pure: imports {target}")
         if is_under(name, "newswatch.alerts.deliver") and is_under(target, "newswatch.alerts.bot"):
             broken.append(f"delivery reaches into the bot: {target}")
-        if is_under(target, "sqlite3") and name not in STORES:
+        if any(is_under(target, driver) for driver in DRIVERS) and name not in STORES:
             broken.append(f"the database is used outside the stores: {target}")
     return broken
 
@@ -116,6 +121,7 @@ def test_every_module_keeps_the_import_rules() -> None:
     ("newswatch.alerts.deliver.telegram", "newswatch.alerts.bot.feedback", "reaches into the bot"),
     ("newswatch.reports", "sqlite3", "outside the stores"),
     ("newswatch.alerts.subscriptions", "sqlite3", "outside the stores"),
+    ("newswatch.daemon", "psycopg", "outside the stores"),
 ])
 def test_the_rules_catch_what_they_forbid(name: str, target: str, rule: str) -> None:
     assert any(rule in problem for problem in violations(name, {target}))
