@@ -126,11 +126,10 @@ def cmd_role(args: argparse.Namespace) -> int:
     processes on the same database; dispatch and bot stand by while another process is active."""
     from newswatch.crawler.leases import PostgresLeases
     from newswatch.daemon import Daemon
-    from newswatch.leadership import (WORKER, SharedDatabaseLock, is_postgres, leadership_for,
-                                      storage_location)
+    from newswatch.leadership import WORKER, SharedDatabaseLock, is_postgres, leadership_for
 
     config = _with_listen(_config(args, delivering=True), args.listen)
-    location = storage_location(config)
+    location = str(config.database)
     shared = None
     if not is_postgres(location):
         shared = SharedDatabaseLock(config.database_path)

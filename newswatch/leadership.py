@@ -183,16 +183,10 @@ def is_postgres(location: str) -> bool:
     return location.startswith(POSTGRES_SCHEMES)
 
 
-def storage_location(config: NewswatchConfig) -> str:
-    """The database the config names: a PostgreSQL URL (`storage.url`) or the SQLite file."""
-    url = getattr(config.storage, "url", None)
-    return str(url) if url else str(config.database_path)
-
-
 def leadership_for(config: NewswatchConfig, role: str) -> Leadership | None:
     """The lock a `role` process takes before working; None when any number may run (workers on
     PostgreSQL share the sources by leases instead)."""
-    location = storage_location(config)
+    location = str(config.database)
     if is_postgres(location):
         return None if role == WORKER else PostgresLeadership(location, role)
     return FileLeadership(config.database_path, role)
