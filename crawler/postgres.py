@@ -37,10 +37,6 @@ _LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+(?:OR\s+IGNORE\s+)?INTO\s+(\w+)", re.IGNORECASE)
 
 
-def is_postgres_url(location: object) -> bool:
-    return str(location).startswith(("postgresql://", "postgres://"))
-
-
 def translate(sql: str, *, with_params: bool = True) -> str:
     """The SQLite-dialect statement `sql` as PostgreSQL reads it (see the module's docstring);
     a `%` is doubled only for a statement run with parameters."""
