@@ -128,11 +128,11 @@ def test_role_processes_and_run_exclude_each_other(tmp_path) -> None:
 def test_leadership_follows_the_storage(tmp_path) -> None:
     from types import SimpleNamespace
 
-    config = SimpleNamespace(storage=SimpleNamespace(path="n.db"), database_path=tmp_path / "n.db")
+    config = SimpleNamespace(database=tmp_path / "n.db", database_path=tmp_path / "n.db")
     for role in ("worker", "dispatch", "bot"):
         lock = leadership_for(config, role)
         assert isinstance(lock, FileLeadership) and lock.path == tmp_path / f"n.db.{role}.lock"
-    config = SimpleNamespace(storage=SimpleNamespace(url="postgresql://db.example/newswatch"), database_path=None)
+    config = SimpleNamespace(database="postgresql://db.example/newswatch", database_path=tmp_path / "n.db")
     assert leadership_for(config, "worker") is None  # workers share the sources by leases
     lock = leadership_for(config, "dispatch")
     assert isinstance(lock, PostgresLeadership) and lock.key == advisory_key("dispatch")
