@@ -100,25 +100,44 @@ def _config(args: argparse.Namespace, *, delivering: bool = False) -> NewswatchC
     return config
 
 
-def _daemon(config: NewswatchConfig, token: str | None):
-    """The daemon on its database, which no other newswatch may be using (`InstanceLock`, held
-    until the process ends); a database it cannot use is a `DatabaseFileError`."""
+def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = False):
+    """The daemon on its database, which no other newswatch may be using; a database it cannot
+    use is a `DatabaseFileError`. On SQLite that is the file's `InstanceLock`, held until the
+    process ends. On PostgreSQL it is the dispatcher's and the bot's advisory locks
+    (`newswatch.leadership.run_leadership`), which mean the same on every machine: with
+    `stand_by` (`newswatch run`) the daemon waits for them as a role process does, otherwise
+    (`crawl --once`) they are taken now or the command is refused."""
+    from newswatch.crawler.leases import PostgresLeases
     from newswatch.daemon import Daemon
     from newswatch.crawler.store import DatabaseFileError, InstanceLock
+    from newswatch.leadership import run_leadership
 
-    lock = InstanceLock(config.database_path)
-    lock.acquire()
+    leadership = run_leadership(config)
+    if leadership is None:
+        lock = InstanceLock(config.database_path)
+        lock.acquire()
+        try:
+            return Daemon(config, token=token, instance_lock=lock)
+        except StorageError as exc:
+            raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
+    if not stand_by and not leadership.try_acquire():
+        leadership.release()
+        raise DatabaseFileError(f"{redact_url(config.storage.url)}: another newswatch (run, dispatch or bot) is active on this "
+                                "PostgreSQL database; stop it first (two would send every alert twice)")
     try:
-        return Daemon(config, token=token, instance_lock=lock)
+        daemon = Daemon(config, token=token, leadership=leadership)
     except StorageError as exc:
-        raise DatabaseFileError(f"{config.database_path}: cannot be used: {type(exc).__name__}: {exc}") from None
+        leadership.release()
+        raise DatabaseFileError(f"{redact_url(config.storage.url)}: cannot be used: {type(exc).__name__}: {exc}") from None
+    if stand_by:  # its worker shares the sources with any `newswatch worker` on the database
+        daemon.leases = PostgresLeases(str(config.database))
+    return daemon
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args, delivering=True)
-    daemon = _daemon(config, args.token)
-    asyncio.run(daemon.run())
-    return 0
+    daemon = _daemon(config, args.token, stand_by=True)
+    return asyncio.run(daemon.run())
 
 
 def cmd_role(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ commands and the notify loop). `newswatch run` runs all three in one process; `n
 worker`, `dispatch` and `bot` run one each, and then each stage also looks at the database every
 `OTHERS_POLL` seconds for the work the other processes left, the worker every `SOURCES_POLL`
 seconds for sources changed from the chat. A role process that is given a `Leadership` (see
-`newswatch.leadership`) stands by until it holds its role's lock, and stops when it loses it.
+`newswatch.leadership`; `run` on PostgreSQL too) stands by until it holds its role's lock, and
+stops when it loses it.
 
 Scores come from the topics' rules blended with the model `newswatch train` wrote
 (`model.path`, `model.blend`), loaded at start and again on SIGHUP. With
@@ -96,8 +97,9 @@ class Daemon:
         self.leadership = leadership  # the role's lock, taken before its loops start (role processes)
         self.leases = leases or SingleWorkerLeases()
         self.standing_by = False  # waiting for the role's lock
-        # alone in its process, a stage looks for the other stages' work in the database
-        self.others_poll = None if set(self.roles) == set(ROLES) else OTHERS_POLL
+        # alone in its process, a stage looks for the other stages' work in the database; so does
+        # `run` on PostgreSQL (a leadership), where workers of other processes may store stories too
+        self.others_poll = None if set(self.roles) == set(ROLES) and leadership is None else OTHERS_POLL
         self.token = token
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -185,7 +187,7 @@ class Daemon:
             except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
                 pass
         mode = "Telegram" if self.token else "console (no NEWSWATCH_TELEGRAM_TOKEN set)"
-        roles = "" if self.others_poll is None else f" as {', '.join(self.roles)}"
+        roles = "" if set(self.roles) == set(ROLES) else f" as {', '.join(self.roles)}"
         log.info("newswatch starting%s: %s, topics %s, database %s, alerts to %s", roles,
                  plural(len(self.sources), "source"), ", ".join(self.matcher.topics), self.config.database_path, mode)
         self.heartbeat.beat()

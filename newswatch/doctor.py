@@ -63,9 +63,12 @@ def check_postgres(url: str) -> Finding:
     except (DatabaseFileError, StorageError) as exc:
         return Finding(FAIL, "database", str(exc))
     try:
+        if storage.pending and not storage.versions():  # an empty database: nothing to count yet
+            return Finding(WARN, "database", f"PostgreSQL: {storage.stories.conn.where} has no newswatch tables yet; "
+                           f"newswatch creates them when it first starts ({plural(len(storage.pending), 'migration')})")
         counts = f"{plural(storage.stories.count(), 'story')}, {plural(storage.alerts.pending_count(), 'alert')} waiting"
         if storage.pending:
-            counts += f", its schema is made or upgraded when newswatch next starts: {plural(len(storage.pending), 'migration')}"
+            counts += f", its schema is upgraded when newswatch next starts: {plural(len(storage.pending), 'migration')}"
     except StorageError as exc:
         return Finding(FAIL, "database", f"PostgreSQL cannot be read: {exc}")
     finally:

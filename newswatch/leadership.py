@@ -12,6 +12,11 @@ Both kinds of lock die with their process, a `kill -9` included:
   connection of its own, so it is released when that connection ends. `held()` asks the server
   that the connection is still there; the daemon stops when it is not.
 
+`newswatch run` on PostgreSQL takes the dispatcher's and the bot's locks together
+(`JointLeadership`, from `run_leadership`) and stands by like a role process while another
+`run`, `dispatch` or `bot` holds either: a lock file means nothing to another machine.
+The key of an advisory lock names the schema of the tables when it is not `public`.
+
 `SharedDatabaseLock` keeps role processes and `newswatch run` (which holds `<database>.lock`
 exclusively, `InstanceLock`) off one SQLite database at the same time: every role process holds
 it shared. `await lead(leadership, stop)` waits as a standby, trying again every `RETRY`
@@ -110,9 +115,12 @@ class FileLeadership:
         return str(self.path)
 
 
-def advisory_key(role: str) -> int:
-    """A stable signed 64-bit key for the role's advisory lock (the same in every process)."""
-    digest = hashlib.blake2b(f"newswatch:{role}".encode(), digest_size=8).digest()
+def advisory_key(role: str, schema: str = "public") -> int:
+    """A stable signed 64-bit key for the role's advisory lock (the same in every process).
+    Advisory locks are per database, so the schema holding the tables is part of the key when it
+    is not the default `public`: two installations in one database do not exclude each other."""
+    name = f"newswatch:{role}" if schema == "public" else f"newswatch:{role}:{schema}"
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -133,6 +141,8 @@ class PostgresLeadership:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
                                         application_name=f"newswatch {self.role}")
+            schema = self.conn.execute("SELECT current_schema()").fetchone()[0]
+            self.key = advisory_key(self.role, schema or "public")
         return self.conn
 
     def try_acquire(self) -> bool:
@@ -179,6 +189,33 @@ class PostgresLeadership:
         return f"PostgreSQL advisory lock {self.key}"
 
 
+class JointLeadership:
+    """Several roles' locks held together (`newswatch run` on PostgreSQL: the dispatcher's and the
+    bot's). All or none: a try that gets only some of them gives those back, so two processes
+    each holding a part never wait on each other forever."""
+
+    def __init__(self, parts: list[Leadership], role: str = "run") -> None:
+        self.parts = parts
+        self.role = role
+
+    def try_acquire(self) -> bool:
+        for part in self.parts:
+            if not part.try_acquire():
+                self.release()
+                return False
+        return True
+
+    def held(self) -> bool:
+        return all(part.held() for part in self.parts)
+
+    def release(self) -> None:
+        for part in self.parts:
+            part.release()
+
+    def describe(self) -> str:
+        return ", ".join(f"{part.role}: {part.describe()}" for part in self.parts)
+
+
 def is_postgres(location: str) -> bool:
     return location.startswith(POSTGRES_SCHEMES)
 
@@ -190,6 +227,16 @@ def leadership_for(config: NewswatchConfig, role: str) -> Leadership | None:
     if is_postgres(location):
         return None if role == WORKER else PostgresLeadership(location, role)
     return FileLeadership(config.database_path, role)
+
+
+def run_leadership(config: NewswatchConfig) -> Leadership | None:
+    """The locks `newswatch run` takes on PostgreSQL: the dispatcher's and the bot's, so that no
+    `run` or role process on the same database dispatches or polls Telegram beside it; None on
+    SQLite, where `run` holds the database file itself (`InstanceLock`)."""
+    location = str(config.database)
+    if not is_postgres(location):
+        return None
+    return JointLeadership([PostgresLeadership(location, DISPATCH), PostgresLeadership(location, BOT)])
 
 
 class SharedDatabaseLock:

@@ -142,3 +142,35 @@ def test_roles_over_postgresql_two_workers_and_a_dispatcher_take_over(tmp_path, 
     advisory locks: after a kill -9 of the active dispatcher every alert still arrives once."""
     _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, "dispatch", workers=2,
                                    database=postgres_url)
+
+
+def test_run_over_postgresql_holds_the_dispatch_and_bot_locks(tmp_path, feeds, bot_api, daemon_factory,
+                                                              postgres_url) -> None:
+    """`newswatch run` on PostgreSQL takes the dispatcher's and the bot's advisory locks: a second
+    `run` and a `dispatch` on the same database stand by, no alert goes out twice, and after a
+    kill -9 of the active `run` the standby `run` takes over."""
+    feeds.set_feed("/wire.xml", [G20])
+    roles = _roles(tmp_path, feeds, bot_api, daemon_factory, "run", "run", "dispatch", database=postgres_url)
+    first, second = roles["run"]
+    dispatch = roles["dispatch"][0]
+    wait_until(lambda: "run: active" in first.output(), what="the first run active")
+    for standby in (second, dispatch):
+        wait_until(lambda: "standing by" in standby.output(), what="the second run and the dispatcher standing by")
+    _subscribe(bot_api)
+    feeds.set_feed("/wire.xml", [SEED, G20])
+    wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
+    assert dispatch.stop() == 0  # a standby stops cleanly; the second run is left to take over
+
+    killed = time.monotonic()
+    first.stop(signal.SIGKILL)
+    wait_until(lambda: "active now" in second.output(), timeout=TAKE_OVER, what="the standby run active")
+    print(f"run: the standby was active {time.monotonic() - killed:.1f}s after the kill")
+    feeds.set_feed("/wire.xml", [HANOI, SEED, G20])
+    wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the take-over")
+    time.sleep(2)  # more than one look of the dispatcher at the database
+    assert second.stop() == 0
+    assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
+    assert len(_texts(bot_api, HANOI.title)) == 1
+    assert len(_texts(bot_api, "Subscribed")) == 1
+    assert not re.search(r"newswatch\.lock|is already running", first.output() + second.output())
+    _clean(second, dispatch)

@@ -128,11 +128,13 @@ def test_role_processes_and_run_exclude_each_other(tmp_path) -> None:
 def test_leadership_follows_the_storage(tmp_path) -> None:
     from types import SimpleNamespace
 
-    config = SimpleNamespace(database=tmp_path / "n.db", database_path=tmp_path / "n.db")
+    config = SimpleNamespace(storage=SimpleNamespace(path="n.db"), database_path=tmp_path / "n.db",
+                             database=tmp_path / "n.db")
     for role in ("worker", "dispatch", "bot"):
         lock = leadership_for(config, role)
         assert isinstance(lock, FileLeadership) and lock.path == tmp_path / f"n.db.{role}.lock"
-    config = SimpleNamespace(database="postgresql://db.example/newswatch", database_path=tmp_path / "n.db")
+    config = SimpleNamespace(storage=SimpleNamespace(url="postgresql://db.example/newswatch"), database_path=None,
+                             database="postgresql://db.example/newswatch")
     assert leadership_for(config, "worker") is None  # workers share the sources by leases
     lock = leadership_for(config, "dispatch")
     assert isinstance(lock, PostgresLeadership) and lock.key == advisory_key("dispatch")
@@ -257,3 +259,47 @@ def test_listen_option_overrides_the_http_section(tmp_path) -> None:
     assert _with_listen(load_config(str(path)), "127.0.0.1:9111").http.listen == "127.0.0.1:9111"
     with pytest.raises(ConfigError, match="--listen"):
         _with_listen(config, "no port here")
+
+
+def test_advisory_keys_name_the_schema_when_it_is_not_public() -> None:
+    assert advisory_key("dispatch", "public") == advisory_key("dispatch")
+    assert advisory_key("dispatch", "tenant_a") not in (advisory_key("dispatch"), advisory_key("dispatch", "tenant_b"))
+
+
+def test_postgres_locks_of_two_schemas_do_not_exclude_each_other(postgres_url) -> None:
+    other = f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3Dpublic"
+    mine, theirs = PostgresLeadership(postgres_url, "dispatch"), PostgresLeadership(other, "dispatch")
+    try:
+        assert mine.try_acquire() and theirs.try_acquire()
+        assert mine.key != theirs.key == advisory_key("dispatch")
+    finally:
+        mine.release()
+        theirs.release()
+
+
+def test_run_on_postgres_holds_both_locks_or_none(postgres_url) -> None:
+    from types import SimpleNamespace
+
+    from newswatch.leadership import JointLeadership, run_leadership
+
+    config = SimpleNamespace(database=postgres_url)
+    run, other_run = run_leadership(config), run_leadership(config)
+    bot = PostgresLeadership(postgres_url, "bot")
+    try:
+        assert isinstance(run, JointLeadership) and [p.role for p in run.parts] == ["dispatch", "bot"]
+        assert bot.try_acquire()
+        assert not run.try_acquire()  # the bot's lock is held elsewhere: the dispatcher's is given back
+        dispatch = PostgresLeadership(postgres_url, "dispatch")
+        assert dispatch.try_acquire()
+        dispatch.release()
+        bot.release()
+        assert _soon(run.try_acquire) and run.held()
+        assert not other_run.try_acquire()
+        assert not PostgresLeadership(postgres_url, "bot").try_acquire()
+        run.parts[1].conn.close()  # one of its connections ends: the whole lock is lost
+        assert not run.held()
+    finally:
+        run.release()
+        other_run.release()
+        bot.release()
+    assert run_leadership(SimpleNamespace(database="n.db")) is None  # SQLite: the file lock of `run`
