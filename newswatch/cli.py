@@ -108,8 +108,8 @@ def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = Fals
     `stand_by` (`newswatch run`) the daemon waits for them as a role process does, otherwise
     (`crawl --once`) they are taken now or the command is refused."""
     from newswatch.crawler.leases import PostgresLeases
-    from newswatch.daemon import Daemon
     from newswatch.crawler.store import DatabaseFileError, InstanceLock
+    from newswatch.daemon import Daemon
     from newswatch.leadership import run_leadership
 
     leadership = run_leadership(config)

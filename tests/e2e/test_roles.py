@@ -155,7 +155,7 @@ def test_run_over_postgresql_holds_the_dispatch_and_bot_locks(tmp_path, feeds, b
     dispatch = roles["dispatch"][0]
     wait_until(lambda: "run: active" in first.output(), what="the first run active")
     for standby in (second, dispatch):
-        wait_until(lambda: "standing by" in standby.output(), what="the second run and the dispatcher standing by")
+        wait_until(lambda p=standby: "standing by" in p.output(), what="the second run and the dispatcher standing by")
     _subscribe(bot_api)
     feeds.set_feed("/wire.xml", [SEED, G20])
     wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
