@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ def write_config(tmp_path: Path, sources: list[dict], *, api_url: str | None = N
     """A config using the shipped topics, the given sources and a database in tmp_path (or
     `database`: a file, or a PostgreSQL URL)."""
     storage: dict = {"path": "newswatch.db"}
-    if database is not None and str(database).startswith("postgresql://"):
+    if is_postgres(database):
         storage["url"] = str(database)
     elif database is not None:
         storage["path"] = str(database)
@@ -124,6 +125,25 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     for d in started:
         if d.runs:
             assert TOKEN not in d.output(), "the bot token reached the daemon's output"
+
+
+def is_postgres(database: str | Path | None) -> bool:
+    return str(database).startswith("postgresql://")
+
+
+def query(database: str | Path, sql: str, *args) -> list[tuple]:
+    """The rows of `sql` (with `?` placeholders) read from `database`, a file (opened read-only)
+    or a PostgreSQL URL, on a connection of its own."""
+    if is_postgres(database):
+        import psycopg
+
+        with psycopg.connect(str(database), autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), args).fetchall()
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:

@@ -4,16 +4,15 @@ API, unreachable from before the daemon starts.
 Sources are polled and stories stored at once; /healthz stays 200 and says since when the
 Bot API cannot be reached, as `newswatch stats` and the log do (once, not once per retry).
 A story published during the outage, and one published after a restart during the outage,
-each alert exactly once, in order, when the Bot API answers again.
+each alert exactly once, in order, when the Bot API answers again. On SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 
-from tests.e2e.conftest import ROOT, wait_until, write_config
+from tests.e2e.conftest import ROOT, query, wait_until, write_config
 from tests.e2e.test_freshness import SUMMITS, _item
 from tests.e2e.test_service import free_port, healthz
 
@@ -21,24 +20,20 @@ CHAT = 1001
 FAST = {"crawler": {"delay": 0, "autothrottle": False, "timeout": 5}}
 
 
-def _stored(db, link: str) -> bool:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return bool(conn.execute("SELECT 1 FROM stories WHERE url = ?", (link,)).fetchone())
-    finally:
-        conn.close()
+def _stored(database, link: str) -> bool:
+    return bool(query(database, "SELECT 1 FROM stories WHERE url = ?", link))
 
 
 def _texts(bot_api) -> list[str]:
     return [m.get("text") or "" for m in bot_api.messages_for(CHAT)]
 
 
-def test_outage_from_before_start_loses_and_repeats_nothing(tmp_path, feeds, bot_api, daemon_factory) -> None:
+def test_outage_from_before_start_loses_and_repeats_nothing(tmp_path, database, feeds, bot_api, daemon_factory) -> None:
     port = free_port()
     feeds.set_feed("/wire.xml", [])
     config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "interval": 1}],
-                          api_url=f"{bot_api.url}/bot", http={"listen": f"127.0.0.1:{port}"}, **FAST)
-    db = tmp_path / "newswatch.db"
+                          api_url=f"{bot_api.url}/bot", http={"listen": f"127.0.0.1:{port}"}, database=database, **FAST)
+    db = database
     daemon = daemon_factory(config).start()
     bot_api.user_message(CHAT, "/start")
     wait_until(lambda: any("Subscribed" in t for t in _texts(bot_api)), what="the /start reply")
