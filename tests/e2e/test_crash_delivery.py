@@ -4,6 +4,7 @@ The outbox is filled through the daemon's own store classes (200 stories for 20 
 the real daemon delivers it to the fake Bot API and is killed with SIGKILL part-way.
 Telegram has no idempotency key, so a message whose request was in flight at the kill can
 be sent again after the restart; the test bounds such repeats by what can be in flight.
+On SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.storage import open_storage
 from newswatch.crawler.story import Story, story_id
-from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.conftest import is_postgres, wait_until, write_config
 
 CHATS = list(range(500, 520))
 STORIES = 200
@@ -41,11 +42,11 @@ def _fill(db_path) -> None:
     db.close()
 
 
-def test_sigkill_mid_burst_loses_nothing(tmp_path, bot_api, daemon_factory) -> None:
+def test_sigkill_mid_burst_loses_nothing(tmp_path, database, bot_api, daemon_factory) -> None:
     config = write_config(tmp_path, [], api_url=f"{bot_api.url}/bot",
                           telegram={"api_url": f"{bot_api.url}/bot", "poll_timeout": 1,
-                                    "overall_per_second": 10000, "group_per_minute": 10000})
-    _fill(tmp_path / "newswatch.db")
+                                    "overall_per_second": 10000, "group_per_minute": 10000}, database=database)
+    _fill(database)
     daemon = daemon_factory(config).start()
     wait_until(lambda: len(bot_api.sent) >= 1200, timeout=60, what="a third of the burst")
     daemon.stop(signal.SIGKILL)
@@ -68,6 +69,8 @@ def test_sigkill_mid_burst_loses_nothing(tmp_path, bot_api, daemon_factory) -> N
         assert first_seen == expected, f"chat {chat}: order not kept"
     print(f"\nSIGKILL after {at_kill} of {STORIES * len(CHATS)} sent; repeated after restart: {repeats}")
     assert repeats <= IN_FLIGHT_MAX
-    db = open_storage(tmp_path / "newswatch.db")
-    assert db.stories.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db = open_storage(database)
+    if not is_postgres(database):
+        assert db.stories.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert Outbox(db.alerts).counts() == {"sent": STORIES * len(CHATS)}
+    db.close()
