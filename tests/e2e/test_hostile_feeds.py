@@ -109,13 +109,28 @@ def _watch_peak_rss_mb(proc: subprocess.Popen, limit: float = 120) -> float:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_feed_is_bounded_and_isolated(case: Case, tmp_path, feeds) -> None:
+    _one_hostile_pass(case, tmp_path, feeds)
+
+
+ON_POSTGRES = [c for c in CASES if c.name in ("gzip-bomb", "euc-kr-declared-utf8")]
+
+
+@pytest.mark.parametrize("case", ON_POSTGRES, ids=[c.name for c in ON_POSTGRES])
+def test_hostile_feed_on_postgresql(case: Case, tmp_path, feeds, postgres_url) -> None:
+    """The same bounds with the stories stored in PostgreSQL: a body refused before parsing,
+    and text mis-declared as UTF-8 (read as cp949)."""
+    _one_hostile_pass(case, tmp_path, feeds, database=postgres_url)
+
+
+def _one_hostile_pass(case: Case, tmp_path, feeds, database: str | None = None) -> None:
+    """`newswatch crawl --once` over the hostile source and the healthy one, and what it must show."""
     setup = {k: (v() if callable(v) else v) for k, v in case.setup.items()}
     feeds.set("/hostile.xml", **setup)
     feeds.set_feed("/good.xml", [SEED])
     config = write_config(tmp_path, [
         {"name": case.name, "url": feeds.url("/hostile.xml"), "kind": "feed", "interval": 60},
         {"name": "good", "url": feeds.url("/good.xml"), "kind": "feed", "interval": 60},
-    ], crawler={"timeout": TIMEOUT})
+    ], crawler={"timeout": TIMEOUT}, database=database)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     started = time.monotonic()
     with open(tmp_path / "out", "w") as out_file, open(tmp_path / "err", "w") as err_file:
