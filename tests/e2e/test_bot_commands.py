@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import TOKEN, DaemonProcess, wait_until
+from tests.e2e.conftest import TOKEN, DaemonProcess, query, wait_until
 from tests.fakes.bot_api import DEFAULT_USER_ID, FakeBotAPI
 from tests.fakes.feed_server import FeedItem, FeedServer
 
@@ -498,3 +498,41 @@ def test_state_survives_a_restart(env: Env) -> None:
     assert BOB not in env.outbox_chats(AFTER_RESTART.link)
     assert len(env.feeds.hits_for("/extra.xml")) == polls, "a disabled source was polled after the restart"
     assert env.sql("SELECT active FROM chats WHERE chat_id = ?", ERIN)[0][0] == 0
+
+
+def test_latest_and_search_on_postgresql(tmp_path, postgres_url) -> None:
+    """/latest and /search read PostgreSQL as they read SQLite (search by its pg_trgm indexes,
+    and LIKE for terms of two characters)."""
+    with FeedServer() as feeds, FakeBotAPI(token=TOKEN) as bot:
+        feeds.set_feed("/wire.xml", [KAESONG_STORY, HANOI_STORY, SUMMIT_STORY])
+        config = {
+            "storage": {"url": postgres_url},
+            "telegram": {"api_url": f"{bot.url}/bot", "poll_timeout": 1, "admins": [ADMIN], "allowed_chats": [ALICE]},
+            "sources": [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
+            "topics": TOPICS,
+        }
+        path = tmp_path / "newswatch.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), "utf-8")
+        daemon = DaemonProcess(path, token=TOKEN, log_dir=tmp_path).start()
+        env = Env(feeds, bot, daemon, tmp_path / "unused.db")
+        try:
+            env.ask(ALICE, "/start", "Subscribed", timeout=30)
+            wait_until(lambda: query(postgres_url, "SELECT 1 FROM stories WHERE url = ?", KAESONG_STORY.link), 30,
+                       what="the stories stored")
+            wait_until(lambda: query(postgres_url, "SELECT 1 FROM matches m JOIN stories s ON s.id = m.story_id "
+                                                   "WHERE s.url = ? AND m.topic = 'summit'", SUMMIT_STORY.link), 30,
+                       what="the summit story matched")
+            latest = env.ask(ALICE, "/latest summit", "Latest matched stories")["visible"]
+            assert SUMMIT_STORY.title in latest and "#summit" in latest
+            assert HANOI_STORY.title not in latest
+            found = env.ask(ALICE, "/search hanoi metropole", "Stories with")["visible"]
+            assert HANOI_STORY.title in found and SUMMIT_STORY.title not in found
+            assert KAESONG_STORY.title in env.ask(ALICE, "/search 개성공단", "Stories with")["visible"]
+            assert KAESONG_STORY.title in env.ask(ALICE, "/search 총회", "Stories with")["visible"]  # LIKE
+            env.ask(ALICE, "/search zyzzyva", "No stored story contains zyzzyva")
+            assert daemon.stop() == 0
+        finally:
+            if daemon.proc and daemon.proc.poll() is None:
+                daemon.stop()
+        output = daemon.output()
+        assert TOKEN not in output and "Traceback" not in output, output[-4000:]
