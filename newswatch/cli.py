@@ -107,7 +107,6 @@ def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = Fals
     (`newswatch.leadership.run_leadership`), which mean the same on every machine: with
     `stand_by` (`newswatch run`) the daemon waits for them as a role process does, otherwise
     (`crawl --once`) they are taken now or the command is refused."""
-    from newswatch.crawler.leases import PostgresLeases
     from newswatch.crawler.store import DatabaseFileError, InstanceLock
     from newswatch.daemon import Daemon
     from newswatch.leadership import run_leadership
@@ -125,13 +124,10 @@ def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = Fals
         raise DatabaseFileError(f"{redact_url(config.storage.url)}: another newswatch (run, dispatch or bot) is active on this "
                                 "PostgreSQL database; stop it first (two would send every alert twice)")
     try:
-        daemon = Daemon(config, token=token, leadership=leadership)
+        return Daemon(config, token=token, leadership=leadership)
     except StorageError as exc:
         leadership.release()
         raise DatabaseFileError(f"{redact_url(config.storage.url)}: cannot be used: {type(exc).__name__}: {exc}") from None
-    if stand_by:  # its worker shares the sources with any `newswatch worker` on the database
-        daemon.leases = PostgresLeases(str(config.database))
-    return daemon
 
 
 def cmd_run(args: argparse.Namespace) -> int:

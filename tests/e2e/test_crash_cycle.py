@@ -4,7 +4,8 @@
 with SIGKILL 20 times at random moments, then left to finish. Every alert must arrive, the
 database must be intact, and repeats are bounded by what can be in flight at a kill
 (Telegram has no idempotency key: a request the server has answered but the daemon has not
-yet recorded is sent again after the restart).
+yet recorded is sent again after the restart). On PostgreSQL, where each start-up costs more,
+12 feeds and 6 kills (two per phase) make the same point.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
-from pathlib import Path
 import string
 import time
 from collections import Counter
@@ -22,7 +22,7 @@ from newswatch.alerts.config import load_config
 from newswatch.alerts.match.matcher import Matcher
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.storage import open_storage
-from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.conftest import is_postgres, wait_until, write_config
 from tests.fakes.feed_server import FeedItem
 
 CHATS = [7001, 7002, 7003, 7004, 7005]
@@ -30,12 +30,14 @@ FEEDS = 30
 PER_FEED = 5
 KILLS = 20
 IN_FLIGHT = 4  # the notifier's concurrency
+# On PostgreSQL each start-up costs more: fewer feeds and kills still put kills in every phase
+POSTGRES_FEEDS, POSTGRES_KILLS = 12, 6
 
 
-def _stories(rng: random.Random) -> list[list[FeedItem]]:
+def _stories(rng: random.Random, feed_count: int = FEEDS) -> list[list[FeedItem]]:
     places = ["Panmunjom", "Hanoi", "Singapore", "Vladivostok", "Beijing", "Pyongyang", "Seoul", "Geneva"]
     feeds = []
-    for f in range(FEEDS):
+    for f in range(feed_count):
         items = []
         for k in range(PER_FEED):
             words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 9))) for _ in range(60)]
@@ -50,19 +52,21 @@ def _stories(rng: random.Random) -> list[list[FeedItem]]:
 
 
 def test_twenty_kills_lose_nothing(tmp_path, database, feeds, bot_api, daemon_factory) -> None:
+    on_postgres = is_postgres(database)
+    feed_count, kills = (POSTGRES_FEEDS, POSTGRES_KILLS) if on_postgres else (FEEDS, KILLS)
     rng = random.Random(20261128)
-    all_items = _stories(rng)
+    all_items = _stories(rng, feed_count)
     for f, items in enumerate(all_items):
         feeds.set_feed(f"/feed/{f}.xml", items)
     sources = [{"name": f"outlet{f}", "url": feeds.url(f"/feed/{f}.xml"), "kind": "feed", "interval": 1}
-               for f in range(FEEDS)]
+               for f in range(feed_count)]
     config = write_config(tmp_path, sources, api_url=f"{bot_api.url}/bot",
                           telegram={"api_url": f"{bot_api.url}/bot", "poll_timeout": 1,
                                     "overall_per_second": 10000, "group_per_minute": 10000},
                           crawler={"per_host": 32, "delay": 0, "autothrottle": False}, database=database)
     matcher = Matcher(load_config(config).topics)
     expected = {item.title for items in all_items for item in items if any(s.passed for s in matcher.score(item.title, item.description))}
-    assert len(expected) >= 100
+    assert len(expected) >= feed_count * PER_FEED * 2 // 3
     db = open_storage(database)
     subs = Subscriptions(db.alerts)
     for chat in CHATS:
@@ -72,7 +76,7 @@ def test_twenty_kills_lose_nothing(tmp_path, database, feeds, bot_api, daemon_fa
     daemon = daemon_factory(config)
     sent_at_kills = []
     phases = ["fetching", "storing", "sending"]
-    for kill in range(KILLS):
+    for kill in range(kills):
         phase = phases[kill % 3]
         log = tmp_path / f"daemon-{kill + 1}.err"
         before = len(bot_api.sent)
@@ -97,7 +101,7 @@ def test_twenty_kills_lose_nothing(tmp_path, database, feeds, bot_api, daemon_fa
     assert sending[0] < len(expected) * len(CHATS), f"no kill fell while alerts were being sent: {sent_at_kills}"
 
     daemon.start()
-    final_log = tmp_path / f"daemon-{KILLS + 1}.err"
+    final_log = tmp_path / f"daemon-{kills + 1}.err"
     wait_until(lambda: "is listening" in final_log.read_text(), timeout=60, what="the last daemon to start")
 
     def delivered() -> set[tuple[int, str]]:
@@ -108,10 +112,10 @@ def test_twenty_kills_lose_nothing(tmp_path, database, feeds, bot_api, daemon_fa
 
     counts = Counter((m["chat_id"], _title(m)) for m in bot_api.sent if _title(m) in expected)
     repeats = sum(n - 1 for n in counts.values())
-    print(f"\n{KILLS} kills at sent counts {sent_at_kills}; {len(expected) * len(CHATS)} alerts expected, "
+    print(f"\n{kills} kills at sent counts {sent_at_kills}; {len(expected) * len(CHATS)} alerts expected, "
           f"all delivered; repeated: {repeats}")
-    assert repeats <= KILLS * IN_FLIGHT
-    if isinstance(database, Path):
+    assert repeats <= kills * IN_FLIGHT
+    if not on_postgres:
         sqlite_db = sqlite3.connect(database)
         assert sqlite_db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db = open_storage(database)
