@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -248,9 +249,14 @@ def _baseline(conn: sqlite3.Connection) -> None:
 
 # (version, name, SQL or function): applied in order by newswatch.crawler.migrations; never edit
 # one that a release has shipped, add the next; the fourth item is the PostgreSQL step
+# the pending rows by queue (chat, kind) in queue order: each queue's head is its first entry, so
+# the heads are read from this small index alone, not from every row the outbox ever held
+_QUEUE_INDEX = "CREATE INDEX IF NOT EXISTS outbox_queues ON outbox(chat_id, kind, id) WHERE state = 'pending'"
+
 MIGRATIONS = [
-    (1, "baseline: matches, outbox, notices, chats, subscriptions, watches, story_clusters, cluster_keys, "
-        "runtime_sources, votes", _baseline, _PG_TABLES + _INDEXES),
+    (1, ("baseline: matches, outbox, notices, chats, subscriptions, watches, story_clusters, cluster_keys, "
+         "runtime_sources, votes"), _baseline, _PG_TABLES + _INDEXES),
+    (2, "outbox_queues: the pending rows of each chat's queue, for the delivery's reads", _QUEUE_INDEX, _QUEUE_INDEX),
 ]
 
 # the oldest pending row of each chat's queue (alerts, notices)
@@ -330,7 +336,7 @@ class AlertsStore:
         """The oldest pending item of each chat's queues (alerts, notices), for those due now."""
         rows = self.conn.execute(
             f"SELECT o.* FROM outbox o JOIN ({_HEADS}) h ON o.id = h.id"
-            " WHERE o.not_before <= ? ORDER BY o.id LIMIT ?",
+            " WHERE o.state = 'pending' AND o.not_before <= ? ORDER BY o.id LIMIT ?",
             (db_time(now), limit),
         ).fetchall()
         return [_item(r) for r in rows]
@@ -357,11 +363,17 @@ class AlertsStore:
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def mark_sent(self, item_id: int, message_id: int | None, at: datetime) -> None:
-        self.conn.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, attempts = attempts + 1,"
-            " last_error = '' WHERE id = ?",
-            (db_time(at), message_id, item_id),
-        )
+        self.mark_many_sent([item_id], message_id, at)
+
+    def mark_many_sent(self, item_ids: list[int], message_id: int | None, at: datetime) -> None:
+        """The rows `item_ids` (one message: an alert, a digest, a notice) sent, all or none."""
+        with _whole(self.conn, item_ids) as chunks:
+            for chunk in chunks:
+                self.conn.execute(
+                    "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, attempts = attempts + 1,"
+                    f" last_error = '' WHERE id IN ({_marks(chunk)})",
+                    (db_time(at), message_id, *chunk),
+                )
 
     def reschedule(self, item_id: int, not_before: datetime, error: str, *, count_attempt: bool = True) -> None:
         self.conn.execute(
@@ -370,10 +382,16 @@ class AlertsStore:
         )
 
     def finish(self, item_id: int, state: str, error: str) -> None:
-        self.conn.execute(
-            "UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
-            (state, error[:300], item_id),
-        )
+        self.finish_many([item_id], state, error)
+
+    def finish_many(self, item_ids: list[int], state: str, error: str) -> None:
+        """The rows `item_ids` ended in `state`, all or none."""
+        with _whole(self.conn, item_ids) as chunks:
+            for chunk in chunks:
+                self.conn.execute(
+                    f"UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1 WHERE id IN ({_marks(chunk)})",
+                    (state, error[:300], *chunk),
+                )
 
     def drop_chat_items(self, chat_id: int, reason: str) -> int:
         """End every pending item of a chat that cannot receive any more."""
@@ -808,6 +826,25 @@ class AlertsStore:
             params += topics
         sql += " ORDER BY s.seq, m.score DESC"
         return [{**dict(row), "terms": json.loads(row["terms"])} for row in self.conn.execute(sql, params)]
+
+
+_IDS_PER_STATEMENT = 500  # well under SQLite's limit of bound parameters
+
+
+@contextmanager
+def _whole(conn: sqlite3.Connection, ids: list[int]) -> Iterator[list[list[int]]]:
+    """`ids` in chunks of one statement each; a transaction makes several chunks one write (a
+    single statement is one by itself, and saves the BEGIN and COMMIT round trips)."""
+    chunks = [ids[i : i + _IDS_PER_STATEMENT] for i in range(0, len(ids), _IDS_PER_STATEMENT)]
+    if len(chunks) < 2:
+        yield chunks
+        return
+    with transaction(conn):
+        yield chunks
+
+
+def _marks(values: list) -> str:
+    return ",".join("?" * len(values))
 
 
 def _item(row: sqlite3.Row) -> OutboxItem:

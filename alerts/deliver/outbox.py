@@ -108,14 +108,10 @@ class Outbox:
         return self.store.pending_for_chat(chat_id, created_before, limit)
 
     def mark_many_sent(self, item_ids: list[int], message_id: int | None, at: datetime) -> None:
-        with self.store.transaction():
-            for item_id in item_ids:
-                self.mark_sent(item_id, message_id, at)
+        self.store.mark_many_sent(item_ids, message_id, at)
 
     def finish_many(self, item_ids: list[int], state: str, error: str) -> None:
-        with self.store.transaction():
-            for item_id in item_ids:
-                self.finish(item_id, state, error)
+        self.store.finish_many(item_ids, state, error)
 
     def next_due(self) -> datetime | None:
         return self.store.next_due()

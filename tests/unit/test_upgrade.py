@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from newswatch.alerts.config import load_config
+from newswatch.alerts.store import MIGRATIONS as ALERTS_MIGRATIONS
 from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.subscriptions import Subscriptions
 from newswatch.crawler.migrations import SchemaTooNew
@@ -166,7 +167,7 @@ def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, capsys) -> Non
     for read_only in (False, True):
         with pytest.raises(SchemaTooNew, match=r"newswatch\.db: was written by a newer release of newswatch "
                                                r"\(its alerts schema is at version 99, 'from the future'; "
-                                               r"this release knows versions up to 1\)"):
+                                               rf"this release knows versions up to {ALERTS_MIGRATIONS[-1][0]}\)"):
             open_storage(path, read_only=read_only)
     assert main(["stats", "-c", str(_config(tmp_path, path))]) == 2  # as for any database it cannot use
     assert "was written by a newer release of newswatch" in capsys.readouterr().err
