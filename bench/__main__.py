@@ -7,6 +7,7 @@
     python -m bench soak                                1 h of simulated time: RSS, fds, tasks
     python -m bench syndication                         clustering vs recent stories; cold poll of copies
     python -m bench replay                              labelled stories as a stream: learning from votes
+    python -m bench scale   --feeds 20000               run on SQLite and PostgreSQL, 1/2/4 workers
     python -m bench all                                 cycle, latency, matcher and store
 
 Everything runs on 127.0.0.1: a feed farm process, the test suite's fake Bot API, and the
@@ -33,7 +34,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[2:10]),
+                                     epilog="\n".join(__doc__.splitlines()[2:11]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
 
@@ -120,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flags", type=lambda t: [float(x) for x in t.split(",")], default=[0.0, 0.2],
                    help="shares of the stories that alerted nobody that arrive labelled, one run each (0,0.2)")
 
+    p = sub.add_parser("scale", help="one cycle of N feeds: run on SQLite, run on PostgreSQL, 1/2/4 workers on PostgreSQL")
+    _common(p)
+    p.add_argument("--feeds", type=int, default=20000, help="feeds (20,000)")
+    p.add_argument("--changed", type=float, default=0.05, help="share of feeds changed per cycle (0.05)")
+    p.add_argument("--matching", type=float, default=0.02, help="chance that a new item matches a topic (0.02)")
+    p.add_argument("--chats", type=int, default=1, help="chats subscribed to every topic (1)")
+    p.add_argument("--concurrency", type=int, default=32, help="requests at once per process (32)")
+    p.add_argument("--interval", type=int, default=3600, help="source interval, s (3600: one round per run)")
+    p.add_argument("--cycle-timeout", type=float, default=900.0, help="longest wait for one cycle, s")
+    from bench.scale import DEFAULT_POSTGRES
+
+    p.add_argument("--postgres", default=DEFAULT_POSTGRES, help=f"the server, a schema per run ({DEFAULT_POSTGRES})")
+
     p = sub.add_parser("all", help="cycle, latency, matcher and store with their defaults")
     _common(p)
     cycle_options(p, "1000,5000,10000")
@@ -168,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import replay
 
         return replay.main(args)
+    if args.mode == "scale":
+        from bench import scale
+
+        return scale.main(args)
     if args.mode == "all":
         from bench import cycle, latency, matcher, storage
 

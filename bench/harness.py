@@ -258,6 +258,7 @@ class DaemonRun:
     label: str
     probe: Path | None = None
     profile: str = ""          # "cprofile": the whole run under cProfile; py-spy: see attach_profiler
+    command: str = "run"       # or a role: worker, dispatch, bot
     profile_out: Path | None = None
     proc: subprocess.Popen | None = None
     sampler: TreeSampler | None = None
@@ -275,9 +276,10 @@ class DaemonRun:
         if self.probe is not None:
             module = ["-m", "bench.probe"]
             env["BENCH_PROBE_FILE"] = str(self.probe)
-        argv = [sys.executable, *module, "run", "-c", str(self.config)]
+        argv = [sys.executable, *module, self.command, "-c", str(self.config)]
         if self.profile == "cprofile":
-            argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile_out), *module, "run", "-c", str(self.config)]
+            argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile_out), *module, self.command,
+                    "-c", str(self.config)]
         self.started = time.time()
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=_env(env), stdout=self.out, stderr=self.err)
         self.pid = self.proc.pid
