@@ -30,6 +30,7 @@ from newswatch.crawler.store import StorageError, StorageUnavailable
 
 DIALECT = "postgresql"
 CONNECT_TIMEOUT = 10  # seconds to wait for the server to answer
+PREPARE_AFTER = 5  # executions of one statement with parameters before the server keeps its plan
 # tables whose new row's key a store reads after an insert (cursor.lastrowid in SQLite)
 RETURNED_KEYS = {"notices": "id", "watches": "id", "story_clusters": "rowid"}
 
@@ -110,7 +111,7 @@ class PostgresConnection:
     def _connect(self) -> None:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   cursor_factory=psycopg.ClientCursor)
+                                   prepare_threshold=PREPARE_AFTER)
         except psycopg.Error as exc:
             first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise StorageUnavailable(f"PostgreSQL at {self.where} does not answer: {first_line}") from None
@@ -134,7 +135,8 @@ class PostgresConnection:
         conn = self._ready()
         try:
             params = tuple(params)
-            cursor = conn.execute(translate(sql, with_params=bool(params)), params or None)
+            cursor = (conn.cursor() if params else psycopg.ClientCursor(conn)).execute(
+                translate(sql, with_params=bool(params)), params or None)
         except psycopg.Error as exc:
             raise self._error(exc) from None
         rows = cursor.fetchall() if cursor.description else []
@@ -152,7 +154,7 @@ class PostgresConnection:
     def run_script(self, script: str) -> None:
         """Statements separated by `;` (no placeholders), inside the caller's transaction."""
         try:
-            self._ready().execute(script)
+            psycopg.ClientCursor(self._ready()).execute(script)
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
