@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from newswatch.alerts.deliver.outbox import Outbox
 from newswatch.alerts.feedback import Votes
 from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.clustering import StoryClusterer
 from newswatch.alerts.match.matcher import Matcher, TopicScore
-from newswatch.alerts.story_clusters import StoryClusters, join_cluster
-from newswatch.alerts.deliver.outbox import Outbox
-from newswatch.alerts.subscriptions import CONSOLE_CHAT, Subscriptions
 from newswatch.alerts.match.watches import Watch, Watches
+from newswatch.alerts.story_clusters import StoryClusters, join_cluster
+from newswatch.alerts.subscriptions import CONSOLE_CHAT, Subscriptions
 from newswatch.crawler.clock import Clock
 from newswatch.crawler.store import StoryStore
 
@@ -98,6 +99,7 @@ class Dispatcher:
             now = self.clock.now()
             watch_matcher = self.watches.matcher() if self.watches is not None else None
             raised = self.raised_thresholds()
+            matches: list[tuple[str, str, float, list[str], datetime]] = []
             with self.store.transaction():
                 if self.clusters is not None:
                     self.clusters.forget_keys(now - 2 * self.clusterer.window)
@@ -108,7 +110,7 @@ class Dispatcher:
                     watched = watch_matcher.score(story.title, story.text) if watch_matcher else []
                     summary.stories += 1
                     for s in passed:
-                        self.outbox.record_match(story.id, s.topic, s.score, s.terms, now)
+                        matches.append((story.id, s.topic, s.score, s.terms, now))
                         summary.topics[s.topic] = summary.topics.get(s.topic, 0) + 1
                     if item.held:  # stored and matched (for /latest, stats, export), never alerted
                         summary.held += 1
@@ -125,6 +127,7 @@ class Dispatcher:
                     if passed or queued:
                         summary.matched += 1
                     summary.queued += queued
+                self.outbox.record_matches(matches)
                 self.store.set_meta(CURSOR_KEY, str(stored[-1].seq))
         return summary
 

@@ -10,7 +10,7 @@ keep their logic and call an `AlertsStore`; the read models that join the crawle
 votes) are here too. `MIGRATIONS` is the alerts' part of the schema, applied with the crawler's
 by `newswatch.crawler.migrations` when the application opens its storage; the store itself
 never makes a table. Each write that must be whole is one transaction; the dispatcher wraps a
-batch of `record_match`/`enqueue` calls in one (`StoryStore.transaction`).
+batch of `record_matches`/`enqueue` calls in one (`StoryStore.transaction`).
 The statements are written so that PostgreSQL reads them as SQLite does, through
 `newswatch.crawler.postgres`; there the tables are `_PG_TABLES`, with a `rowid` column where
 SQLite's is read (story_clusters, runtime_sources, votes).
@@ -275,11 +275,17 @@ class AlertsStore:
 
     # -- matches and the outbox ----------------------------------------------------------------
     def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
-        self.conn.execute(
+        self.record_matches([(story_id, topic, score, terms, at)])
+
+    def record_matches(self, matches: Iterable[tuple[str, str, float, Iterable[str], datetime]]) -> None:
+        """(story, topic, score, terms, when) of each match, in one `executemany` (a batch of the
+        dispatcher's is one round trip to PostgreSQL, not one per match)."""
+        self.conn.executemany(
             "INSERT INTO matches (story_id, topic, score, terms, matched_at) VALUES (?,?,?,?,?)"
             " ON CONFLICT (story_id, topic) DO UPDATE SET score = excluded.score, terms = excluded.terms,"
             " matched_at = excluded.matched_at",
-            (story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), db_time(at)),
+            [(story_id, topic, score, json.dumps(list(terms), ensure_ascii=False), db_time(at))
+             for story_id, topic, score, terms, at in matches],
         )
 
     def enqueue(self, chat_id: int, story_id: str, topics: Iterable[tuple[str, float]],

@@ -7,8 +7,13 @@ psycopg connection the surface of the `sqlite3` connection they use (`execute`,
 `INSERT OR IGNORE` becomes `INSERT … ON CONFLICT DO NOTHING`, `BEGIN IMMEDIATE` becomes
 `BEGIN`, and an insert into a table whose new key the store reads (`lastrowid`) returns it
 (`RETURNING`). Everything else in the stores' SQL is written so that both databases read it
-the same way. Statements run with client-side binding, so a value compares with a column as
-in SQLite. The connection stays in autocommit, as SQLite's does with `isolation_level=None`:
+the same way. A statement with parameters binds them on the
+server (text as `unknown`, so that PostgreSQL reads it as the column's type, as SQLite compares
+a value with a column), and psycopg prepares it once it has run `PREPARE_AFTER` times on the
+connection: the stores' few hot statements are parsed and planned once per process. Scripts
+and statements without parameters are sent as text (client-side), as a script of several
+statements must be. `executemany` sends its rows in psycopg's pipeline, one round trip for
+the lot. The connection stays in autocommit, as SQLite's does with `isolation_level=None`:
 each statement commits alone, and `BEGIN … COMMIT` (the stores' `transaction()`) makes one
 transaction of several.
 

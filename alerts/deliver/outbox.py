@@ -64,6 +64,10 @@ class Outbox:
     def record_match(self, story_id: str, topic: str, score: float, terms: Iterable[str], at: datetime) -> None:
         self.store.record_match(story_id, topic, score, terms, at)
 
+    def record_matches(self, matches: list[tuple[str, str, float, list[str], datetime]]) -> None:
+        """(story, topic, score, terms, when) of several matches at once."""
+        self.store.record_matches(matches)
+
     def enqueue(self, chat_id: int, story_id: str, topics: Iterable[tuple[str, float]],
                 terms: Iterable[str], at: datetime) -> bool:
         """Queue an alert; False when this chat already has (or had) this story."""
