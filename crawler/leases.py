@@ -1,18 +1,29 @@
-"""Which worker polls a source: leases, so that two workers never fetch one source at once.
+"""Which worker polls a source: leases by host, so that two workers never fetch one source at
+once nor together hit one host harder than `crawler.per_host` allows.
 
-A worker `claim`s the sources its schedule found due and crawls only the ones it got; when the
-crawl is over it `finish`es them, which keeps them from every worker for a rest (a share of
-their interval, `REST_SHARE`), so that the workers' schedules together poll a source about once
-per interval. A lease left by a worker that died runs out after `ttl` seconds.
+A worker `claim`s the sources its schedule found due, given with their hosts, and crawls only
+the ones it got; when the crawl of a source is over it `finish`es it, which keeps the source
+from every worker for a rest (a share of its interval, `REST_SHARE`), so that the workers'
+schedules together poll a source about once per interval.
 
 - `SingleWorkerLeases`: SQLite, where one worker runs at a time (its lock file): every source
   is granted.
-- `PostgresLeases`: a table of its own, `source_leases (source, holder, until)`, claimed with
+- `PostgresLeases`: the tables `host_leases (host, holder, session, session_start, until)` and
+  `source_leases (source, holder, until)` (crawler migration 3), claimed with
   `SELECT … FOR UPDATE SKIP LOCKED` in one transaction, as workers sharing one database do
   (Miniflux): a row another worker is claiming is skipped, not waited for.
 
-Per-host politeness across workers is not shared: each worker spaces the requests to a host on
-its own.
+A host goes to one worker at a time, with all of its due sources: that worker's own per-host
+limits (`per_host` requests at once, `delay` between them) then hold across every worker. It
+keeps the host while it crawls any of them, and gives it up when the last one is finished.
+
+A lease names the holder's database session (its backend pid and start time). A session the
+server no longer lists is a dead worker's, and its hosts are free at once: a worker killed with
+`kill -9` has its connection closed by the kernel, so its sources are taken by another worker
+at that worker's next due time of each (at most one interval later). A worker whose machine
+vanished without closing its connection is noticed by the server's TCP keepalives, which this
+connection sets to about 25 s (`SESSION_KEEPALIVES`). A live session keeps a host at most
+`ttl` seconds without claiming again (a crawl that hangs longer).
 """
 
 from __future__ import annotations
@@ -20,26 +31,33 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from newswatch.crawler.store import DatabaseUnreachable, StorageError
 
 log = logging.getLogger("newswatch.leases")
 
-LEASE_TTL = 600.0  # seconds a claimed source stays with its worker when the worker never finishes it
+LEASE_TTL = 600.0  # seconds a live worker keeps a host it never finishes
 REST_SHARE = 0.8  # after a crawl, a source rests for this share of its interval
+CONNECT_TIMEOUT = 10  # seconds to wait for the server to answer
+# the server closes a session whose worker's machine is gone after idle + interval × count seconds
+SESSION_KEEPALIVES = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS source_leases (
-    source TEXT PRIMARY KEY,
-    holder TEXT NOT NULL DEFAULT '',
-    until TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
-)
-"""
+_LIVE_SESSION = ("EXISTS (SELECT 1 FROM pg_stat_activity a "
+                 "WHERE a.pid = host_leases.session AND a.backend_start = host_leases.session_start)")
+
+
+def host_of(url: str) -> str:
+    """The host a source's URL names: the key its lease and the per-host limits share."""
+    return (urlsplit(url).hostname or "").rstrip(".").lower()
 
 
 class SourceLeases(Protocol):
-    def claim(self, names: Iterable[str]) -> list[str]:
-        """The sources of `names` this worker may crawl now (the others are another's)."""
+    def claim(self, hosts: Mapping[str, str]) -> list[str]:
+        """Of the sources `hosts` names (source -> its host), those this worker may crawl now
+        (the others are another worker's, or resting)."""
 
     def finish(self, rests: dict[str, float]) -> None:
         """The crawl of these sources is over: each rests for its seconds, then is free."""
@@ -50,8 +68,8 @@ class SourceLeases(Protocol):
 class SingleWorkerLeases:
     """One worker on the database: it gets every source."""
 
-    def claim(self, names: Iterable[str]) -> list[str]:
-        return list(names)
+    def claim(self, hosts: Mapping[str, str]) -> list[str]:
+        return sorted(hosts)
 
     def finish(self, rests: dict[str, float]) -> None:
         pass
@@ -65,37 +83,111 @@ def worker_name() -> str:
 
 
 class PostgresLeases:
-    """Leases kept in PostgreSQL's `source_leases` table, shared by every worker."""
+    """Leases kept in PostgreSQL's `host_leases` and `source_leases` tables, shared by every worker."""
 
     def __init__(self, url: str, *, holder: str | None = None, ttl: float = LEASE_TTL) -> None:
-        import psycopg
-
+        self.url = url
         self.holder = holder or worker_name()
         self.ttl = ttl
-        self.conn: Any = psycopg.connect(url, autocommit=True, application_name="newswatch worker leases")
-        self.conn.execute(SCHEMA)
+        self.conn: Any = None
+        self.session: tuple[int, Any] | None = None  # (backend pid, backend start) of `conn`
+        self.crawling: dict[str, set[str]] = {}  # host -> its sources this worker crawls now
+        self.host: dict[str, str] = {}  # source -> its host, for the sources being crawled
+        self._connection()
 
-    def claim(self, names: Iterable[str]) -> list[str]:
-        wanted = sorted(set(names))
-        if not wanted:
+    def _connection(self) -> Any:
+        """The connection, made again (and the hosts being crawled taken back) after it broke."""
+        import psycopg
+
+        if self.conn is not None and not self.conn.broken and not self.conn.closed:
+            return self.conn
+        lost = self.session
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                   application_name="newswatch worker leases")
+            for name, value in SESSION_KEEPALIVES.items():
+                conn.execute(f"SET {name} = {value}")
+            self.session = conn.execute("SELECT pid, backend_start FROM pg_stat_activity "
+                                        "WHERE pid = pg_backend_pid()").fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseUnreachable(f"source leases: PostgreSQL does not answer: {exc}".strip()) from None
+        self.conn = conn
+        if lost is not None and self.crawling:  # unless another worker took them meanwhile
+            self._run("UPDATE host_leases SET session = %s, session_start = %s "
+                      "WHERE host = ANY(%s) AND session = %s AND session_start = %s",
+                      (*self.session, list(self.crawling), *lost))
+        return conn
+
+    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        import psycopg
+
+        conn = self._connection()
+        try:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+        except psycopg.Error as exc:
+            kind = DatabaseUnreachable if conn.broken else StorageError
+            raise kind(f"source leases: {exc}".strip()) from None
+
+    def claim(self, hosts: Mapping[str, str]) -> list[str]:
+        if not hosts:
             return []
-        with self.conn.transaction():
-            self.conn.execute("INSERT INTO source_leases (source) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
-                              (wanted,))
-            rows = self.conn.execute(
-                "SELECT source FROM source_leases WHERE source = ANY(%s) AND until <= now() "
-                "ORDER BY source FOR UPDATE SKIP LOCKED", (wanted,)).fetchall()
-            granted = [r[0] for r in rows]
-            if granted:
-                self.conn.execute("UPDATE source_leases SET holder = %s, until = now() + make_interval(secs => %s) "
-                                  "WHERE source = ANY(%s)", (self.holder, self.ttl, granted))
+        import psycopg
+
+        sources, wanted_hosts = sorted(hosts), sorted(set(hosts.values()))
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                free = self._free_hosts(wanted_hosts)
+                candidates = [s for s in sources if hosts[s] in free]
+                granted = self._rested(candidates)
+                taken = sorted({hosts[s] for s in granted})
+                if taken:
+                    self._run("UPDATE host_leases SET holder = %s, session = %s, session_start = %s, "
+                              "until = now() + make_interval(secs => %s) WHERE host = ANY(%s)",
+                              (self.holder, *self.session, self.ttl, taken))
+        except psycopg.Error as exc:
+            raise (DatabaseUnreachable if conn.broken else StorageError)(f"source leases: {exc}".strip()) from None
+        for source in granted:
+            self.crawling.setdefault(hosts[source], set()).add(source)
+            self.host[source] = hosts[source]
         return granted
 
+    def _free_hosts(self, hosts: list[str]) -> set[str]:
+        """Of `hosts`, those nobody else crawls now (locked until the claim's transaction ends)."""
+        self._run("INSERT INTO host_leases (host) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (hosts,))
+        rows = self._run(
+            f"SELECT host FROM host_leases WHERE host = ANY(%s) AND ((session = %s AND session_start = %s) "
+            f"OR until <= now() OR NOT {_LIVE_SESSION}) ORDER BY host FOR UPDATE SKIP LOCKED",
+            (hosts, *self.session))
+        return {r[0] for r in rows}
+
+    def _rested(self, sources: list[str]) -> list[str]:
+        """Of `sources`, those whose rest after their last crawl is over."""
+        if not sources:
+            return []
+        self._run("INSERT INTO source_leases (source) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (sources,))
+        rows = self._run("SELECT source FROM source_leases WHERE source = ANY(%s) AND until <= now() "
+                         "ORDER BY source FOR UPDATE SKIP LOCKED", (sources,))
+        return [r[0] for r in rows]
+
     def finish(self, rests: dict[str, float]) -> None:
-        with self.conn.transaction():
-            for source, seconds in rests.items():
-                self.conn.execute("UPDATE source_leases SET until = now() + make_interval(secs => %s) "
-                                  "WHERE source = %s AND holder = %s", (seconds, source, self.holder))
+        idle = []
+        for source in rests:
+            host = self.host.pop(source, None)
+            crawling = self.crawling.get(host, set()) if host is not None else set()
+            crawling.discard(source)
+            if host is not None and not crawling:
+                self.crawling.pop(host, None)
+                idle.append(host)
+        sources, seconds = list(rests), [rests[s] for s in rests]
+        self._run("UPDATE source_leases SET holder = %s, until = now() + make_interval(secs => r.seconds) "
+                  "FROM unnest(%s::text[], %s::float8[]) AS r(source, seconds) WHERE source_leases.source = r.source",
+                  (self.holder, sources, seconds))
+        if idle and self.session is not None:
+            self._run("UPDATE host_leases SET session = 0, until = '-infinity' "
+                      "WHERE host = ANY(%s) AND session = %s AND session_start = %s", (idle, *self.session))
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()

@@ -53,6 +53,10 @@ INDEX_BATCH = 2000
 # what the other modules catch, never the drivers' names (the PostgreSQL connection raises these too)
 StorageError = sqlite3.Error  # the database failed: locked, full, read-only, damaged
 StorageUnavailable = sqlite3.OperationalError  # locked, full, read-only, unreachable: the same write may work later
+
+
+class DatabaseUnreachable(StorageUnavailable):
+    """The database server does not answer (refused, cut, restarting): the work waits for it."""
 POSTGRESQL = "postgresql"
 
 # -- schema -------------------------------------------------------------------------------------
@@ -171,12 +175,32 @@ def _search_index(conn: sqlite3.Connection) -> None:
         log.info("full-text search unavailable (%s); /search uses LIKE", exc)
 
 
+# Which worker crawls a host's sources and when a source is free again (newswatch.crawler.leases).
+# PostgreSQL only: on SQLite one worker runs at a time (its lock file) and takes every source, so
+# its step is empty (recorded all the same, so both databases count the same versions).
+_PG_LEASES = """
+CREATE TABLE IF NOT EXISTS source_leases (
+    source TEXT PRIMARY KEY,
+    holder TEXT NOT NULL DEFAULT '',
+    until TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+);
+CREATE TABLE IF NOT EXISTS host_leases (
+    host TEXT PRIMARY KEY,
+    holder TEXT NOT NULL DEFAULT '',
+    session INTEGER NOT NULL DEFAULT 0,
+    session_start TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+    until TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+)
+"""
+
+
 # (version, name, SQL or function): applied in order by newswatch.crawler.migrations; never edit
 # one that a release has shipped, add the next
 # the fourth item is the migration's PostgreSQL step
 MIGRATIONS = [
     (1, "baseline: stories, fetch_state, meta", _baseline, _PG_TABLES + _INDEXES),
     (2, "stories_fts: the full-text search index", _search_index, _pg_search_index),
+    (3, "source_leases, host_leases: the sources shared by workers", "", _PG_LEASES),
 ]
 
 

@@ -58,10 +58,10 @@ from newswatch.alerts.match.watches import Watches
 from newswatch.crawler.fetch.addresses import AddressPolicy
 from newswatch.crawler.clock import Clock, SystemClock
 from newswatch.crawler.fetch.engine import Crawler
-from newswatch.crawler.leases import REST_SHARE, SingleWorkerLeases, SourceLeases
+from newswatch.crawler.leases import REST_SHARE, SingleWorkerLeases, SourceLeases, host_of
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from newswatch.crawler.sources import SourceConfig
-from newswatch.crawler.store import InstanceLock, StorageError, db_time
+from newswatch.crawler.store import DatabaseUnreachable, InstanceLock, StorageError, db_time
 from newswatch.storage import open_storage
 
 log = logging.getLogger("newswatch")
@@ -275,7 +275,8 @@ class Daemon:
             try:
                 enabled = self.runtime_sources.enabled()
             except StorageError as exc:
-                log.warning("could not read the sources changed from the chat: %s", exc)
+                if not isinstance(exc, DatabaseUnreachable):  # an outage: the heartbeat says it
+                    log.warning("could not read the sources changed from the chat: %s", exc)
                 continue
             if enabled != self.sources:
                 self._apply_sources(enabled)
@@ -427,10 +428,14 @@ class Daemon:
                     continue
                 by_name = self._sources_by_name
                 names = sorted(n for n in self._due if n in by_name and n not in crawling)
+                try:
+                    batch = self._claim([by_name[n] for n in names])
+                except StorageError as exc:  # the sources stay due: tried again when it answers
+                    _log_storage(exc, "claiming the due sources")
+                    await asyncio.sleep(DB_RETRY)
+                    self._due_event.set()
+                    continue
                 self._due -= set(names)
-                batch = self._fetchable([by_name[n] for n in names])
-                granted = set(self.leases.claim([s.name for s in batch])) if batch else set()
-                batch = [s for s in batch if s.name in granted]  # the others are another worker's now
                 if not batch:
                     continue
                 names = [s.name for s in batch]
@@ -450,11 +455,21 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
+    def _claim(self, due: list[SourceConfig]) -> list[SourceConfig]:
+        """Of the `due` sources, those this worker crawls now: not blocked, and leased to it (the
+        others are another worker's now, or resting)."""
+        batch = self._fetchable(due)
+        granted = set(self.leases.claim({s.name: host_of(s.url) for s in batch})) if batch else set()
+        return [s for s in batch if s.name in granted]
+
     async def _crawl(self, batch: list[SourceConfig]) -> None:
         try:
             summary = await self.crawler.crawl(batch, self.runtime_sources.added_from_chat())
         except asyncio.CancelledError:
             raise
+        except DatabaseUnreachable as exc:  # fetched again at the next poll, as nothing was stored
+            log.debug("crawl of %s: the database does not answer: %s", plural(len(batch), "source"), exc)
+            return
         except Exception:
             log.exception("crawl of %s failed", plural(len(batch), "source"))
             return
@@ -471,8 +486,9 @@ class Daemon:
     def _finish_leases(self, batch: list[SourceConfig]) -> None:
         try:
             self.leases.finish({s.name: s.interval * REST_SHARE for s in batch})
-        except Exception as exc:  # the leases run out on their own
-            log.warning("could not hand back the leases of %s: %s", plural(len(batch), "source"), exc)
+        except Exception as exc:  # the leases run out on their own (an outage ends them at once)
+            level = logging.DEBUG if isinstance(exc, DatabaseUnreachable) else logging.WARNING
+            log.log(level, "could not hand back the leases of %s: %s", plural(len(batch), "source"), exc)
 
     async def _disable_failing(self, failures: dict[str, str]) -> None:
         """Disable sources that kept failing (crawler.disable_after in a row) and tell the admins
@@ -515,8 +531,7 @@ class Daemon:
                 await self.watches.refresh()
                 summary = self.dispatcher.run(DISPATCH_STEP, batches=1)
             except StorageError as exc:
-                log.error("matching new stories: the database refused the write (%s: %s); retrying in %.0fs",
-                          type(exc).__name__, exc, DB_RETRY)
+                _log_storage(exc, "matching new stories")
                 await asyncio.sleep(DB_RETRY)
                 self._dispatch_event.set()
                 continue
@@ -585,15 +600,16 @@ class Daemon:
         while True:
             try:
                 await self.notifier.deliver_due()
+                next_due = None if self.notifier.waiting_for_telegram else self.outbox.next_due()
             except StorageError as exc:
-                log.error("delivering alerts: the database refused the write (%s: %s); retrying in %.0fs",
-                          type(exc).__name__, exc, DB_RETRY)
+                _log_storage(exc, "delivering alerts")
                 await asyncio.sleep(DB_RETRY)
                 self._notify_event.set()
+                next_due = None
             except Exception:
                 log.exception("delivering alerts failed; will retry in %.0fs", DB_RETRY)
                 await asyncio.sleep(DB_RETRY)  # never a busy loop
-            next_due = None if self.notifier.waiting_for_telegram else self.outbox.next_due()
+                next_due = None
             timeout = None
             if next_due is not None:
                 timeout = max(0.05, (next_due - self.clock.now()).total_seconds())
@@ -601,6 +617,15 @@ class Daemon:
                 timeout = min(timeout, self.others_poll) if timeout is not None else self.others_poll
             await _wait(self._notify_event, timeout)
             self._notify_event.clear()
+
+
+def _log_storage(exc: StorageError, doing: str) -> None:
+    """A loop's database failure: an unreachable server is logged once, by the heartbeat (the
+    loop only waits and tries again); a refused write each time."""
+    if isinstance(exc, DatabaseUnreachable):
+        log.debug("%s: the database does not answer (%s); retrying in %.0fs", doing, exc, DB_RETRY)
+        return
+    log.error("%s: the database refused the write (%s: %s); retrying in %.0fs", doing, type(exc).__name__, exc, DB_RETRY)
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:

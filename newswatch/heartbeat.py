@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from newswatch.crawler.clock import Clock
-from newswatch.crawler.store import StorageError, StoryStore
+from newswatch.crawler.store import DatabaseUnreachable, StorageError, StoryStore
 
 log = logging.getLogger("newswatch.database")
 
@@ -31,6 +31,7 @@ class Heartbeat:
         self.every = every
         self.stale_after = stale_after
         self.failing_since: datetime | None = None
+        self.unreachable = False  # the failure is a server that does not answer (not a refused write)
         self.error = ""
 
     def beat(self) -> bool:
@@ -42,11 +43,20 @@ class Heartbeat:
             self.error = f"{type(exc).__name__}: {exc}"
             if self.failing_since is None:
                 self.failing_since = now
-                log.error("the database refuses writes (%s); stories and alerts wait until it takes them "
-                          "again (/healthz reports it)", self.error)
+                self.unreachable = isinstance(exc, DatabaseUnreachable)
+                if self.unreachable:
+                    log.error("the database does not answer (%s); the work waits for it and resumes when it "
+                              "answers, nothing is lost (/healthz reports it)", exc)
+                else:
+                    log.error("the database refuses writes (%s); stories and alerts wait until it takes them "
+                              "again (/healthz reports it)", self.error)
             return False
         if self.failing_since is not None:
-            log.warning("the database takes writes again, after %.0fs", (now - self.failing_since).total_seconds())
+            seconds = (now - self.failing_since).total_seconds()
+            if self.unreachable:
+                log.warning("the database answers again, after %.0fs; the work resumes", seconds)
+            else:
+                log.warning("the database takes writes again, after %.0fs", seconds)
         self.failing_since, self.error = None, ""
         return True
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from newswatch.crawler.leases import SingleWorkerLeases
 from newswatch.crawler.store import DatabaseFileError
+from tests.e2e.conftest import wait_until
 
 from newswatch.leadership import (
     FileLeadership,
@@ -138,7 +139,7 @@ def test_leadership_follows_the_storage(tmp_path) -> None:
     assert leadership_for(config, "worker") is None  # workers share the sources by leases
     lock = leadership_for(config, "dispatch")
     assert isinstance(lock, PostgresLeadership) and lock.key == advisory_key("dispatch")
-    assert SingleWorkerLeases().claim(["a", "b"]) == ["a", "b"]
+    assert SingleWorkerLeases().claim({"a": "one.example", "b": "two.example"}) == ["a", "b"]
 
 
 def test_advisory_keys_are_stable_and_differ_per_role() -> None:
@@ -183,61 +184,109 @@ def test_postgres_lock_lost_with_its_connection_is_noticed() -> None:
 
 
 # -- PostgreSQL: source leases shared by workers ----------------------------------------------
-def test_postgres_leases_give_each_source_to_one_worker() -> None:
+@pytest.fixture
+def leases_url(postgres_url):
+    """A fresh schema with the crawler's migrations applied (where the lease tables are made)."""
+    from newswatch.storage import open_storage
+
+    open_storage(postgres_url).close()
+    return postgres_url
+
+
+def test_postgres_leases_give_each_source_to_one_worker(leases_url) -> None:
     from newswatch.crawler.leases import PostgresLeases
 
-    url = _postgres()
-    tag = uuid.uuid4().hex
-    a, b, c = (f"{tag}-{n}" for n in "abc")
-    one, two = PostgresLeases(url, holder="one", ttl=60), PostgresLeases(url, holder="two", ttl=60)
+    a, b, c = "a", "b", "c"
+    hosts = {a: "one.example", b: "two.example", c: "three.example"}
+    one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
     try:
-        assert one.claim([a, b]) == sorted([a, b])
-        assert two.claim([a, b, c]) == [c]  # a and b are the first worker's while it crawls them
+        assert one.claim({a: hosts[a], b: hosts[b]}) == [a, b]
+        assert two.claim(hosts) == [c]  # a and b are the first worker's while it crawls them
         one.finish({a: 0.0, b: 30.0})  # a is free at once, b rests 30 s
-        assert two.claim([a, b]) == [a]
-        assert one.claim([a, b, c]) == []
+        assert two.claim({a: hosts[a], b: hosts[b]}) == [a]
+        two.finish({a: 0.0, c: 0.0})
+        assert one.claim(hosts) == [a, c]  # b still rests
     finally:
-        with one.conn.transaction():
-            one.conn.execute("DELETE FROM source_leases WHERE source LIKE %s", (f"{tag}-%",))
         one.close()
         two.close()
 
 
-def test_postgres_lease_of_a_dead_worker_runs_out() -> None:
+def test_postgres_leases_give_a_host_to_one_worker_at_a_time(leases_url) -> None:
+    """All due sources of a host go to the worker that holds the host, until it finishes them all."""
     from newswatch.crawler.leases import PostgresLeases
 
-    url = _postgres()
-    source = f"{uuid.uuid4().hex}-wire"
-    dead, alive = PostgresLeases(url, holder="dead", ttl=0.5), PostgresLeases(url, holder="alive", ttl=60)
+    one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
     try:
-        assert dead.claim([source]) == [source]
-        dead.close()  # never finishes its crawl
-        assert alive.claim([source]) == []
-        time.sleep(0.6)
-        assert alive.claim([source]) == [source]
+        assert one.claim({"a": "news.example", "b": "news.example"}) == ["a", "b"]
+        assert two.claim({"c": "news.example", "d": "other.example"}) == ["d"]  # news.example is one's
+        assert one.claim({"c": "news.example"}) == ["c"]  # the holder adds to its crawl of the host
+        one.finish({"a": 0.0, "b": 0.0})
+        assert two.claim({"a": "news.example"}) == []  # c is still being crawled
+        one.finish({"c": 0.0})
+        assert two.claim({"a": "news.example", "c": "news.example"}) == ["a", "c"]
     finally:
-        alive.conn.execute("DELETE FROM source_leases WHERE source = %s", (source,))
+        one.close()
+        two.close()
+
+
+def test_postgres_hosts_of_a_worker_whose_session_ended_are_free_at_once(leases_url) -> None:
+    from newswatch.crawler.leases import PostgresLeases
+
+    dead, alive = PostgresLeases(leases_url, holder="dead", ttl=600), PostgresLeases(leases_url, holder="alive", ttl=60)
+    try:
+        assert dead.claim({"wire": "news.example"}) == ["wire"]
+        assert alive.claim({"wire": "news.example"}) == []
+        dead.close()  # as a kill -9 does: the server ends the session, the crawl is never finished
+        assert wait_until(lambda: alive.claim({"wire": "news.example"}) == ["wire"], 5)
+    finally:
         alive.close()
 
 
-def test_postgres_claims_skip_rows_another_worker_is_claiming() -> None:
+def test_postgres_host_lease_of_a_live_worker_runs_out_after_its_ttl(leases_url) -> None:
+    from newswatch.crawler.leases import PostgresLeases
+
+    stuck, alive = PostgresLeases(leases_url, holder="stuck", ttl=0.5), PostgresLeases(leases_url, holder="alive", ttl=60)
+    try:
+        assert stuck.claim({"wire": "news.example"}) == ["wire"]  # connected, but never finishes
+        assert alive.claim({"wire": "news.example"}) == []
+        time.sleep(0.6)
+        assert alive.claim({"wire": "news.example"}) == ["wire"]
+    finally:
+        stuck.close()
+        alive.close()
+
+
+def test_postgres_claims_skip_rows_another_worker_is_claiming(leases_url) -> None:
     import psycopg
     from newswatch.crawler.leases import PostgresLeases
 
-    url = _postgres()
-    tag = uuid.uuid4().hex
-    a, b = f"{tag}-a", f"{tag}-b"
-    leases = PostgresLeases(url, holder="one", ttl=60)
+    leases = PostgresLeases(leases_url, holder="one", ttl=60)
+    hosts = {"a": "a.example", "b": "b.example"}
     try:
-        leases.claim([a, b])
-        leases.finish({a: 0.0, b: 0.0})
-        with psycopg.connect(url) as other, other.transaction():  # another worker, mid-claim on a
-            other.execute("SELECT source FROM source_leases WHERE source = %s FOR UPDATE", (a,))
+        leases.claim(hosts)
+        leases.finish({"a": 0.0, "b": 0.0})
+        with psycopg.connect(leases_url) as other, other.transaction():  # another worker, mid-claim on a
+            other.execute("SELECT host FROM host_leases WHERE host = %s FOR UPDATE", ("a.example",))
             started = time.monotonic()
-            assert leases.claim([a, b]) == [b]  # skipped, not waited for
+            assert leases.claim(hosts) == ["b"]  # skipped, not waited for
             assert time.monotonic() - started < 2
     finally:
-        leases.conn.execute("DELETE FROM source_leases WHERE source LIKE %s", (f"{tag}-%",))
+        leases.close()
+
+
+def test_postgres_leases_raise_database_unreachable_when_the_server_is_gone(leases_url) -> None:
+    import psycopg
+    from newswatch.crawler.leases import PostgresLeases
+    from newswatch.crawler.store import DatabaseUnreachable
+
+    leases = PostgresLeases(leases_url, holder="one", ttl=60)
+    try:
+        with psycopg.connect(leases_url, autocommit=True) as admin:  # as a server restart or a network cut would
+            admin.execute("SELECT pg_terminate_backend(%s)", (leases.conn.info.backend_pid,))
+        with pytest.raises(DatabaseUnreachable):
+            leases.claim({"a": "a.example"})
+        assert leases.claim({"a": "a.example"}) == ["a"]  # connected again
+    finally:
         leases.close()
 
 
