@@ -180,9 +180,9 @@ class PostgresConnection:
 
 
 def _first_line(exc: Exception) -> str:
-    """The line of a driver's message that says what failed (its last one)."""
+    """The line of a driver's message that says what failed (its first one)."""
     text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _where(url: str) -> str:

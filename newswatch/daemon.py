@@ -468,7 +468,7 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except DatabaseUnreachable as exc:  # fetched again at the next poll, as nothing was stored
-            log.debug("crawl of %s: the database does not answer: %s", plural(len(batch), "source"), exc)
+            log.debug("crawl of %s: waiting for the database: %s", plural(len(batch), "source"), exc)
             return
         except Exception:
             log.exception("crawl of %s failed", plural(len(batch), "source"))
@@ -623,7 +623,7 @@ def _log_storage(exc: StorageError, doing: str) -> None:
     """A loop's database failure: an unreachable server is logged once, by the heartbeat (the
     loop only waits and tries again); a refused write each time."""
     if isinstance(exc, DatabaseUnreachable):
-        log.debug("%s: the database does not answer (%s); retrying in %.0fs", doing, exc, DB_RETRY)
+        log.debug("%s: waiting for the database (%s); retrying in %.0fs", doing, exc, DB_RETRY)
         return
     log.error("%s: the database refused the write (%s: %s); retrying in %.0fs", doing, type(exc).__name__, exc, DB_RETRY)
 

@@ -3,7 +3,9 @@
 Runs an aiohttp app in a background thread with its own loop, so synchronous tests and
 daemons in subprocesses can both use it. Feeds honour conditional GET (ETag and
 Last-Modified -> 304); paths can be made to misbehave (status codes, Retry-After, delays,
-dropped connections, redirects, responses that never end). Every request is recorded.
+dropped connections, redirects, responses that never end). Every request is recorded, when it
+is answered (`hits`) and when it arrives (`arrivals`), and so are the requests being answered
+at once per host (`in_flight`, and the most there were: `most_in_flight`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class FeedServer:
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self.hits: list[Hit] = []
+        self.arrivals: list[tuple[str, float]] = []  # (path, time.monotonic()) when each request arrived
+        self.in_flight: dict[str, int] = {}  # host -> requests being answered now
+        self.most_in_flight: dict[str, int] = {}  # host -> the most requests answered at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -107,8 +112,24 @@ class FeedServer:
         with self._lock:
             return [h for h in self.hits if h.path == path]
 
+    def arrivals_for(self, path: str, since: float = 0.0) -> list[float]:
+        with self._lock:
+            return [at for p, at in self.arrivals if p == path and at >= since]
+
     # -- serving -----------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.host.rsplit(":", 1)[0] if request.host else self.host
+        with self._lock:
+            self.arrivals.append((request.path, time.monotonic()))
+            self.in_flight[host] = self.in_flight.get(host, 0) + 1
+            self.most_in_flight[host] = max(self.most_in_flight.get(host, 0), self.in_flight[host])
+        try:
+            return await self._answer(request)
+        finally:
+            with self._lock:
+                self.in_flight[host] -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs if request.path_qs in self._routes else request.path
         with self._lock:
             route = self._routes.get(path)

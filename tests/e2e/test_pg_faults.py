@@ -1,0 +1,151 @@
+"""End to end on PostgreSQL (skipped, saying why, without a server): workers that lose nothing.
+
+- A worker killed with `kill -9` in the middle of a fetch: its host lease dies with its
+  database session, and the other worker polls the source at its next due time, within
+  `TAKE_OVER` seconds; every alert arrives once.
+- Two workers and one host with several sources: the host's requests are never more than
+  `crawler.per_host` at once, and every source is polled.
+- The database goes away for a while (a proxy between the daemon and the server is cut): the
+  daemon says so once, keeps running, and the story fetched meanwhile is alerted once after.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.test_clusters import HANOI
+from tests.e2e.test_skeleton import CHAT, G20, SEED
+from tests.fakes.tcp_proxy import TcpProxy
+
+INTERVAL = 2  # seconds between a source's polls
+SLOW = 2.0  # seconds the slow feed takes to answer, so that a kill lands mid-fetch
+# the other worker's next due time of the source (an interval), its fetch, and starting up
+TAKE_OVER = INTERVAL + SLOW + 4.0
+OUTAGE = 10.0  # seconds the database is away
+
+
+def _texts(bot_api, needle: str) -> list[dict]:
+    return [m for m in bot_api.messages_for(CHAT) if needle in (m.get("text") or "")]
+
+
+def _subscribe(bot_api) -> None:
+    bot_api.user_message(CHAT, "/start")
+    wait_until(lambda: _texts(bot_api, "Subscribed"), what="the /start reply")
+
+
+def _clean(*processes) -> None:
+    for process in processes:
+        output = process.output()
+        assert not re.search(r"Traceback|Conflict", output), output[-3000:]
+
+
+def _start(process):
+    """Start `process`, then give it the time to bring the schema up to date before the next one."""
+    process.start()
+    time.sleep(0.5)
+    return process
+
+
+def _lease_holder(url: str, host: str) -> int | None:
+    """The pid of the worker that holds `host` now (the lease names it host:pid)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT holder FROM host_leases WHERE host = %s AND session <> 0", (host,)).fetchone()
+    return int(row[0].rsplit(":", 1)[1]) if row else None
+
+
+def test_a_killed_workers_source_is_taken_over_quickly(tmp_path, feeds, bot_api, daemon_factory, postgres_url) -> None:
+    feeds.set_feed("/wire.xml", [G20], delay=SLOW)
+    config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed",
+                                      "interval": INTERVAL}], api_url=f"{bot_api.url}/bot", database=postgres_url)
+    workers = [_start(daemon_factory(config, command="worker", name=f"worker{n}")) for n in (1, 2)]
+    others = [_start(daemon_factory(config, command=role, name=role)) for role in ("dispatch", "bot")]
+    _subscribe(bot_api)
+    feeds.set_feed("/wire.xml", [SEED, G20], delay=SLOW)
+    wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
+
+    def mid_fetch():  # a request is being answered, by the worker that holds the host
+        if not feeds.in_flight.get("127.0.0.1"):
+            return None
+        pid = _lease_holder(postgres_url, "127.0.0.1")
+        return next((w for w in workers if w.proc.pid == pid), None)
+
+    victim = wait_until(mid_fetch, what="a worker in the middle of a fetch")
+    survivor = next(w for w in workers if w is not victim)
+    feeds.set_feed("/wire.xml", [HANOI, SEED, G20], delay=SLOW)
+    killed = time.monotonic()
+    victim.stop(signal.SIGKILL)
+    wait_until(lambda: feeds.arrivals_for("/wire.xml", since=killed), timeout=TAKE_OVER,
+               what="the other worker polling the source")
+    print(f"the source was polled again {feeds.arrivals_for('/wire.xml', since=killed)[0] - killed:.1f}s after the kill")
+    assert _lease_holder(postgres_url, "127.0.0.1") in (survivor.proc.pid, None)
+    wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the take-over")
+    polls = len(feeds.arrivals_for("/wire.xml"))
+    wait_until(lambda: len(feeds.arrivals_for("/wire.xml")) >= polls + 2, what="more polls")
+    time.sleep(2)  # more than one look of the dispatcher and the bot at the database
+    for process in (survivor, *others):
+        assert process.stop() == 0
+    assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
+    assert len(_texts(bot_api, HANOI.title)) == 1
+    _clean(survivor, *others)
+
+
+def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, postgres_url) -> None:
+    paths = [f"/feed{n}.xml" for n in range(4)]
+    for path in paths:
+        feeds.set_feed(path, [G20], delay=0.5, conditional=False)
+    sources = [{"name": f"feed{n}", "url": feeds.url(path), "kind": "feed", "interval": 1}
+               for n, path in enumerate(paths)]
+    config = write_config(tmp_path, sources, database=postgres_url, crawler={"per_host": 1})
+    workers = [_start(daemon_factory(config, token=None, command="worker", name=f"worker{n}")) for n in (1, 2)]
+    wait_until(lambda: all(len(feeds.hits_for(p)) >= 3 for p in paths), timeout=60, what="three polls of every feed")
+    for worker in workers:
+        assert worker.stop() == 0
+    assert feeds.most_in_flight == {"127.0.0.1": 1}
+    _clean(*workers)
+
+
+def _through(url: str, port: int) -> str:
+    """`url` with its server's port replaced by `port` (the proxy's)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
+
+
+def test_the_daemon_waits_for_the_database_and_loses_nothing(tmp_path, feeds, bot_api, daemon_factory,
+                                                             postgres_url) -> None:
+    server = urlsplit(postgres_url)
+    with TcpProxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        feeds.set_feed("/wire.xml", [G20])
+        config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
+                              api_url=f"{bot_api.url}/bot", database=_through(postgres_url, proxy.port))
+        daemon = daemon_factory(config).start()
+        _subscribe(bot_api)
+        feeds.set_feed("/wire.xml", [SEED, G20])
+        wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the outage")
+
+        proxy.cut()
+        cut = time.monotonic()
+        feeds.set_feed("/wire.xml", [HANOI, SEED, G20])  # published while the database is away
+        wait_until(lambda: "the database does not answer" in daemon.output(), timeout=OUTAGE,
+                   what="the outage in the log")
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - cut)))
+        assert not _texts(bot_api, HANOI.title)
+        assert daemon.proc.poll() is None
+        proxy.restore()
+
+        wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the outage")
+        wait_until(lambda: "the database answers again" in daemon.output(), what="the end of the outage in the log")
+        polls = len(feeds.arrivals_for("/wire.xml"))
+        wait_until(lambda: len(feeds.arrivals_for("/wire.xml")) >= polls + 2, what="more polls")
+        time.sleep(2)
+        assert daemon.stop() == 0
+    output = daemon.output()
+    assert output.count("the database does not answer") == 1, output[-3000:]
+    assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
+    assert len(_texts(bot_api, HANOI.title)) == 1
+    _clean(daemon)
