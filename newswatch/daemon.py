@@ -43,7 +43,7 @@ from newswatch.alerts.dispatch import Dispatcher, DispatchSummary
 from newswatch.alerts.feedback import Votes
 from newswatch.alerts.deliver.format import plural
 from newswatch.heartbeat import Heartbeat
-from newswatch.leadership import BOT, DISPATCH, ROLES, WORKER, Leadership, keep, lead
+from newswatch.leadership import BOT, DISPATCH, ROLES, WORKER, Leadership, PostgresLeadership, keep, lead
 from newswatch.alerts.bot.history import History
 from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.matcher import Matcher
@@ -200,11 +200,7 @@ class Daemon:
                                     telegram=self._telegram_state, heartbeat=self.heartbeat, roles=self.roles,
                                     standing_by=lambda: self.standing_by)
         heartbeat = asyncio.create_task(self.heartbeat.run(), name="heartbeat")
-        lost = False
-        self.standing_by = self.leadership is not None
-        if self.leadership is None or await lead(self.leadership, stop):
-            self.standing_by = False
-            lost = await self._work(stop)
+        lost = await self._lead_and_work(stop)
         log.info("newswatch stopping")
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
@@ -220,6 +216,24 @@ class Daemon:
             self.instance_lock.release()
         log.info("newswatch stopped")
         return 1 if lost else 0
+
+    async def _lead_and_work(self, stop: asyncio.Event) -> bool:
+        """Work while this process holds the role's lock (always, without one). A lock lost with
+        its PostgreSQL connection (the server went away, restarted, or was cut off) puts the
+        process back to standing by, to work again once it holds the lock; a lost file lock
+        (SQLite) ends the process. True when it ends for a lost lock."""
+        while True:
+            self.standing_by = self.leadership is not None
+            if self.leadership is not None and not await lead(self.leadership, stop):
+                return False
+            self.standing_by = False
+            lost = await self._work(stop)
+            if not lost or stop.is_set() or not isinstance(self.leadership, PostgresLeadership):
+                return lost
+            await self._stop_bot()
+            if self.link is not None:
+                self.link.stopped()
+            log.warning("%s: standing by again until this process holds the lock", self.leadership.role)
 
     async def _work(self, stop: asyncio.Event) -> bool:
         """The loops of this process's roles, until `stop` or one of them ends; True when the

@@ -10,7 +10,9 @@ Both kinds of lock die with their process, a `kill -9` included:
   machine's store, written by one crawler at a time.
 - `PostgresLeadership`: a session-level advisory lock (`pg_try_advisory_lock`) held on a
   connection of its own, so it is released when that connection ends. `held()` asks the server
-  that the connection is still there; the daemon stops when it is not.
+  that the connection is still there; when it is not, the process stops its role's work and
+  stands by again (the server went away, restarted or was cut off: it works again once it holds
+  the lock, or another process does).
 
 `newswatch run` on PostgreSQL takes the dispatcher's and the bot's locks together
 (`JointLeadership`, from `run_leadership`) and stands by like a role process while another
@@ -134,6 +136,7 @@ class PostgresLeadership:
         self.connect_timeout = connect_timeout
         self.conn: Any = None
         self.holding = False
+        self.unanswered = False  # the last try found the server not answering
 
     def _connection(self) -> Any:
         import psycopg
@@ -153,9 +156,13 @@ class PostgresLeadership:
         try:
             row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         except psycopg.Error as exc:
-            log.warning("%s lock: PostgreSQL does not answer (%s); trying again", self.role, exc)
+            if not self.unanswered:  # said once per outage
+                log.warning("%s lock: PostgreSQL does not answer (%s); trying again", self.role,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            self.unanswered = True
             self._drop()
             return False
+        self.unanswered = False
         self.holding = bool(row and row[0])
         return self.holding
 
@@ -290,6 +297,6 @@ async def keep(leadership: Leadership, *, every: float = RETRY) -> None:
     while True:
         await asyncio.sleep(every)
         if not await asyncio.to_thread(leadership.held):
-            log.error("%s: the lock is lost (%s); stopping, so that another process takes over",
+            log.error("%s: the lock is lost (%s); this process stops its work, so that another one takes over",
                       leadership.role, leadership.describe())
             return

@@ -152,6 +152,9 @@ class Notifier:
         self.observer = observer
         self.clusters = clusters
         self.in_flight: dict[int, datetime] = {}  # outbox id -> when its send started
+        # messages sent whose record the database refused (outbox ids, message id, when): recorded
+        # before anything else is sent, so that a send is never made twice by this process
+        self.unrecorded: list[tuple[list[int], int | None, datetime]] = []
         self.failing_since: datetime | None = None  # first failed send since the last success
 
     def stuck(self, after: float) -> str:
@@ -184,6 +187,7 @@ class Notifier:
     async def deliver_due(self) -> DeliverySummary:
         """Send everything that is due now, chat by chat in order; return what happened."""
         before = DeliverySummary(**vars(self.summary))
+        self._record_unrecorded()
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def drain(chat_id: int, kind: str) -> None:
@@ -281,13 +285,22 @@ class Notifier:
             log.debug("chat %s: outbox row %s", item.chat_id, item.id, exc_info=True)
             self._fail(item, ids, f"cannot be formatted or sent: {type(exc).__name__}: {exc}")
         else:
-            self.outbox.mark_many_sent(ids, message_id, self.clock.now())
+            self.unrecorded.append((ids, message_id, self.clock.now()))
+            self._record_unrecorded()
             self.summary.sent += len(ids)
             self.last_progress = self.clock.now()
             self.failing_since = None
             self._tell("sent", item.chat_id, len(ids))
         finally:
             self.in_flight.pop(item.id, None)
+
+    def _record_unrecorded(self) -> None:
+        """Record the sent messages the outbox does not know as sent yet; raises `StorageError`
+        while the database refuses (the caller tries again later, sending nothing meanwhile)."""
+        while self.unrecorded:
+            ids, message_id, at = self.unrecorded[0]
+            self.outbox.mark_many_sent(ids, message_id, at)
+            self.unrecorded.pop(0)
 
     def _postpone(self, item: OutboxItem, started: datetime, exc: RetryLater) -> None:
         if not exc.flood and not exc.outage and self.failing_since is None:

@@ -112,6 +112,12 @@ class TelegramLink:
             return f"unreachable since {self.down_since.isoformat(timespec='seconds')}: {self.reason}"
         return "connecting"
 
+    def stopped(self) -> None:
+        """The bot was stopped (its process stands by again): the next `connect_forever` starts it."""
+        self.up = False
+        self.started = False
+        self._lost.clear()
+
     def lost(self, reason: str) -> None:
         """The Bot API could not be reached (a send, a poll or a probe failed on the network)."""
         first = self.down_since is None

@@ -17,6 +17,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pytest
 
 from tests.e2e.conftest import wait_until, write_config
 from tests.e2e.test_clusters import HANOI
@@ -116,14 +117,17 @@ def _through(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
+@pytest.mark.parametrize("commands", [("run",), ("worker", "dispatch", "bot")], ids=["run", "roles"])
 def test_the_daemon_waits_for_the_database_and_loses_nothing(tmp_path, feeds, bot_api, daemon_factory,
-                                                             postgres_url) -> None:
+                                                             postgres_url, commands) -> None:
+    """`newswatch run`, or the three role processes (the dispatcher and the bot lose their locks
+    with their connections, stand by again and take them back)."""
     server = urlsplit(postgres_url)
     with TcpProxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         feeds.set_feed("/wire.xml", [G20])
         config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "kind": "feed", "interval": 1}],
                               api_url=f"{bot_api.url}/bot", database=_through(postgres_url, proxy.port))
-        daemon = daemon_factory(config).start()
+        processes = [_start(daemon_factory(config, command=command, name=command)) for command in commands]
         _subscribe(bot_api)
         feeds.set_feed("/wire.xml", [SEED, G20])
         wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the outage")
@@ -131,21 +135,29 @@ def test_the_daemon_waits_for_the_database_and_loses_nothing(tmp_path, feeds, bo
         proxy.cut()
         cut = time.monotonic()
         feeds.set_feed("/wire.xml", [HANOI, SEED, G20])  # published while the database is away
-        wait_until(lambda: "the database does not answer" in daemon.output(), timeout=OUTAGE,
-                   what="the outage in the log")
+        for process in processes:
+            wait_until(lambda p=process: "the database does not answer" in p.output(), timeout=OUTAGE,
+                       what=f"the outage in the log of {process.name}")
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - cut)))
         assert not _texts(bot_api, HANOI.title)
-        assert daemon.proc.poll() is None
+        assert all(p.proc.poll() is None for p in processes)
         proxy.restore()
 
         wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the outage")
-        wait_until(lambda: "the database answers again" in daemon.output(), what="the end of the outage in the log")
+        for process in processes:
+            wait_until(lambda p=process: "the database answers again" in p.output(),
+                       what=f"the end of the outage in the log of {process.name}")
+        bot_api.user_message(CHAT, "/topics")  # the bot answers commands again
+        wait_until(lambda: _texts(bot_api, "tap a button to switch"), what="the /topics reply")
         polls = len(feeds.arrivals_for("/wire.xml"))
         wait_until(lambda: len(feeds.arrivals_for("/wire.xml")) >= polls + 2, what="more polls")
         time.sleep(2)
-        assert daemon.stop() == 0
-    output = daemon.output()
-    assert output.count("the database does not answer") == 1, output[-3000:]
+        for process in processes:
+            assert process.stop() == 0
+    for process in processes:
+        output = process.output()
+        assert output.count("the database does not answer") == 1, output[-3000:]
     assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
     assert len(_texts(bot_api, HANOI.title)) == 1
-    _clean(daemon)
+    assert len(_texts(bot_api, "Subscribed")) == 1
+    _clean(*processes)

@@ -141,3 +141,31 @@ def test_a_broadcast_is_reported_once_every_copy_has_an_outcome(parts) -> None:
     assert sink.sent[1:] == [(9, "Maintenance at 22:00"), (7, "Broadcast delivered to 2 of 3 chats. 1 failed: "
                                                               "8: Telegram: Forbidden: bot was blocked by the user")]
     assert outbox.finished_broadcasts() == []
+
+
+def test_a_message_sent_while_the_database_refused_its_record_is_not_sent_again(parts, monkeypatch) -> None:
+    """The send worked but the outbox could not mark it sent (the database went away): the
+    record is made once the database takes it, before anything else is sent, and never a second
+    message."""
+    from newswatch.crawler.store import DatabaseUnreachable
+
+    outbox, subscriptions, sink, notifier, clock = parts
+    outbox.queue_notice([7], "first", NOW)
+    outbox.queue_notice([7], "second", NOW)
+    record = outbox.mark_many_sent
+
+    def unreachable(*args, **kwargs):
+        raise DatabaseUnreachable("PostgreSQL at 127.0.0.1:5432/test: the connection was lost")
+
+    monkeypatch.setattr(outbox, "mark_many_sent", unreachable)
+    with pytest.raises(DatabaseUnreachable):
+        _deliver(notifier)
+    assert sink.sent == [(7, "first")]
+    with pytest.raises(DatabaseUnreachable):  # still away: nothing else is sent
+        _deliver(notifier)
+    assert sink.sent == [(7, "first")]
+    monkeypatch.setattr(outbox, "mark_many_sent", record)
+    _deliver(notifier)
+    assert sink.sent == [(7, "first"), (7, "second")]
+    states = [r[0] for r in outbox.store.conn.execute("SELECT state FROM outbox ORDER BY id").fetchall()]
+    assert states == ["sent", "sent"]
