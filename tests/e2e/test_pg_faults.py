@@ -107,7 +107,7 @@ def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, 
     wait_until(lambda: all(len(feeds.hits_for(p)) >= 3 for p in paths), timeout=60, what="three polls of every feed")
     for worker in workers:
         assert worker.stop() == 0
-    assert feeds.most_in_flight == {"127.0.0.1": 1}
+    assert feeds.most_in_flight == {"127.0.0.1": 1}, (feeds.most_in_flight, [p.output()[-2000:] for p in workers])
     _clean(*workers)
 
 
