@@ -12,8 +12,9 @@ commands and the notify loop). `newswatch run` runs all three in one process; `n
 worker`, `dispatch` and `bot` run one each, and then each stage also looks at the database every
 `OTHERS_POLL` seconds for the work the other processes left, the worker every `SOURCES_POLL`
 seconds for sources changed from the chat. A role process that is given a `Leadership` (see
-`newswatch.leadership`; `run` on PostgreSQL too) stands by until it holds its role's lock, and
-stops when it loses it.
+`newswatch.leadership`; `run` on PostgreSQL too) stands by until it holds its role's lock; when
+it loses a PostgreSQL lock (its connection ended) it stops its work and stands by again, when it
+loses a lock file it stops.
 
 Scores come from the topics' rules blended with the model `newswatch train` wrote
 (`model.path`, `model.blend`), loaded at start and again on SIGHUP. With
@@ -43,7 +44,7 @@ from newswatch.alerts.dispatch import Dispatcher, DispatchSummary
 from newswatch.alerts.feedback import Votes
 from newswatch.alerts.deliver.format import plural
 from newswatch.heartbeat import Heartbeat
-from newswatch.leadership import BOT, DISPATCH, ROLES, WORKER, Leadership, PostgresLeadership, keep, lead
+from newswatch.leadership import BOT, DISPATCH, ROLES, WORKER, FileLeadership, Leadership, keep, lead
 from newswatch.alerts.bot.history import History
 from newswatch.alerts.match.blended import BlendedMatcher
 from newswatch.alerts.match.matcher import Matcher
@@ -228,7 +229,7 @@ class Daemon:
                 return False
             self.standing_by = False
             lost = await self._work(stop)
-            if not lost or stop.is_set() or not isinstance(self.leadership, PostgresLeadership):
+            if not lost or stop.is_set() or isinstance(self.leadership, FileLeadership):
                 return lost
             await self._stop_bot()
             if self.link is not None:
