@@ -107,6 +107,7 @@ def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = Fals
     (`newswatch.leadership.run_leadership`), which mean the same on every machine: with
     `stand_by` (`newswatch run`) the daemon waits for them as a role process does, otherwise
     (`crawl --once`) they are taken now or the command is refused."""
+    from newswatch.crawler.leases import PostgresLeases
     from newswatch.crawler.store import DatabaseFileError, InstanceLock
     from newswatch.daemon import Daemon
     from newswatch.leadership import run_leadership
@@ -124,10 +125,13 @@ def _daemon(config: NewswatchConfig, token: str | None, *, stand_by: bool = Fals
         raise DatabaseFileError(f"{redact_url(config.storage.url)}: another newswatch (run, dispatch or bot) is active on this "
                                 "PostgreSQL database; stop it first (two would send every alert twice)")
     try:
-        return Daemon(config, token=token, leadership=leadership)
+        daemon = Daemon(config, token=token, leadership=leadership)
+        if stand_by:  # its worker shares the hosts with any `newswatch worker` on the database
+            daemon.leases = PostgresLeases(str(config.database))
     except StorageError as exc:
         leadership.release()
         raise DatabaseFileError(f"{redact_url(config.storage.url)}: cannot be used: {type(exc).__name__}: {exc}") from None
+    return daemon
 
 
 def cmd_run(args: argparse.Namespace) -> int:
