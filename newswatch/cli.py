@@ -145,7 +145,8 @@ def cmd_role(args: argparse.Namespace) -> int:
     processes on the same database; dispatch and bot stand by while another process is active."""
     from newswatch.crawler.leases import PostgresLeases
     from newswatch.daemon import Daemon
-    from newswatch.leadership import WORKER, SharedDatabaseLock, is_postgres, leadership_for
+    from newswatch.leadership import WORKER, SharedDatabaseLock, leadership_for
+    from newswatch.storage import is_postgres
 
     config = _with_listen(_config(args, delivering=True), args.listen)
     location = str(config.database)

@@ -38,13 +38,13 @@ from typing import Any, Protocol, TextIO
 
 from newswatch.alerts.config import NewswatchConfig
 from newswatch.crawler.store import DatabaseFileError
+from newswatch.storage import is_postgres
 
 log = logging.getLogger("newswatch.leadership")
 
 RETRY = 2.0  # seconds between a standby's tries
 WORKER, DISPATCH, BOT = "worker", "dispatch", "bot"
 ROLES = (WORKER, DISPATCH, BOT)
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Leadership(Protocol):
@@ -221,10 +221,6 @@ class JointLeadership:
 
     def describe(self) -> str:
         return ", ".join(f"{part.role}: {part.describe()}" for part in self.parts)
-
-
-def is_postgres(location: str) -> bool:
-    return location.startswith(POSTGRES_SCHEMES)
 
 
 def leadership_for(config: NewswatchConfig, role: str) -> Leadership | None:
