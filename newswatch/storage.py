@@ -19,6 +19,8 @@ naming host:port.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,19 +110,28 @@ def open_storage(location: str | Path, *, read_only: bool = False, upgrade: bool
 
 def _open(path: Path, *, read_only: bool, upgrade: bool, busy_timeout: float) -> Storage:
     conn = open_database(path, busy_timeout=busy_timeout, read_only=read_only)
+    return Storage(StoryStore(conn), AlertsStore(conn), path, _schema(conn, str(path), upgrade=upgrade))
+
+
+def _schema(conn: Any, where: str, *, upgrade: bool, then: Callable[[], None] = lambda: None,
+            passed_on: tuple[type[Exception], ...] = (DatabaseFileError,)) -> list:
+    """Bring the schema on `conn` up to date (or, without `upgrade`, list what it lacks), then
+    run `then`; the connection is closed when that fails. The errors of `passed_on` go up as
+    they are; any other failure is a `DatabaseFileError` naming `where`."""
     try:
         if upgrade:
-            migrate(conn, PARTS, where=str(path))
+            migrate(conn, PARTS, where=where)
             missing = []
         else:
-            missing = pending(conn, PARTS, where=str(path))
-    except DatabaseFileError:
+            missing = pending(conn, PARTS, where=where)
+        then()
+        return missing
+    except passed_on:
         conn.close()
         raise
     except StorageError as exc:
         conn.close()
-        raise DatabaseFileError(f"{path}: its schema cannot be brought up to date: {type(exc).__name__}: {exc}") from None
-    return Storage(StoryStore(conn), AlertsStore(conn), path, missing)
+        raise DatabaseFileError(f"{where}: its schema cannot be brought up to date: {type(exc).__name__}: {exc}") from None
 
 
 def _open_postgres(url: str, *, read_only: bool, upgrade: bool, busy_timeout: float) -> Storage:
@@ -131,24 +142,14 @@ def _open_postgres(url: str, *, read_only: bool, upgrade: bool, busy_timeout: fl
     except ImportError:
         raise DatabaseFileError(f"{_safe(url)}: PostgreSQL needs the driver: pip install 'newswatch[postgres]'") from None
     conn = PostgresConnection(url)  # StorageUnavailable (naming host:port) while the server does not answer
-    try:
-        if upgrade:
-            migrate(conn, PARTS, where=conn.where)
-            missing = []
-        else:
-            missing = pending(conn, PARTS, where=conn.where)
+
+    def settle() -> None:
         if read_only:
             conn.set("default_transaction_read_only", "on")
         set_busy_timeout(conn, busy_timeout)
-    except DatabaseFileError:
-        conn.close()
-        raise
-    except StorageUnavailable:
-        conn.close()
-        raise
-    except StorageError as exc:
-        conn.close()
-        raise DatabaseFileError(f"{conn.where}: its schema cannot be brought up to date: {type(exc).__name__}: {exc}") from None
+
+    # a server that does not answer stays StorageUnavailable: the caller waits for it
+    missing = _schema(conn, conn.where, upgrade=upgrade, then=settle, passed_on=(DatabaseFileError, StorageUnavailable))
     return Storage(StoryStore(conn), AlertsStore(conn), url, missing)
 
 
