@@ -121,18 +121,8 @@ class Daemon:
         self.dispatcher = Dispatcher(self.store, self.subscriptions, self.outbox, self.matcher, self.clock,
                                      console=token is None, watches=self.watches, clusters=self.clusters,
                                      votes=self.votes)
-        self.application = None
-        self.link = None
         self.commands: BotCommands | None = None
-        telegram_sink = None
-        if token and BOT in self.roles:
-            from newswatch.alerts.deliver.telegram import TelegramLink, TelegramSink, build_application
-
-            self.application = build_application(token, config.telegram)
-            self.link = TelegramLink(self.application, self.clock, api_url=config.telegram.api_url,
-                                     start=self._start_bot, on_up=self._wake_notifier,
-                                     on_change=self._telegram_changed, rng=self.rng)
-            telegram_sink = TelegramSink(self.application, self.link)
+        telegram_sink = self._telegram(token if BOT in self.roles else None)
         self.metrics = Metrics()
         self.notifier = Notifier(self.outbox, self.store, self.subscriptions, self.clock, telegram_sink,
                                  ConsoleSink(console or sys.stdout), rng=self.rng, observer=self.metrics,
@@ -151,6 +141,21 @@ class Daemon:
         self._due_event = asyncio.Event()
         self._dispatch_event = asyncio.Event()
         self._notify_event = asyncio.Event()
+
+    def _telegram(self, token: str | None):
+        """The Telegram application, its link and the sink the notifier sends through (None
+        without a token: alerts go to the console)."""
+        self.application = None
+        self.link = None
+        if not token:
+            return None
+        from newswatch.alerts.deliver.telegram import TelegramLink, TelegramSink, build_application
+
+        self.application = build_application(token, self.config.telegram)
+        self.link = TelegramLink(self.application, self.clock, api_url=self.config.telegram.api_url,
+                                 start=self._start_bot, on_up=self._wake_notifier,
+                                 on_change=self._telegram_changed, rng=self.rng)
+        return TelegramSink(self.application, self.link)
 
     @property
     def sources(self) -> list[SourceConfig]:
