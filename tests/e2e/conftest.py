@@ -107,6 +107,16 @@ class DaemonProcess:
     def output(self) -> str:
         return "".join((self.log_dir / f"{self.name}-{i}.{ext}").read_text() for i in range(1, self.runs + 1) for ext in ("out", "err"))
 
+    def finish(self) -> str:
+        """Stop the daemon if it still runs, and check that its output holds neither the bot
+        token nor a traceback; the output."""
+        if self.proc and self.proc.poll() is None:
+            self.stop()
+        output = self.output()
+        assert TOKEN not in output
+        assert "Traceback" not in output, output[-4000:]
+        return output
+
 
 @pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:

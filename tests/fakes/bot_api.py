@@ -1844,16 +1844,7 @@ class FakeBotAPI:
                                  "text": _as_str(params.get("text")), "visible": visible,
                                  "reply_markup": markup, "time": time.time()})
             return True
-        chat = self._resolve_chat(params)
-        message_id = self._int(params, "message_id")
-        if message_id is None:
-            raise _bad("message identifier is not specified")
-        stored = self._messages.get((chat.id, message_id))
-        if stored is None:
-            raise _bad("message to edit not found")
-        if not stored["from_bot"]:
-            raise _bad("message can't be edited")
-        message = stored["message"]
+        chat, message_id, message = self._editable_message(params)
         if "text" not in message:
             raise _bad("there is no text in the message to edit")
         new_markup = markup if markup and "inline_keyboard" in markup else None
@@ -1876,15 +1867,9 @@ class FakeBotAPI:
                              "reply_markup": markup, "time": time.time()})
         return copy.deepcopy(message)
 
-    def _edit_message_reply_markup(self, params: dict, files: dict) -> dict | bool:
-        """Replace (or, without ``reply_markup``, remove) the inline keyboard of a message."""
-        markup = self._reply_markup(params)
-        new_markup = markup if markup and "inline_keyboard" in markup else None
-        if params.get("inline_message_id"):
-            self._edited.append({"method": "editMessageReplyMarkup",
-                                 "inline_message_id": _as_str(params["inline_message_id"]),
-                                 "reply_markup": markup, "time": time.time()})
-            return True
+    def _editable_message(self, params: dict) -> tuple[Any, int, dict]:
+        """The chat, id and stored copy of the bot's own message that `params` name, as the
+        edit methods find it, with Telegram's errors when there is none."""
         chat = self._resolve_chat(params)
         message_id = self._int(params, "message_id")
         if message_id is None:
@@ -1894,7 +1879,18 @@ class FakeBotAPI:
             raise _bad("message to edit not found")
         if not stored["from_bot"]:
             raise _bad("message can't be edited")
-        message = stored["message"]
+        return chat, message_id, stored["message"]
+
+    def _edit_message_reply_markup(self, params: dict, files: dict) -> dict | bool:
+        """Replace (or, without ``reply_markup``, remove) the inline keyboard of a message."""
+        markup = self._reply_markup(params)
+        new_markup = markup if markup and "inline_keyboard" in markup else None
+        if params.get("inline_message_id"):
+            self._edited.append({"method": "editMessageReplyMarkup",
+                                 "inline_message_id": _as_str(params["inline_message_id"]),
+                                 "reply_markup": markup, "time": time.time()})
+            return True
+        chat, message_id, message = self._editable_message(params)
         if message.get("reply_markup") == new_markup:
             raise _bad("message is not modified: specified new message content and reply markup "
                        "are exactly the same as a current content and reply markup of the message")
