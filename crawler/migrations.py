@@ -23,6 +23,7 @@ same table: each migration carries its PostgreSQL step beside SQLite's (`Migrati
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -91,19 +92,37 @@ def versions(conn: sqlite3.Connection) -> dict[str, int]:
 
 def migrate(conn: sqlite3.Connection, parts: Parts, *, where: str = "the database",
             now: datetime | None = None) -> list[tuple[str, Migration]]:
-    """Apply the missing migrations, each in its own transaction; return those applied."""
-    missing = pending(conn, parts, where=where)
-    if missing:
-        conn.execute(_RECORD)
-    for part, migration in missing:
-        step = migration.postgres if dialect(conn) == POSTGRESQL else migration.step
-        if step is None:
-            raise DatabaseFileError(f"{where}: {part} migration {migration.version} has no PostgreSQL step")
-        with transaction(conn):
-            if callable(step):
-                step(conn)
-            else:
-                run_script(conn, step)
-            conn.execute("INSERT INTO schema_migrations (part, version, name, applied_at) VALUES (?,?,?,?)",
-                         (part, migration.version, migration.name, (now or datetime.now(UTC)).isoformat()))
-    return missing
+    """Apply the missing migrations, each in its own transaction; return those applied.
+
+    Several processes may start together on a new database: on PostgreSQL they take turns
+    under an advisory lock; on SQLite each migration's write transaction (`BEGIN IMMEDIATE`)
+    checks again that no other process recorded it meanwhile."""
+    if not pending(conn, parts, where=where):
+        return []
+    done = []
+    with _one_at_a_time(conn):
+        missing = pending(conn, parts, where=where)
+        if missing:
+            conn.execute(_RECORD)
+        for part, migration in missing:
+            step = migration.postgres if dialect(conn) == POSTGRESQL else migration.step
+            if step is None:
+                raise DatabaseFileError(f"{where}: {part} migration {migration.version} has no PostgreSQL step")
+            with transaction(conn):
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE part = ? AND version = ?",
+                                (part, migration.version)).fetchone():
+                    continue  # another process applied it first
+                if callable(step):
+                    step(conn)
+                else:
+                    run_script(conn, step)
+                conn.execute("INSERT INTO schema_migrations (part, version, name, applied_at) VALUES (?,?,?,?)",
+                             (part, migration.version, migration.name, (now or datetime.now(UTC)).isoformat()))
+            done.append((part, migration))
+    return done
+
+
+def _one_at_a_time(conn) -> contextlib.AbstractContextManager:
+    """PostgreSQL: the schema's migration lock, held for the whole run; SQLite: nothing more
+    (its write transactions already take turns)."""
+    return conn.advisory_lock("migrations") if dialect(conn) == POSTGRESQL else contextlib.nullcontext()

@@ -27,6 +27,8 @@ catch `StorageError` and `StorageUnavailable` need not know which database faile
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -105,6 +107,15 @@ class Result:
         return iter(self.fetchall())
 
 
+def advisory_key(name: str, schema: str = "public") -> int:
+    """A stable signed 64-bit key for the advisory lock `name` (the same in every process).
+    Advisory locks are per database, so the schema holding the tables is part of the key when it
+    is not the default `public`: two installations in one database do not exclude each other."""
+    label = f"newswatch:{name}" if schema == "public" else f"newswatch:{name}:{schema}"
+    digest = hashlib.blake2b(label.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class PostgresConnection:
     """A psycopg connection with the surface of the `sqlite3` connection the stores use."""
 
@@ -165,6 +176,19 @@ class PostgresConnection:
             psycopg.ClientCursor(self._ready()).execute(script)
         except psycopg.Error as exc:
             raise self._error(exc) from None
+
+    @contextlib.contextmanager
+    def advisory_lock(self, name: str) -> Iterator[None]:
+        """Hold the session-level advisory lock `name` (of this schema) while the block runs,
+        waiting for a process that holds it (e.g. migrating the schema) to let it go."""
+        schema = self.execute("SELECT current_schema()").fetchone()
+        key = advisory_key(name, (schema[0] if schema else None) or "public")
+        self.execute("SELECT pg_advisory_lock(?)", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(StorageError):  # a lost connection let the lock go with it
+                self.execute("SELECT pg_advisory_unlock(?)", (key,))
 
     def _error(self, exc: psycopg.Error) -> StorageError:
         """The stores' error for a driver's: unreachable (the connection broke), unavailable (locks,

@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -221,6 +222,8 @@ def open_database(path: str | Path, *, busy_timeout: float = 30.0, read_only: bo
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            _create_database_file(path)
     check_database_file(path)
     try:
         if read_only:
@@ -241,6 +244,30 @@ def open_database(path: str | Path, *, busy_timeout: float = 30.0, read_only: bo
         raise DatabaseFileError(f"{path}: is damaged ({exc}); restore it from a backup, or {START_FRESH}") from None
     set_busy_timeout(conn, busy_timeout)
     return conn
+
+
+def _create_database_file(path: Path) -> None:
+    """A new, empty database (in WAL mode), made aside and linked into place in one step: a
+    process starting beside this one finds no file or a whole one, never an empty file (which
+    `check_database_file` refuses as a lost database)."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        conn = sqlite3.connect(aside)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process made it first
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(aside, path)
+    except (OSError, sqlite3.Error) as exc:
+        raise DatabaseFileError(f"{path}: cannot be created: {exc}") from None
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def dialect(conn) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -117,22 +116,15 @@ class FileLeadership:
         return str(self.path)
 
 
-def advisory_key(role: str, schema: str = "public") -> int:
-    """A stable signed 64-bit key for the role's advisory lock (the same in every process).
-    Advisory locks are per database, so the schema holding the tables is part of the key when it
-    is not the default `public`: two installations in one database do not exclude each other."""
-    name = f"newswatch:{role}" if schema == "public" else f"newswatch:{role}:{schema}"
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 class PostgresLeadership:
     """The role's lock as a session-level advisory lock on a dedicated PostgreSQL connection."""
 
     def __init__(self, url: str, role: str, *, connect_timeout: float = 5.0) -> None:
         self.role = role
         self.url = url
-        self.key = advisory_key(role)
+        from newswatch.crawler.postgres import advisory_key
+
+        self.key = advisory_key(role)  # of the schema `public`; the tables' schema once connected
         self.connect_timeout = connect_timeout
         self.conn: Any = None
         self.holding = False
@@ -140,6 +132,7 @@ class PostgresLeadership:
 
     def _connection(self) -> Any:
         import psycopg
+        from newswatch.crawler.postgres import advisory_key
 
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),

@@ -15,11 +15,11 @@ from newswatch.crawler.leases import SingleWorkerLeases
 from newswatch.crawler.store import DatabaseFileError
 from tests.e2e.conftest import wait_until
 
+from newswatch.crawler.postgres import advisory_key
 from newswatch.leadership import (
     FileLeadership,
     PostgresLeadership,
     SharedDatabaseLock,
-    advisory_key,
     keep,
     lead,
     leadership_for,

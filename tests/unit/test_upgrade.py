@@ -183,3 +183,34 @@ def test_a_part_this_release_does_not_know_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(SchemaTooNew, match="its archive schema is at version 1, 'baseline'; this release knows no such part"):
         open_storage(path)
+
+
+def test_processes_that_start_together_on_a_new_database_migrate_it_once(database) -> None:
+    """Several roles started at once on an empty database (a deployment): every one opens it,
+    and each migration is applied and recorded exactly once."""
+    import threading
+
+    starters = 6
+    ready = threading.Barrier(starters)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        ready.wait()
+        try:
+            open_storage(database).close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    storage = open_storage(database)
+    try:
+        rows = storage.alerts.conn.execute("SELECT part, version FROM schema_migrations").fetchall()
+    finally:
+        storage.close()
+    recorded = sorted((part, version) for part, version in rows)
+    assert recorded == sorted((part, m[0]) for part, migrations in PARTS.items() for m in migrations)
