@@ -1,8 +1,10 @@
-"""Shared pieces of the end-to-end tests: local servers, a config writer, the daemon process."""
+"""Shared pieces of the end-to-end tests: local servers, a config writer, the daemon process, and
+the take-over of a role (dispatch, bot) by its standby process after a `kill -9`."""
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -10,16 +12,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from newswatch.leadership import RETRY
 from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.feed_server import FeedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456789:AAE2e-Test-Token-Never-Logged_x9abc"
+# A standby tries its role's lock every RETRY (2 s) seconds; the rest is starting the role's loops
+# (the process is already up and connected), with room for a busy machine.
+TAKE_OVER = RETRY + 8.0
 
 
 @pytest.fixture
@@ -164,3 +171,41 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str =
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def active_process(processes: list[DaemonProcess], role: str) -> DaemonProcess:
+    """The process of `processes` that says it is the active `role` now."""
+    def find():
+        active = [p for p in processes if p.proc.poll() is None and re.search(rf"{role}: (active|.*active now)", p.output())]
+        return active[0] if len(active) == 1 else None
+    return wait_until(find, what=f"one active {role}")
+
+
+@dataclass
+class TakeOver:
+    """What `take_over` saw."""
+
+    standby: DaemonProcess  # active now
+    killed: float  # time.monotonic() when the active process was killed
+    seconds: float  # from the kill until the standby said it is active
+    at_kill: object = None  # what `at_kill()` returned once the killed process was gone
+
+
+def take_over(processes: list[DaemonProcess], role: str, at_kill: Callable[[], object] | None = None) -> TakeOver:
+    """Kill -9 the active process of `role` (another one standing by) and note `at_kill()` once it
+    is gone; the standby says it is active within TAKE_OVER seconds."""
+    active = active_process(processes, role)
+    standby = next(p for p in processes if p is not active)
+    assert "standing by" in standby.output()
+    killed = time.monotonic()
+    active.stop(signal.SIGKILL)
+    noted = at_kill() if at_kill is not None else None
+    wait_until(lambda: "active now" in standby.output(), timeout=TAKE_OVER, what=f"the standby {role} active")
+    return TakeOver(standby, killed, time.monotonic() - killed, noted)
+
+
+def assert_clean(*processes: DaemonProcess) -> None:
+    """No traceback, and no 409 Conflict (two bots polling at once), in the processes' output."""
+    for process in processes:
+        output = process.output()
+        assert not re.search(r"Traceback|Conflict", output), output[-3000:]

@@ -13,12 +13,15 @@ import re
 import signal
 import time
 
-from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.conftest import (
+    TAKE_OVER,
+    assert_clean,
+    take_over,
+    wait_until,
+    write_config,
+)
 from tests.e2e.test_clusters import HANOI
 from tests.e2e.test_skeleton import CHAT, G20, SEED
-
-# The standby tries the lock every 2 s (newswatch.leadership.RETRY); the rest is starting its loops.
-TAKE_OVER = 10.0
 
 
 def _texts(bot_api, needle: str) -> list[dict]:
@@ -43,20 +46,6 @@ def _subscribe(bot_api) -> None:
     wait_until(lambda: _texts(bot_api, "Subscribed"), what="the /start reply")
 
 
-def _active(processes: list, role: str):
-    """The process of `processes` that says it is the active `role` now."""
-    def find():
-        active = [p for p in processes if p.proc.poll() is None and re.search(rf"{role}: (active|.*active now)", p.output())]
-        return active[0] if len(active) == 1 else None
-    return wait_until(find, what=f"one active {role}")
-
-
-def _clean(*processes) -> None:
-    for process in processes:
-        output = process.output()
-        assert not re.search(r"Traceback|Conflict", output), output[-3000:]
-
-
 def test_three_role_processes_deliver_the_alert_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
     feeds.set_feed("/wire.xml", [G20])
     roles = _roles(tmp_path, feeds, bot_api, daemon_factory, "worker", "dispatch", "bot")
@@ -73,7 +62,7 @@ def test_three_role_processes_deliver_the_alert_once(tmp_path, feeds, bot_api, d
         assert process.stop() == 0
     assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
     assert not _texts(bot_api, "G20 leaders")
-    _clean(*processes)
+    assert_clean(*processes)
 
 
 def test_a_second_run_or_worker_is_kept_off_the_database(tmp_path, feeds, bot_api, daemon_factory) -> None:
@@ -90,17 +79,6 @@ def test_a_second_run_or_worker_is_kept_off_the_database(tmp_path, feeds, bot_ap
         assert process.stop() == 0
 
 
-def _take_over(bot_api, feeds, processes: list, role: str) -> float:
-    """Kill -9 the active process of `role`; the seconds until the standby says it is active."""
-    active = _active(processes, role)
-    standby = next(p for p in processes if p is not active)
-    assert "standing by" in standby.output()
-    killed = time.monotonic()
-    active.stop(signal.SIGKILL)
-    wait_until(lambda: "active now" in standby.output(), timeout=TAKE_OVER, what=f"the standby {role} active")
-    return time.monotonic() - killed
-
-
 def _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, role: str, *,
                                    workers: int = 1, database=None) -> None:
     feeds.set_feed("/wire.xml", [G20])
@@ -111,7 +89,7 @@ def _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, rol
     feeds.set_feed("/wire.xml", [SEED, G20])
     wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
 
-    seconds = _take_over(bot_api, feeds, roles[role], role)
+    seconds = take_over(roles[role], role).seconds
     print(f"{role}: the standby was active {seconds:.1f}s after the kill")
     feeds.set_feed("/wire.xml", [HANOI, SEED, G20])
     wait_until(lambda: _texts(bot_api, HANOI.title), timeout=30, what="the alert after the take-over")
@@ -125,7 +103,7 @@ def _alert_once_across_a_take_over(tmp_path, feeds, bot_api, daemon_factory, rol
     assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
     assert len(_texts(bot_api, HANOI.title)) == 1
     assert len(_texts(bot_api, "Subscribed")) == 1  # the /start update was answered once
-    _clean(*survivors)
+    assert_clean(*survivors)
 
 
 def test_standby_dispatcher_takes_over_after_kill_9(tmp_path, feeds, bot_api, daemon_factory) -> None:
@@ -173,4 +151,4 @@ def test_run_over_postgresql_holds_the_dispatch_and_bot_locks(tmp_path, feeds, b
     assert len(_texts(bot_api, HANOI.title)) == 1
     assert len(_texts(bot_api, "Subscribed")) == 1
     assert not re.search(r"newswatch\.lock|is already running", first.output() + second.output())
-    _clean(second, dispatch)
+    assert_clean(second, dispatch)
