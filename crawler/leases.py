@@ -2,7 +2,9 @@
 once nor together hit one host harder than `crawler.per_host` allows.
 
 A worker `claim`s the sources its schedule found due, given with their hosts, and crawls only
-the ones it got; when the crawl of a source is over it `finish`es it, which keeps the source
+the ones it got; a source whose host another worker was crawling stays due and is asked for
+again `BUSY_RETRY` seconds later (that worker may have been crawling other sources of the
+host, and this one would otherwise wait a whole interval); when the crawl of a source is over it `finish`es it, which keeps the source
 from every worker for a rest (a share of its interval, `REST_SHARE`), so that the workers'
 schedules together poll a source about once per interval.
 
@@ -32,7 +34,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from newswatch.crawler.store import DatabaseUnreachable, StorageError
@@ -40,6 +42,7 @@ from newswatch.crawler.store import DatabaseUnreachable, StorageError
 log = logging.getLogger("newswatch.leases")
 
 LEASE_TTL = 600.0  # seconds a live worker keeps a host it never finishes
+BUSY_RETRY = 2.0  # seconds before a worker asks again for a host another worker was crawling
 REST_SHARE = 0.8  # after a crawl, a source rests for this share of its interval
 CONNECT_TIMEOUT = 10  # seconds to wait for the server to answer
 # the server closes a session whose worker's machine is gone after idle + interval × count seconds
@@ -54,10 +57,16 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").rstrip(".").lower()
 
 
+class Claim(NamedTuple):
+    granted: list[str]  # the sources this worker crawls now
+    waiting: list[str]  # sources whose host another worker crawls now: ask again in BUSY_RETRY
+
+
 class SourceLeases(Protocol):
-    def claim(self, hosts: Mapping[str, str]) -> list[str]:
-        """Of the sources `hosts` names (source -> its host), those this worker may crawl now
-        (the others are another worker's, or resting)."""
+    def claim(self, hosts: Mapping[str, str]) -> Claim:
+        """Of the sources `hosts` names (source -> its host), those this worker may crawl now,
+        and those whose host is another worker's now; the rest are resting (another worker
+        crawled them lately)."""
 
     def finish(self, rests: dict[str, float]) -> None:
         """The crawl of these sources is over: each rests for its seconds, then is free."""
@@ -68,8 +77,8 @@ class SourceLeases(Protocol):
 class SingleWorkerLeases:
     """One worker on the database: it gets every source."""
 
-    def claim(self, hosts: Mapping[str, str]) -> list[str]:
-        return sorted(hosts)
+    def claim(self, hosts: Mapping[str, str]) -> Claim:
+        return Claim(sorted(hosts), [])
 
     def finish(self, rests: dict[str, float]) -> None:
         pass
@@ -129,9 +138,9 @@ class PostgresLeases:
             kind = DatabaseUnreachable if conn.broken else StorageError
             raise kind(f"source leases: {exc}".strip()) from None
 
-    def claim(self, hosts: Mapping[str, str]) -> list[str]:
+    def claim(self, hosts: Mapping[str, str]) -> Claim:
         if not hosts:
-            return []
+            return Claim([], [])
         import psycopg
 
         sources, wanted_hosts = sorted(hosts), sorted(set(hosts.values()))
@@ -151,7 +160,7 @@ class PostgresLeases:
         for source in granted:
             self.crawling.setdefault(hosts[source], set()).add(source)
             self.host[source] = hosts[source]
-        return granted
+        return Claim(granted, [s for s in sources if hosts[s] not in free])
 
     def _free_hosts(self, hosts: list[str]) -> set[str]:
         """Of `hosts`, those nobody else crawls now (locked until the claim's transaction ends)."""

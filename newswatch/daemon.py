@@ -59,7 +59,7 @@ from newswatch.alerts.match.watches import Watches
 from newswatch.crawler.fetch.addresses import AddressPolicy
 from newswatch.crawler.clock import Clock, SystemClock
 from newswatch.crawler.fetch.engine import Crawler
-from newswatch.crawler.leases import REST_SHARE, SingleWorkerLeases, SourceLeases, host_of
+from newswatch.crawler.leases import BUSY_RETRY, REST_SHARE, SingleWorkerLeases, SourceLeases, host_of
 from newswatch.crawler.outcomes import CrawlSummary, OutcomeRecorder, held_note
 from newswatch.crawler.sources import SourceConfig
 from newswatch.crawler.store import DatabaseUnreachable, InstanceLock, StorageError, db_time
@@ -449,13 +449,15 @@ class Daemon:
                 by_name = self._sources_by_name
                 names = sorted(n for n in self._due if n in by_name and n not in crawling)
                 try:
-                    batch = self._claim([by_name[n] for n in names])
+                    batch, waiting = self._claim([by_name[n] for n in names])
                 except StorageError as exc:  # the sources stay due: tried again when it answers
                     _log_storage(exc, "claiming the due sources")
                     await asyncio.sleep(DB_RETRY)
                     self._due_event.set()
                     continue
-                self._due -= set(names)
+                self._due -= set(names) - set(waiting)
+                if waiting:  # their host is another worker's now: asked for again shortly
+                    asyncio.get_running_loop().call_later(BUSY_RETRY, self._due_event.set)
                 if not batch:
                     continue
                 names = [s.name for s in batch]
@@ -475,12 +477,14 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    def _claim(self, due: list[SourceConfig]) -> list[SourceConfig]:
-        """Of the `due` sources, those this worker crawls now: not blocked, and leased to it (the
-        others are another worker's now, or resting)."""
+    def _claim(self, due: list[SourceConfig]) -> tuple[list[SourceConfig], list[str]]:
+        """Of the `due` sources, those this worker crawls now (not blocked, and leased to it), and
+        the names of those whose host another worker crawls now (the rest are resting)."""
         batch = self._fetchable(due)
-        granted = set(self.leases.claim({s.name: host_of(s.url) for s in batch})) if batch else set()
-        return [s for s in batch if s.name in granted]
+        if not batch:
+            return [], []
+        granted, waiting = self.leases.claim({s.name: host_of(s.url) for s in batch})
+        return [s for s in batch if s.name in set(granted)], waiting
 
     async def _crawl(self, batch: list[SourceConfig]) -> None:
         try:

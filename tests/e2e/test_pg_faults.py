@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
 import signal
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from tests.e2e.conftest import wait_until, write_config
+from tests.e2e.conftest import assert_clean, wait_until, write_config
 from tests.e2e.test_clusters import HANOI
 from tests.e2e.test_skeleton import CHAT, G20, SEED
 from tests.fakes.tcp_proxy import TcpProxy
@@ -38,12 +38,6 @@ def _texts(bot_api, needle: str) -> list[dict]:
 def _subscribe(bot_api) -> None:
     bot_api.user_message(CHAT, "/start")
     wait_until(lambda: _texts(bot_api, "Subscribed"), what="the /start reply")
-
-
-def _clean(*processes) -> None:
-    for process in processes:
-        output = process.output()
-        assert not re.search(r"Traceback|Conflict", output), output[-3000:]
 
 
 def _start(process):
@@ -93,7 +87,7 @@ def test_a_killed_workers_source_is_taken_over_quickly(tmp_path, feeds, bot_api,
         assert process.stop() == 0
     assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
     assert len(_texts(bot_api, HANOI.title)) == 1
-    _clean(survivor, *others)
+    assert_clean(survivor, *others)
 
 
 def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, postgres_url) -> None:
@@ -111,7 +105,28 @@ def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, 
     for worker in workers:
         assert worker.stop() == 0
     assert most == {"127.0.0.1": 1}, (most, [p.output()[-2000:] for p in workers])
-    _clean(*workers)
+    assert_clean(*workers)
+
+
+def test_two_workers_poll_every_source_of_a_shared_host_in_the_first_round(tmp_path, feeds, daemon_factory,
+                                                                          postgres_url) -> None:
+    """Both workers start together on one host's sources (an hour's interval): a worker that
+    finds the host being crawled by the other asks again shortly, so every source is polled in
+    the first round (within seconds, not an interval later), and none twice."""
+    paths = [f"/feed{n}.xml" for n in range(40)]
+    for path in paths:
+        feeds.set_feed(path, [G20], delay=0.05, conditional=False)
+    sources = [{"name": f"feed{n}", "url": feeds.url(path), "kind": "feed", "interval": 3600}
+               for n, path in enumerate(paths)]
+    config = write_config(tmp_path, sources, database=postgres_url, crawler={"per_host": 1})
+    workers = [daemon_factory(config, token=None, command="worker", name=f"worker{n}").start() for n in (1, 2)]
+    with contextlib.suppress(AssertionError):  # the counts below say which feeds were left out
+        wait_until(lambda: all(feeds.hits_for(p) for p in paths), timeout=30, what="a poll of every feed")
+    time.sleep(1)
+    for worker in workers:
+        assert worker.stop() == 0
+    assert {p: len(feeds.hits_for(p)) for p in paths} == dict.fromkeys(paths, 1)
+    assert_clean(*workers)
 
 
 def _through(url: str, port: int) -> str:
@@ -165,4 +180,4 @@ def test_the_daemon_waits_for_the_database_and_loses_nothing(tmp_path, feeds, bo
     assert len(_texts(bot_api, "Kim Jong Un arrives in Beijing")) == 1
     assert len(_texts(bot_api, HANOI.title)) == 1
     assert len(_texts(bot_api, "Subscribed")) == 1
-    _clean(*processes)
+    assert_clean(*processes)

@@ -139,7 +139,7 @@ def test_leadership_follows_the_storage(tmp_path) -> None:
     assert leadership_for(config, "worker") is None  # workers share the sources by leases
     lock = leadership_for(config, "dispatch")
     assert isinstance(lock, PostgresLeadership) and lock.key == advisory_key("dispatch")
-    assert SingleWorkerLeases().claim({"a": "one.example", "b": "two.example"}) == ["a", "b"]
+    assert SingleWorkerLeases().claim({"a": "one.example", "b": "two.example"}) == (["a", "b"], [])
 
 
 def test_advisory_keys_are_stable_and_differ_per_role() -> None:
@@ -200,12 +200,12 @@ def test_postgres_leases_give_each_source_to_one_worker(leases_url) -> None:
     hosts = {a: "one.example", b: "two.example", c: "three.example"}
     one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
     try:
-        assert one.claim({a: hosts[a], b: hosts[b]}) == [a, b]
-        assert two.claim(hosts) == [c]  # a and b are the first worker's while it crawls them
+        assert one.claim({a: hosts[a], b: hosts[b]}).granted == [a, b]
+        assert two.claim(hosts).granted == [c]  # a and b are the first worker's while it crawls them
         one.finish({a: 0.0, b: 30.0})  # a is free at once, b rests 30 s
-        assert two.claim({a: hosts[a], b: hosts[b]}) == [a]
+        assert two.claim({a: hosts[a], b: hosts[b]}).granted == [a]
         two.finish({a: 0.0, c: 0.0})
-        assert one.claim(hosts) == [a, c]  # b still rests
+        assert one.claim(hosts) == ([a, c], [])  # b still rests (not waiting: another worker polled it)
     finally:
         one.close()
         two.close()
@@ -217,13 +217,14 @@ def test_postgres_leases_give_a_host_to_one_worker_at_a_time(leases_url) -> None
 
     one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
     try:
-        assert one.claim({"a": "news.example", "b": "news.example"}) == ["a", "b"]
-        assert two.claim({"c": "news.example", "d": "other.example"}) == ["d"]  # news.example is one's
-        assert one.claim({"c": "news.example"}) == ["c"]  # the holder adds to its crawl of the host
+        assert one.claim({"a": "news.example", "b": "news.example"}).granted == ["a", "b"]
+        # news.example is one's: c waits (asked for again shortly), d is granted
+        assert two.claim({"c": "news.example", "d": "other.example"}) == (["d"], ["c"])
+        assert one.claim({"c": "news.example"}).granted == ["c"]  # the holder adds to its crawl of the host
         one.finish({"a": 0.0, "b": 0.0})
-        assert two.claim({"a": "news.example"}) == []  # c is still being crawled
+        assert two.claim({"a": "news.example"}) == ([], ["a"])  # c is still being crawled
         one.finish({"c": 0.0})
-        assert two.claim({"a": "news.example", "c": "news.example"}) == ["a", "c"]
+        assert two.claim({"a": "news.example", "c": "news.example"}) == (["a", "c"], [])
     finally:
         one.close()
         two.close()
@@ -234,10 +235,10 @@ def test_postgres_hosts_of_a_worker_whose_session_ended_are_free_at_once(leases_
 
     dead, alive = PostgresLeases(leases_url, holder="dead", ttl=600), PostgresLeases(leases_url, holder="alive", ttl=60)
     try:
-        assert dead.claim({"wire": "news.example"}) == ["wire"]
-        assert alive.claim({"wire": "news.example"}) == []
+        assert dead.claim({"wire": "news.example"}).granted == ["wire"]
+        assert alive.claim({"wire": "news.example"}).granted == []
         dead.close()  # as a kill -9 does: the server ends the session, the crawl is never finished
-        assert wait_until(lambda: alive.claim({"wire": "news.example"}) == ["wire"], 5)
+        assert wait_until(lambda: alive.claim({"wire": "news.example"}).granted == ["wire"], 5)
     finally:
         alive.close()
 
@@ -247,10 +248,10 @@ def test_postgres_host_lease_of_a_live_worker_runs_out_after_its_ttl(leases_url)
 
     stuck, alive = PostgresLeases(leases_url, holder="stuck", ttl=0.5), PostgresLeases(leases_url, holder="alive", ttl=60)
     try:
-        assert stuck.claim({"wire": "news.example"}) == ["wire"]  # connected, but never finishes
-        assert alive.claim({"wire": "news.example"}) == []
+        assert stuck.claim({"wire": "news.example"}).granted == ["wire"]  # connected, but never finishes
+        assert alive.claim({"wire": "news.example"}).granted == []
         time.sleep(0.6)
-        assert alive.claim({"wire": "news.example"}) == ["wire"]
+        assert alive.claim({"wire": "news.example"}).granted == ["wire"]
     finally:
         stuck.close()
         alive.close()
@@ -268,7 +269,7 @@ def test_postgres_claims_skip_rows_another_worker_is_claiming(leases_url) -> Non
         with psycopg.connect(leases_url) as other, other.transaction():  # another worker, mid-claim on a
             other.execute("SELECT host FROM host_leases WHERE host = %s FOR UPDATE", ("a.example",))
             started = time.monotonic()
-            assert leases.claim(hosts) == ["b"]  # skipped, not waited for
+            assert leases.claim(hosts).granted == ["b"]  # skipped, not waited for
             assert time.monotonic() - started < 2
     finally:
         leases.close()
@@ -285,7 +286,7 @@ def test_postgres_leases_raise_database_unreachable_when_the_server_is_gone(leas
             admin.execute("SELECT pg_terminate_backend(%s)", (leases.conn.info.backend_pid,))
         with pytest.raises(DatabaseUnreachable):
             leases.claim({"a": "a.example"})
-        assert leases.claim({"a": "a.example"}) == ["a"]  # connected again
+        assert leases.claim({"a": "a.example"}).granted == ["a"]  # connected again
     finally:
         leases.close()
 
