@@ -125,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--feeds", type=int, default=20000, help="feeds (20,000)")
     p.add_argument("--changed", type=float, default=0.05, help="share of feeds changed per cycle (0.05)")
-    p.add_argument("--matching", type=float, default=0.02, help="chance that a new item matches a topic (0.02)")
-    p.add_argument("--chats", type=int, default=1, help="chats subscribed to every topic (1)")
+    p.add_argument("--matching", type=float, default=0.02,
+                   help="chance that a new synthetic item matches a topic (0.02; without --texts)")
+    p.add_argument("--texts", type=Path, default=None, help="JSON lines of real stories for the new items "
+                   "(default: ../shared/eval/dev.jsonl when it is there)")
+    p.add_argument("--chats", type=int, default=2, help="chats subscribed to every topic (2)")
     p.add_argument("--concurrency", type=int, default=32, help="requests at once per process (32)")
     p.add_argument("--interval", type=int, default=3600, help="source interval, s (3600: one round per run)")
     p.add_argument("--cycle-timeout", type=float, default=900.0, help="longest wait for one cycle, s")

@@ -18,6 +18,11 @@ Feeds (`GET /feed/<n>.xml`):
   a dropped connection, or a truncated document.
 Items that exist when the farm starts never match the shipped topics, so a first crawl
 stores a lot and alerts nobody; items added later match them with probability `matching`.
+With `--texts FILE` (JSON lines with title and text, such as ../shared/eval/dev.jsonl) every
+item added later is a real story instead, syndicated as wire copy spreads
+(`bench.stories.syndicate`: about half the events in one feed, the others in 2-6, each copy
+under its own link, some retitled or lightly edited), so as many match as the stories' own mix
+does; `GET /control/events` maps each such link to its event.
 
 Control (JSON in and out):
     POST /control/advance {"share": 0.05, "matching": 0.02}  the next cycle: `share` of the
@@ -27,6 +32,7 @@ Control (JSON in and out):
     GET  /control/stats   traffic since the last reset: requests by status, bytes sent,
          bytes saved by 304s, distinct feeds, first request and last response times,
          requests in flight
+    GET  /control/events  link -> event of every real story served (with --texts)
     GET  /control/tracked every tracked item: feed, url, published and first-served times
 """
 
@@ -42,9 +48,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+
+from bench.stories import labelled_texts, syndicate
 
 HOST = "127.0.0.1"
 MIN_ITEMS, MAX_ITEMS = 10, 50
@@ -123,12 +132,19 @@ class Tracked:
 
 class Farm:
     def __init__(self, feeds: int, *, seed: int = 1, slow: float = 0.01, failing: float = 0.01,
-                 slow_delay: float = 5.0, use_gzip: bool = True, port: int = 0) -> None:
+                 slow_delay: float = 5.0, use_gzip: bool = True, port: int = 0,
+                 texts: list[tuple[str, str]] | None = None, instance: int | None = None) -> None:
         self.seed = seed
+        self.texts = list(texts or [])  # real stories for the new items (shuffled once), or none
+        random.Random(seed).shuffle(self.texts)
+        self.next_event = 0
+        self.events: dict[str, int] = {}  # link of a real story's item -> its event (index into texts)
         self.port = port
         self.use_gzip = use_gzip
         self.cycle = 0
-        self.instance = int.from_bytes(os.urandom(3), "big")  # validators never outlive the farm
+        # in the validators: by default they never outlive the farm; a given instance keeps them
+        # valid for another farm of the same seed and instance (the same content at each cycle)
+        self.instance = int.from_bytes(os.urandom(3), "big") if instance is None else instance
         self.sentences = _sentences(seed)
         rnd = random.Random(seed)
         self.feeds: list[Feed] = []
@@ -156,12 +172,14 @@ class Farm:
 
     # -- content ---------------------------------------------------------------------------------
     def _item(self, feed: Feed, index: int, *, matching: bool, published: float, key: str = "",
-              rnd: random.Random | None = None) -> Item:
+              rnd: random.Random | None = None, story: tuple[str, str] | None = None) -> Item:
         rnd = rnd or random.Random((self.seed * 1_000_003 + feed.n) * 1_000_003 + index)
         pool = self.sentences
         size = len(pool)
         key = key or f"{feed.n}-{index}"
         section = _SECTIONS[int(rnd.random() * len(_SECTIONS))]
+        if story is not None:  # a real story: each outlet's copy under its own link
+            return self._story_item(feed, key, section, story, published)
         if rnd.random() < 0.03:  # a wire story carried by several feeds
             wire = rnd.randrange(2000) if not matching else rnd.randrange(50)
             link = f"https://wire.example.invalid/{section}/story-{self.cycle}-{wire}" if self.cycle else \
@@ -190,6 +208,23 @@ class Farm:
             f'<guid isPermaLink="false">urn:farm:{key}</guid><pubDate>{date}</pubDate></item>'
         )
         return Item(key=key, xml=xml, tracked=matching)
+
+    def _story_item(self, feed: Feed, key: str, section: str, story: tuple[str, str], published: float) -> Item:
+        """An item carrying a real story: the whole text in a full-text feed, its first
+        sentences (up to about 400 characters) in the others."""
+        title, text = story
+        link = f"https://site{feed.n}.example.invalid/{section}/{key}"
+        if feed.full_text:
+            paragraphs = [p.strip() for p in text.split("\n") if p.strip()] or [text]
+            body = "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
+        else:
+            body = _lead(text)
+        xml = (
+            f"<item><title>{escape(title)}</title><link>{escape(link)}</link>"
+            f"<description>{escape(body)}</description><category>{section}</category>"
+            f'<guid isPermaLink="false">urn:farm:{key}</guid><pubDate>{formatdate(published, usegmt=True)}</pubDate></item>'
+        )
+        return Item(key=key, xml=xml)
 
     def _render(self, feed: Feed, modified: float) -> None:
         head = (
@@ -230,6 +265,8 @@ class Farm:
         candidates = [f for f in self.feeds if f.kind in ("healthy", "slow")]
         changed = rnd.sample(candidates, min(len(candidates), round(share * len(self.feeds))))
         now = time.time()
+        if self.texts:
+            return self._advance_stories(changed, rnd, now)
         new_items = matched = 0
         for feed in changed:
             count = rnd.randint(1, 3)
@@ -239,6 +276,28 @@ class Farm:
             matched += self._add(changed[0], 1, 1.0, rnd, now, tracked=True)
             new_items += 1
         return {"cycle": self.cycle, "changed": len(changed), "new_items": new_items, "matching": matched}
+
+    def _advance_stories(self, changed: list[Feed], rnd: random.Random, now: float) -> dict:
+        """A cycle of real stories: 1-3 new items in each changed feed, syndicated
+        (`bench.stories.syndicate`); which link carries which event is kept in `events`."""
+        slots = [feed for feed in changed for _ in range(rnd.randint(1, 3))]
+        stories = syndicate(self.texts, [feed.n for feed in slots], self.next_event, rnd)
+        by_feed: dict[int, list[tuple[int, str, str]]] = {}
+        for feed, story in zip(slots, stories, strict=True):
+            by_feed.setdefault(feed.n, []).append(story)
+        for n, carried in by_feed.items():
+            feed = self.feeds[n]
+            for event, title, text in carried:
+                feed.head += 1
+                item = self._item(feed, feed.head, matching=False, published=now, key=f"{n}-{feed.head}",
+                                  story=(title, text))
+                self.events[item.xml.split("<link>", 1)[1].split("</link>", 1)[0]] = event
+                feed.items.insert(0, item)
+            del feed.items[feed.size :]
+            self._render(feed, now)
+        events = {event for event, _, _ in stories}
+        self.next_event = max(events, default=self.next_event - 1) + 1
+        return {"cycle": self.cycle, "changed": len(changed), "new_items": len(slots), "events": len(events)}
 
     def publish(self, n: int, count: int) -> dict:
         feed = self.feeds[n]
@@ -338,6 +397,8 @@ class Farm:
             result = {"ok": True}
         elif action == "stats":
             result = self.stats()
+        elif action == "events":
+            result = self.events
         elif action == "tracked":
             result = {k: vars(t) for k, t in self.tracked.items()}
         elif action == "feeds":
@@ -346,6 +407,13 @@ class Farm:
         else:
             return web.json_response({"error": f"unknown action {action}"}, status=404)
         return web.json_response(result)
+
+
+def _lead(text: str, limit: int = 400) -> str:
+    """The first sentences of a text, up to about `limit` characters (a feed's summary)."""
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("。"), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > limit // 4 else cut
 
 
 def _concurrency(timeline: list[tuple[float, float]]) -> dict[str, float]:
@@ -398,10 +466,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--failing", type=float, default=0.01, help="share of feeds that always fail")
     parser.add_argument("--no-gzip", action="store_true")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--instance", type=int, default=None, help="a number in the ETags: farms of the same "
+                        "seed and instance answer each other's validators (default: new per farm)")
+    parser.add_argument("--texts", default="", help="a JSON-lines file of real stories (title, text), such as "
+                        "../shared/eval/dev.jsonl: every new item of a cycle is one of them, syndicated")
     parser.add_argument("--max-seconds", type=float, default=4 * 3600, help="stop by itself after this long")
     args = parser.parse_args(argv)
     farm = Farm(args.feeds, seed=args.seed, slow=args.slow, failing=args.failing, slow_delay=args.slow_delay,
-                use_gzip=not args.no_gzip, port=args.port)
+                use_gzip=not args.no_gzip, port=args.port,
+                texts=labelled_texts(Path(args.texts)) if args.texts else None, instance=args.instance)
     try:
         asyncio.run(serve(farm, args.max_seconds))
     except KeyboardInterrupt:

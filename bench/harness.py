@@ -45,9 +45,16 @@ class FarmProcess:
     """`python -m bench.farm` in a subprocess, and its control endpoint."""
 
     def __init__(self, feeds: int, *, seed: int = 1, slow: float = 0.01, failing: float = 0.01,
-                 slow_delay: float = 5.0, log_dir: Path) -> None:
+                 slow_delay: float = 5.0, log_dir: Path, texts: Path | None = None,
+                 instance: int | None = None, port: int = 0) -> None:
         self.args = [sys.executable, "-m", "bench.farm", "--feeds", str(feeds), "--seed", str(seed),
                      "--slow", str(slow), "--failing", str(failing), "--slow-delay", str(slow_delay)]
+        if texts is not None:
+            self.args += ["--texts", str(texts)]
+        if instance is not None:
+            self.args += ["--instance", str(instance)]
+        if port:
+            self.args += ["--port", str(port)]
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
@@ -151,7 +158,7 @@ def subscribe_chats(config_path: Path, chats: int) -> list[int]:
     from newswatch.storage import open_storage
 
     config = load_config(config_path)
-    storage = open_storage(config.database_path)
+    storage = open_storage(config.database)
     subs = Subscriptions(storage.alerts)
     ids = [FIRST_CHAT + i for i in range(chats)]
     for chat_id in ids:
@@ -173,16 +180,34 @@ class Database:
         finally:
             conn.close()
 
-    def settled(self) -> bool:
-        """Every stored story dispatched and no alert due for delivery."""
+    def dispatched(self) -> bool:
+        """Every stored story went through the dispatcher."""
         try:
             cursor = self._query("SELECT value FROM meta WHERE key = 'dispatch_cursor'")
             top = self._query("SELECT MAX(seq) FROM stories")[0][0] or 0
+        except sqlite3.Error:
+            return False
+        return int(cursor[0][0] if cursor else 0) >= top
+
+    def settled(self) -> bool:
+        """Every stored story dispatched and no alert due for delivery."""
+        try:
             due = self._query("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND not_before <= ?",
                               (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1)),))[0][0]
         except sqlite3.Error:
             return False
-        return int(cursor[0][0] if cursor else 0) >= top and due == 0
+        return due == 0 and self.dispatched()
+
+    def reach(self) -> dict:
+        """Who got which matching story (see `bench.scale.coverage`): the stories that passed a
+        topic and may alert, the alerts sent, and each clustered story's cluster."""
+        return {
+            "matched": dict(self._query("SELECT DISTINCT s.id, s.url FROM matches m JOIN stories s ON s.id = m.story_id"
+                                        " WHERE s.held = ''")),
+            "sent": self._query("SELECT chat_id, story_id FROM outbox WHERE kind = 'alert' AND state = 'sent'"),
+            "clusters": dict(self._query("SELECT story_id, cluster_id FROM story_clusters")),
+            "chats": [row[0] for row in self._query("SELECT chat_id FROM chats WHERE active = 1")],
+        }
 
     def backing_off(self, margin: float = 10.0) -> int:
         """Sources whose backoff keeps them from the next poll."""

@@ -25,7 +25,6 @@ stories, a third of them about the Koreas, so many match the shipped topics).
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import pstats
 import random
@@ -42,49 +41,7 @@ import yaml
 
 from bench.harness import ROOT, _env, crawl_once, log, start_bot_api, subscribe_chats, write_config
 from bench.proc import ChildCPU
-
-SHARED = ROOT.parent / "shared"
-DEV = SHARED / "eval" / "dev.jsonl"
-DATASETS = SHARED / "corpus" / "datasets"
-
-
-def labelled_texts() -> list[tuple[str, str]]:
-    if not DEV.is_file():
-        raise SystemExit(f"{DEV} is needed (the labelled stories' texts)")
-    rows = [json.loads(line) for line in DEV.read_text("utf-8").splitlines() if line.strip()]
-    return [(r["title"], r["text"]) for r in rows if r.get("title")]
-
-
-def distinct_texts() -> list[tuple[str, str]]:
-    """Every distinct real story of the corpus: the labelled ones, KCNA articles, NYT April 2018
-    headlines with their snippets, and world headlines (title only), shuffled once."""
-    import csv
-
-    texts = labelled_texts()
-    kcna = DATASETS / "kcna-headlines-archive-20231224-20241110-stiles.json"
-    if kcna.is_file():
-        texts += [(r["headline"], r.get("story_text") or "") for r in json.loads(kcna.read_text("utf-8"))]
-    nyt = DATASETS / "nytimes-articles-april2018.csv"
-    if nyt.is_file():
-        with nyt.open(encoding="utf-8", newline="") as f:
-            texts += [(r["headline"], r["snippet"]) for r in csv.DictReader(f)]
-    world = DATASETS / "world-headlines-2021-11-to-2022-07-fwd.json"
-    if world.is_file():
-        texts += [(r["title"], "") for r in json.loads(world.read_text("utf-8"))]
-    unique = list(dict.fromkeys((t.strip(), x) for t, x in texts if t.strip()))
-    random.Random(1).shuffle(unique)
-    return unique
-
-
-def copy_of(title: str, text: str, rnd: random.Random, outlet: int) -> tuple[str, str]:
-    """Another outlet's copy: the same, retitled with its name, or lightly edited."""
-    kind = rnd.random()
-    if kind < 0.4:
-        return title, text
-    if kind < 0.7:
-        return f"{title} - Outlet {outlet}", text
-    return title, " ".join(w for w in text.split() if rnd.random() > 0.12)
-
+from bench.stories import copy_of, distinct_texts, labelled_texts
 
 # -- 1. clustering rate ---------------------------------------------------------------------------
 def clustering_rate(size: int, probe: int, copies: int, work: Path, *, linear: bool) -> dict:
