@@ -126,6 +126,7 @@ class PostgresConnection:
         self.settings: dict[str, str] = {}  # SET statements, made again on a new connection
         self.where = _where(url)
         self._conn: psycopg.Connection | None = None
+        self._schema: str | None = None  # of the tables, for advisory lock keys
         self._connect()
 
     def _connect(self) -> None:
@@ -177,18 +178,28 @@ class PostgresConnection:
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
+    def _key(self, name: str) -> int:
+        if self._schema is None:
+            row = self.execute("SELECT current_schema()").fetchone()
+            self._schema = (row[0] if row else None) or "public"
+        return advisory_key(name, self._schema)
+
     @contextlib.contextmanager
     def advisory_lock(self, name: str) -> Iterator[None]:
         """Hold the session-level advisory lock `name` (of this schema) while the block runs,
         waiting for a process that holds it (e.g. migrating the schema) to let it go."""
-        schema = self.execute("SELECT current_schema()").fetchone()
-        key = advisory_key(name, (schema[0] if schema else None) or "public")
+        key = self._key(name)
         self.execute("SELECT pg_advisory_lock(?)", (key,))
         try:
             yield
         finally:
             with contextlib.suppress(StorageError):  # a lost connection let the lock go with it
                 self.execute("SELECT pg_advisory_unlock(?)", (key,))
+
+    def transaction_lock(self, name: str) -> None:
+        """Take the advisory lock `name` (of this schema) until the current transaction ends:
+        the transactions that take it commit one after another, in the order they took it."""
+        self.execute("SELECT pg_advisory_xact_lock(?)", (self._key(name),))
 
     def _error(self, exc: psycopg.Error) -> StorageError:
         """The stores' error for a driver's: unreachable (the connection broke), unavailable (locks,

@@ -659,7 +659,15 @@ def _row_state(row: sqlite3.Row) -> FetchState:
 def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: datetime,
                 held: Mapping[str, str], from_page: bool = False) -> list[Story]:
     """Insert each story unless its source has it already (same id, URL or GUID). A story whose
-    canonical URL another source claimed first is stored too, under `claimant_id`."""
+    canonical URL another source claimed first is stored too, under `claimant_id`.
+
+    The dispatcher reads stories in `seq` order and keeps a cursor. On PostgreSQL several
+    workers insert at once, and a transaction that drew a lower seq could commit after one that
+    drew a higher seq, behind the cursor: its stories would never be dispatched. So the
+    transactions that insert stories take one lock (`stories`) first and hold it until they
+    commit: seqs become visible in order."""
+    if dialect(conn) == POSTGRESQL:
+        conn.transaction_lock("stories")
     new: list[Story] = []
     for story in stories:
         reason = held.get(story.id, "")

@@ -121,3 +121,35 @@ def test_an_unreachable_postgresql_is_unavailable_naming_host_and_port() -> None
     pytest.importorskip("psycopg")
     with pytest.raises(StorageUnavailable, match=r"PostgreSQL at 127\.0\.0\.1:1/test does not answer"):
         open_storage("postgresql://postgres@127.0.0.1:1/test")
+
+
+def test_a_reader_following_seq_misses_no_story_of_writers_committing_out_of_order(postgres_url) -> None:
+    """Two workers store stories at once on PostgreSQL: the first draws its seq, then takes a
+    while to commit; the second stores and commits meanwhile. A dispatcher that reads in seq
+    order and keeps a cursor (`stories_after`) must still read both."""
+    import threading
+    import time
+
+    first, second, reader = (open_storage(postgres_url) for _ in range(3))
+    try:
+        reader.stories.conn.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger AS $$ BEGIN IF NEW.title = 'slow' THEN"
+            " PERFORM pg_sleep(1); END IF; RETURN NEW; END $$ LANGUAGE plpgsql")
+        reader.stories.conn.execute("CREATE TRIGGER slow_commit AFTER INSERT ON stories FOR EACH ROW"
+                                    " EXECUTE FUNCTION slow_commit()")
+        now = datetime.now(UTC)
+        slow, fast = _story("a", "https://a.example/1", "1", "slow"), _story("b", "https://b.example/1", "1", "fast")
+        storing = threading.Thread(target=first.stories.add_stories, args=([slow], now))
+        storing.start()
+        time.sleep(0.3)  # the first transaction has its seq and sleeps in the trigger
+        second.stories.add_stories([fast], now)
+        cursor, read = 0, []
+        for _ in range(2):  # a look right after the second commit, and one after both
+            for stored in reader.stories.stories_after(cursor):
+                read.append(stored.story.title)
+                cursor = stored.seq
+            storing.join(10)
+        assert read == ["slow", "fast"]
+    finally:
+        for storage in (first, second, reader):
+            storage.close()
