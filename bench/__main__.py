@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--texts", type=Path, default=None, help="JSON lines of real stories for the new items "
                    "(default: ../shared/eval/dev.jsonl when it is there)")
     p.add_argument("--chats", type=int, default=2, help="chats subscribed to every topic (2)")
+    p.add_argument("--hosts", type=int, default=500, help="loopback addresses the farm's feeds are spread over (500)")
     p.add_argument("--concurrency", type=int, default=32, help="requests at once per process (32)")
     p.add_argument("--interval", type=int, default=3600, help="source interval, s (3600: one round per run)")
     p.add_argument("--cycle-timeout", type=float, default=900.0, help="longest wait for one cycle, s")

@@ -5,7 +5,7 @@
 Prints one JSON line `{"port": P, ...}` once every feed is rendered, then serves until it is
 stopped or `--max-seconds` have passed (it always stops by itself).
 
-Feeds (`GET /feed/<n>.xml`):
+Feeds (`GET /feed/<n>.xml`, feed n on loopback address n % `--hosts`, see `feed_url`):
 - content is deterministic per (seed, feed, cycle): feed n shows its newest 10-50 items;
   four feeds in five carry summaries (1-4 sentences), one in five full text (8-25
   sentences), so a feed weighs 5-150 KB (about 30 KB on average);
@@ -133,8 +133,10 @@ class Tracked:
 class Farm:
     def __init__(self, feeds: int, *, seed: int = 1, slow: float = 0.01, failing: float = 0.01,
                  slow_delay: float = 5.0, use_gzip: bool = True, port: int = 0,
-                 texts: list[tuple[str, str]] | None = None, instance: int | None = None) -> None:
+                 texts: list[tuple[str, str]] | None = None, instance: int | None = None,
+                 hosts: int = 1) -> None:
         self.seed = seed
+        self.hosts = hosts  # feed n is served on host n % hosts (see feed_url)
         self.texts = list(texts or [])  # real stories for the new items (shuffled once), or none
         random.Random(seed).shuffle(self.texts)
         self.next_event = 0
@@ -409,6 +411,17 @@ class Farm:
         return web.json_response(result)
 
 
+def host_address(host: int) -> str:
+    """The loopback address of the farm's host number `host` (0 is 127.0.0.1; Linux answers on
+    every address of 127.0.0.0/8): the daemon sees each as a host of its own."""
+    return HOST if host == 0 else f"127.1.{host // 250}.{host % 250 + 1}"
+
+
+def feed_url(port: int, n: int, hosts: int = 1) -> str:
+    """Where feed n is served: on host n % hosts."""
+    return f"http://{host_address(n % hosts)}:{port}/feed/{n}.xml"
+
+
 def _lead(text: str, limit: int = 400) -> str:
     """The first sentences of a text, up to about `limit` characters (a feed's summary)."""
     cut = text[:limit]
@@ -444,9 +457,10 @@ async def serve(farm: Farm, max_seconds: float) -> None:
     app.router.add_route("*", "/control/{action}", farm.handle_control)
     runner = web.AppRunner(app, access_log=None, handle_signals=True, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, farm.port, backlog=1024)
-    await site.start()
+    await web.TCPSite(runner, HOST, farm.port, backlog=1024).start()
     port = runner.addresses[0][1]
+    for host in range(1, farm.hosts):  # the same port on the other loopback addresses
+        await web.TCPSite(runner, host_address(host), port, backlog=256).start()
     sizes = [len(f.body) for f in farm.feeds]
     print(json.dumps({"port": port, "feeds": len(farm.feeds), "mean_bytes": sum(sizes) / max(1, len(sizes)),
                       "mean_gzip_bytes": sum(len(f.gz) for f in farm.feeds) / max(1, len(sizes)),
@@ -466,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--failing", type=float, default=0.01, help="share of feeds that always fail")
     parser.add_argument("--no-gzip", action="store_true")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hosts", type=int, default=1, help="serve feed n on loopback address n %% hosts "
+                        "(127.0.0.1, 127.1.0.2, ...), so that the feeds are on that many hosts (1)")
     parser.add_argument("--instance", type=int, default=None, help="a number in the ETags: farms of the same "
                         "seed and instance answer each other's validators (default: new per farm)")
     parser.add_argument("--texts", default="", help="a JSON-lines file of real stories (title, text), such as "
@@ -474,7 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     farm = Farm(args.feeds, seed=args.seed, slow=args.slow, failing=args.failing, slow_delay=args.slow_delay,
                 use_gzip=not args.no_gzip, port=args.port,
-                texts=labelled_texts(Path(args.texts)) if args.texts else None, instance=args.instance)
+                texts=labelled_texts(Path(args.texts)) if args.texts else None, instance=args.instance,
+                hosts=args.hosts)
     try:
         asyncio.run(serve(farm, args.max_seconds))
     except KeyboardInterrupt:

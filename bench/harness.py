@@ -46,7 +46,7 @@ class FarmProcess:
 
     def __init__(self, feeds: int, *, seed: int = 1, slow: float = 0.01, failing: float = 0.01,
                  slow_delay: float = 5.0, log_dir: Path, texts: Path | None = None,
-                 instance: int | None = None, port: int = 0) -> None:
+                 instance: int | None = None, port: int = 0, hosts: int = 1) -> None:
         self.args = [sys.executable, "-m", "bench.farm", "--feeds", str(feeds), "--seed", str(seed),
                      "--slow", str(slow), "--failing", str(failing), "--slow-delay", str(slow_delay)]
         if texts is not None:
@@ -55,6 +55,8 @@ class FarmProcess:
             self.args += ["--instance", str(instance)]
         if port:
             self.args += ["--port", str(port)]
+        self.hosts = hosts
+        self.args += ["--hosts", str(hosts)]
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
@@ -132,13 +134,17 @@ def crawler_settings(concurrency: int, timeout: int = 30) -> dict:
 
 
 def write_config(work: Path, farm_base: str, feeds: int, *, api_url: str, interval: int, concurrency: int,
-                 timeout: int = 30, extra: dict | None = None) -> Path:
+                 timeout: int = 30, extra: dict | None = None, hosts: int = 1) -> Path:
+    """The daemon's config for the farm at `farm_base` (its feeds on `hosts` loopback addresses)."""
+    from bench.farm import feed_url
+
+    port = int(farm_base.rsplit(":", 1)[1])
     shipped = yaml.safe_load((ROOT / "config" / "newswatch.yaml").read_text("utf-8"))
     data = {
         "storage": {"path": "newswatch.db"},
         "telegram": {"api_url": api_url, "poll_timeout": 2, "admins": []},
         "crawler": crawler_settings(concurrency, timeout),
-        "sources": [{"name": f"farm-{n:06d}", "url": f"{farm_base}/feed/{n}.xml", "kind": "feed",
+        "sources": [{"name": f"farm-{n:06d}", "url": feed_url(port, n, hosts), "kind": "feed",
                      "interval": interval} for n in range(feeds)],
         "topics": shipped["topics"],
     }

@@ -1,5 +1,9 @@
 """`python -m bench scale`: one poll cycle of N feeds on SQLite, on PostgreSQL, and with 1, 2, 4 workers.
 
+The farm serves its feeds from `--hosts` loopback addresses (500 by default, 40 feeds each at
+20,000), which the daemon treats as hosts: a worker leases a host with its due sources, so
+workers share the work host by host, as they would on real sources.
+
 Every configuration starts from the same cold state, made once (`prepare`): `--chats` chats
 subscribed to every topic, and `newswatch crawl --once` on SQLite storing every feed's items;
 on PostgreSQL (`--postgres`) that file is copied by `newswatch store copy` into a template
@@ -136,11 +140,11 @@ def prepare(args, work: Path, prefix: str, postgres: bool) -> Cold:
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     farm = FarmProcess(args.feeds, seed=args.seed, slow=0.0, failing=0.0, log_dir=work, texts=args.texts,
-                       instance=FARM_INSTANCE, port=port).start()
+                       instance=FARM_INSTANCE, port=port, hosts=args.hosts).start()
     bot = start_bot_api()
     try:
         config = write_farm_config(work, farm.base, args.feeds, api_url=bot.api_base, interval=args.interval,
-                                   concurrency=args.concurrency)
+                                   concurrency=args.concurrency, hosts=args.hosts)
         subscribe_chats(config, args.chats)
         log(f"cold: crawl --once of {args.feeds} feeds on SQLite")
         crawled = crawl_once(config, bot.token, work, "cold")
@@ -182,7 +186,8 @@ def wait_cycle(runs: list[DaemonRun], farm: FarmProcess, db: Database, expected:
         time.sleep(0.25)
     first = stats["first_request"] or min(run.started for run in runs)
     end = max([stats["last_response"] or first] + [run.sampler.last_busy(first) for run in runs])
-    return {"stats": stats, "first": first, "end": end, "dispatched": dispatched or end, "timed_out": timed_out}
+    return {"stats": stats, "first": first, "end": end, "dispatched": min(dispatched or end, end),
+            "timed_out": timed_out}
 
 
 def measure(label: str, kind: str, commands: list[str], args, work: Path, cold: Cold, database: str) -> dict:
@@ -190,7 +195,7 @@ def measure(label: str, kind: str, commands: list[str], args, work: Path, cold: 
     database to make from the template, for a PostgreSQL configuration)."""
     work.mkdir(parents=True, exist_ok=True)
     farm = FarmProcess(args.feeds, seed=args.seed, slow=0.0, failing=0.0, log_dir=work, texts=args.texts,
-                       instance=FARM_INSTANCE, port=cold.port).start()
+                       instance=FARM_INSTANCE, port=cold.port, hosts=args.hosts).start()
     bot = start_bot_api()
     try:
         extra = None
@@ -198,7 +203,7 @@ def measure(label: str, kind: str, commands: list[str], args, work: Path, cold: 
             url = create_database(args.postgres, database, template=cold.template)
             extra = {"storage": {"url": url}}
         config = write_farm_config(work, farm.base, args.feeds, api_url=bot.api_base, interval=args.interval,
-                                   concurrency=args.concurrency, extra=extra)
+                                   concurrency=args.concurrency, extra=extra, hosts=args.hosts)
         if kind == "sqlite":
             source, copy = sqlite3.connect(cold.file), sqlite3.connect(work / "newswatch.db")
             source.backup(copy)
@@ -294,8 +299,8 @@ def report(results: list[dict], args, cold: Cold | None = None) -> str:
         start = (f"Every configuration started from one cold crawl ({cold.stories:,} stories stored by `crawl --once` "
                  f"on SQLite in {cold.crawl_wall:.0f} s" + (f"; `store copy` to PostgreSQL took {cold.copy_wall:.0f} s"
                                                           if cold.template else "") + ").\n\n")
-    return (f"{args.feeds} feeds, {args.changed:.0%} changed per cycle{mix}, {args.chats} chats\n\n{start}{table}\n\n"
-            f"{verdict}\n")
+    return (f"{args.feeds} feeds on {args.hosts} hosts, {args.changed:.0%} changed per cycle{mix}, "
+            f"{args.chats} chats\n\n{start}{table}\n\n{verdict}\n")
 
 
 def postgres_unavailable(server: str) -> str:

@@ -21,7 +21,7 @@ def _result(label: str, reach: dict, workers: int | None = None) -> dict:
             **coverage(reach, EVENTS)}
 
 
-ARGS = Namespace(feeds=100, changed=0.05, chats=2)
+ARGS = Namespace(feeds=100, changed=0.05, chats=2, hosts=5)
 CLUSTERED = {"s1": "c1", "s2": "c1", "s3": "c3"}
 EVERYWHERE = [(100, "s1"), (100, "s3"), (101, "s1"), (101, "s3")]
 
