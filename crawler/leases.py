@@ -4,9 +4,10 @@ once nor together hit one host harder than `crawler.per_host` allows.
 A worker `claim`s the sources its schedule found due, given with their hosts, and crawls only
 the ones it got; a source whose host another worker was crawling stays due and is asked for
 again `BUSY_RETRY` seconds later (that worker may have been crawling other sources of the
-host, and this one would otherwise wait a whole interval); when the crawl of a source is over it `finish`es it, which keeps the source
-from every worker for a rest (a share of its interval, `REST_SHARE`), so that the workers'
-schedules together poll a source about once per interval.
+host, and this one would otherwise wait a whole interval). When the crawl of a source is over
+the worker `finish`es it, which keeps the source from every worker for a rest (a share of its
+interval, `REST_SHARE`), so that the workers' schedules together poll a source about once per
+interval.
 
 - `SingleWorkerLeases`: SQLite, where one worker runs at a time (its lock file): every source
   is granted.
