@@ -36,10 +36,12 @@ def _rows(db, query: str, *args) -> list[tuple]:
         conn.close()
 
 
-def _start(bot_api, *chats: int) -> None:
+def _start(bot_api, *chats: int) -> int:
+    """Send /start in each chat and wait for its reply; the last update's id."""
     for chat in chats:
-        bot_api.user_message(chat, "/start")
+        update = bot_api.user_message(chat, "/start")
         wait_until(lambda chat=chat: any("Subscribed" in t for t in _visible(bot_api, chat)), what=f"/start in {chat}")
+    return update["update_id"]
 
 
 def test_admin_notice_is_retried_after_a_429_and_arrives_once(tmp_path, feeds, bot_api, daemon_factory) -> None:
@@ -92,9 +94,10 @@ def test_broadcast_during_an_outage_is_delivered_once_when_telegram_answers(tmp_
     config = write_config(tmp_path, [{"name": "wire", "url": feeds.url("/wire.xml"), "interval": 1}],
                           telegram={"api_url": f"{bot_api.url}/bot", "poll_timeout": 20, "admins": [ADMIN]})
     daemon = daemon_factory(config).start()
-    _start(bot_api, ADMIN, ALICE)
-    polls = len(bot_api.calls_to("getUpdates"))
-    wait_until(lambda: len(bot_api.calls_to("getUpdates")) > polls, what="a long poll in flight")
+    last_update = _start(bot_api, ADMIN, ALICE)
+    # a poll that confirmed every update so far waits (poll_timeout 20) for the next one
+    wait_until(lambda: int(bot_api.calls_to("getUpdates")[-1].get("offset") or 0) > last_update,
+               what="a long poll in flight")
 
     bot_api.set_down(True)  # the poll in flight still brings the command; everything after it fails
     bot_api.user_message(ADMIN, "/broadcast Back in five minutes")
