@@ -62,16 +62,34 @@ def test_a_read_only_database_fails_healthz_naming_the_write_failure(tmp_path, f
     assert log.count("the database refuses writes") == 1, log[-3000:]
 
 
-def _hold_exclusive_lock(db, seconds: float) -> subprocess.Popen:
-    code = ("import sqlite3, sys, time\n"
+def _hold_exclusive_lock(db) -> subprocess.Popen:
+    """A process holding an exclusive lock on `db` until a line comes on its stdin (60 s at most)."""
+    code = ("import select, sqlite3, sys\n"
             "conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n"
             "conn.execute('BEGIN EXCLUSIVE')\n"
             "print('locked', flush=True)\n"
-            "time.sleep(float(sys.argv[2]))\n"
+            "select.select([sys.stdin], [], [], 60)\n"
             "conn.execute('COMMIT')\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
+
+
+def _answers_while_locked(port: int, fetched, seconds: float = 30) -> list[tuple[float, int, dict]]:
+    """/healthz every 0.5 s, timed, until the feed was fetched under the lock and the lock was
+    reported for 2 s (or `seconds` passed)."""
+    answers: list[tuple[float, int, dict]] = []
+    deadline = time.monotonic() + seconds
+    locked_from = None
+    while time.monotonic() < deadline and (locked_from is None or len(answers) < locked_from + 4):
+        started = time.monotonic()
+        status, body = healthz(port)
+        answers.append((round(time.monotonic() - started, 2), status, body))
+        if locked_from is None and status == 503 and fetched():
+            locked_from = len(answers)
+        time.sleep(0.5)
+    return answers
 
 
 def test_an_exclusive_lock_held_elsewhere_does_not_freeze_the_daemon(tmp_path, feeds, daemon_factory) -> None:
@@ -82,16 +100,13 @@ def test_an_exclusive_lock_held_elsewhere_does_not_freeze_the_daemon(tmp_path, f
     daemon = daemon_factory(config, token=None).start()
     wait_until(lambda: healthz(port)[0] == 200, what="a healthy daemon")
 
-    holder = _hold_exclusive_lock(db, 15)
+    holder = _hold_exclusive_lock(db)
     title, text = SUMMITS[3]
+    polls = len(feeds.hits_for("/wire.xml"))
     feeds.set_feed("/wire.xml", [FeedItem(title, "https://wire.example.com/xi-pyongyang", text)])
-    answers = []
-    while holder.poll() is None:
-        started = time.monotonic()
-        status, body = healthz(port)
-        answers.append((round(time.monotonic() - started, 2), status, body))
-        time.sleep(0.5)
-    assert holder.wait() == 0
+    answers = _answers_while_locked(port, lambda: len(feeds.hits_for("/wire.xml")) > polls + 1)
+    holder.communicate("release\n", timeout=10)
+    assert holder.returncode == 0
     slowest = max(seconds for seconds, _, _ in answers)
     assert slowest < 2 and all(status in (200, 503) for _, status, _ in answers), answers
     locked = [body for _, status, body in answers if status == 503]
