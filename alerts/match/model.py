@@ -32,14 +32,17 @@ import json
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from newswatch.alerts.match.matcher import Matcher, TopicScore
-from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+# scipy and scikit-learn are imported where they are used: they take most of a second to
+# import, and a daemon without a model file (or a command that trains none) never needs them.
 
 __all__ = [
     "FORMAT",
@@ -74,6 +77,8 @@ class ModelError(ValueError):
 
 
 def _vectorizer() -> HashingVectorizer:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
     params = {**HASHING, "ngram_range": tuple(HASHING["ngram_range"])}
     return HashingVectorizer(dtype=np.float32, **params)
 
@@ -216,6 +221,8 @@ def _f1(guess: np.ndarray, gold: np.ndarray) -> float:
 
 
 def _regression(seed: int) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(C=REGULARISATION_C, max_iter=2000, solver="liblinear", random_state=seed)
 
 
@@ -226,6 +233,8 @@ def fit(rows: Sequence[Mapping[str, Any]], matcher: Matcher, *, blend: float, fo
     alone, blended at `blend`, and of the model alone; and train the topic's regression on all
     its labels when blending beat the rules (`TopicFit.used`). The other topics keep their
     rule scores."""
+    from scipy import sparse
+
     hashed = _vectorizer().transform([story_text(r.get("title") or "", r.get("text") or "") for r in rows])
     rule_scores = [matcher.score(r.get("title") or "", r.get("text") or "") for r in rows]
     weights: dict[str, tuple[np.ndarray, float]] = {}
@@ -255,6 +264,8 @@ def _cross_validate(features: Any, gold: np.ndarray, rules: list[TopicScore], bl
     splits = min(folds, positives, negatives)
     if splits < 2:
         return TopicFit(positives, negatives)
+    from sklearn.model_selection import StratifiedKFold
+
     probability = np.zeros(len(gold))
     for train, test in StratifiedKFold(splits, shuffle=True, random_state=seed).split(np.zeros(len(gold)), gold):
         probability[test] = _regression(seed).fit(features[train], gold[train]).predict_proba(features[test])[:, 1]
