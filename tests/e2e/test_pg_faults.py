@@ -40,6 +40,12 @@ def _subscribe(bot_api) -> None:
     wait_until(lambda: _texts(bot_api, "Subscribed"), what="the /start reply")
 
 
+def _baseline(feeds) -> None:
+    """Wait until the feed as first published was read (the source's baseline, never alerted):
+    a story published before that would be part of it."""
+    wait_until(lambda: len(feeds.hits_for("/wire.xml")) >= 2, what="two polls of the feed")
+
+
 def _start(process):
     """Start `process`, then give it the time to bring the schema up to date before the next one."""
     process.start()
@@ -61,6 +67,7 @@ def test_a_killed_workers_source_is_taken_over_quickly(tmp_path, feeds, bot_api,
     workers = [_start(daemon_factory(config, command="worker", name=f"worker{n}")) for n in (1, 2)]
     others = [_start(daemon_factory(config, command=role, name=role)) for role in ("dispatch", "bot")]
     _subscribe(bot_api)
+    _baseline(feeds)
     feeds.set_feed("/wire.xml", [SEED, G20], delay=SLOW)
     wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the kill")
 
@@ -149,6 +156,7 @@ def test_the_daemon_waits_for_the_database_and_loses_nothing(tmp_path, feeds, bo
                               api_url=f"{bot_api.url}/bot", database=_through(postgres_url, proxy.port))
         processes = [_start(daemon_factory(config, command=command, name=command)) for command in commands]
         _subscribe(bot_api)
+        _baseline(feeds)
         feeds.set_feed("/wire.xml", [SEED, G20])
         wait_until(lambda: _texts(bot_api, "Kim Jong Un arrives in Beijing"), what="the alert before the outage")
 
