@@ -4,7 +4,10 @@ once nor together hit one host harder than `crawler.per_host` allows.
 A worker `claim`s the sources its schedule found due, given with their hosts, and crawls only
 the ones it got; a source whose host another worker was crawling stays due and is asked for
 again `BUSY_RETRY` seconds later (that worker may have been crawling other sources of the
-host, and this one would otherwise wait a whole interval). When the crawl of a source is over
+host, and this one would otherwise wait a whole interval). One claim takes whole hosts up to
+about `CLAIM_SHARE` due sources, so that a worker that starts first does not take every host
+of a large configuration and leave the others idle; its remaining due sources wait for its
+next claim (when a crawl of its own ends, or `BUSY_RETRY` later). When the crawl of a source is over
 the worker `finish`es it, which keeps the source from every worker for a rest (a share of its
 interval, `REST_SHARE`), so that the workers' schedules together poll a source about once per
 interval.
@@ -44,6 +47,7 @@ log = logging.getLogger("newswatch.leases")
 
 LEASE_TTL = 600.0  # seconds a live worker keeps a host it never finishes
 BUSY_RETRY = 2.0  # seconds before a worker asks again for a host another worker was crawling
+CLAIM_SHARE = 500  # due sources one claim takes at most (whole hosts): the rest are left to other workers
 REST_SHARE = 0.8  # after a crawl, a source rests for this share of its interval
 CONNECT_TIMEOUT = 10  # seconds to wait for the server to answer
 # the server closes a session whose worker's machine is gone after idle + interval × count seconds
@@ -95,10 +99,12 @@ def worker_name() -> str:
 class PostgresLeases:
     """Leases kept in PostgreSQL's `host_leases` and `source_leases` tables, shared by every worker."""
 
-    def __init__(self, url: str, *, holder: str | None = None, ttl: float = LEASE_TTL) -> None:
+    def __init__(self, url: str, *, holder: str | None = None, ttl: float = LEASE_TTL,
+                 share: int = CLAIM_SHARE) -> None:
         self.url = url
         self.holder = holder or worker_name()
         self.ttl = ttl
+        self.share = share
         self.conn: Any = None
         self.session: tuple[int, Any] | None = None  # (backend pid, backend start) of `conn`
         self.crawling: dict[str, set[str]] = {}  # host -> its sources this worker crawls now
@@ -148,7 +154,7 @@ class PostgresLeases:
         conn = self._connection()
         try:
             with conn.transaction():
-                free = self._free_hosts(wanted_hosts)
+                free = self._within_share(self._free_hosts(wanted_hosts), hosts)
                 candidates = [s for s in sources if hosts[s] in free]
                 granted = self._rested(candidates)
                 taken = sorted({hosts[s] for s in granted})
@@ -161,7 +167,21 @@ class PostgresLeases:
         for source in granted:
             self.crawling.setdefault(hosts[source], set()).add(source)
             self.host[source] = hosts[source]
-        return Claim(granted, [s for s in sources if hosts[s] not in free])
+        return Claim(granted, [s for s in sources if hosts[s] not in free])  # busy, or beyond the share
+
+    def _within_share(self, free: set[str], hosts: Mapping[str, str]) -> set[str]:
+        """Of the `free` hosts, as many (in order) as carry `share` due sources: the rest stay
+        free for the other workers, and wait here for this worker's next claim."""
+        due: dict[str, int] = {}
+        for host in hosts.values():
+            due[host] = due.get(host, 0) + 1
+        chosen, count = set(), 0
+        for host in sorted(free):
+            if count >= self.share:
+                break
+            chosen.add(host)
+            count += due.get(host, 0)
+        return chosen
 
     def _free_hosts(self, hosts: list[str]) -> set[str]:
         """Of `hosts`, those nobody else crawls now (locked until the claim's transaction ends)."""

@@ -28,6 +28,7 @@ catch `StorageError` and `StorageUnavailable` need not know which database faile
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +50,7 @@ _LITERAL_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+(?:OR\s+IGNORE\s+)?INTO\s+(\w+)", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=2048)  # the stores' statements are a few hundred constant texts
 def translate(sql: str, *, with_params: bool = True) -> str:
     """The SQLite-dialect statement `sql` as PostgreSQL reads it (see the module's docstring);
     a `%` is doubled only for a statement run with parameters."""

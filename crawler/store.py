@@ -666,7 +666,8 @@ def _insert_new(conn: sqlite3.Connection, stories: Iterable[Story], fetched: dat
     drew a higher seq, behind the cursor: its stories would never be dispatched. So the
     transactions that insert stories take one lock (`stories`) first and hold it until they
     commit: seqs become visible in order."""
-    if dialect(conn) == POSTGRESQL:
+    stories = list(stories)
+    if stories and dialect(conn) == POSTGRESQL:  # a 304 inserts nothing and takes no lock
         conn.transaction_lock("stories")
     new: list[Story] = []
     for story in stories:

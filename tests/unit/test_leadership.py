@@ -230,6 +230,25 @@ def test_postgres_leases_give_a_host_to_one_worker_at_a_time(leases_url) -> None
         two.close()
 
 
+def test_postgres_one_claim_takes_whole_hosts_up_to_its_share(leases_url) -> None:
+    """A worker that claims first leaves hosts for the others: whole hosts up to `share` due
+    sources; the due sources of the hosts left over wait for its next claim, or go to another."""
+    from newswatch.crawler.leases import PostgresLeases
+
+    hosts = {f"{h}-{n}": f"{h}.example" for h in "abcd" for n in range(3)}
+    one, two = PostgresLeases(leases_url, holder="one", share=4), PostgresLeases(leases_url, holder="two", share=4)
+    try:
+        first = one.claim(hosts)
+        assert first.granted == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]  # a reaches 3 < 4, b makes 6
+        assert first.waiting == [f"{h}-{n}" for h in "cd" for n in range(3)]
+        second = two.claim(hosts)
+        assert second.granted == [f"{h}-{n}" for h in "cd" for n in range(3)]
+        assert second.waiting == [f"{h}-{n}" for h in "ab" for n in range(3)]  # one's, being crawled
+    finally:
+        one.close()
+        two.close()
+
+
 def test_postgres_hosts_of_a_worker_whose_session_ended_are_free_at_once(leases_url) -> None:
     from newswatch.crawler.leases import PostgresLeases
 
