@@ -20,7 +20,7 @@ COPY newswatch ./newswatch
 COPY alerts ./alerts
 COPY crawler ./crawler
 COPY config ./config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin newswatch
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels newswatch \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'newswatch[postgres]' \
     && rm -rf /wheels
 COPY config/newswatch.yaml /config/newswatch.yaml
 RUN sed -i 's|^  path: newswatch.db$|  path: /data/newswatch.db|' /config/newswatch.yaml \

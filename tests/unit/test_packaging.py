@@ -170,6 +170,24 @@ def test_compose_example() -> None:
     assert service["restart"] == "unless-stopped"
 
 
+def test_scaled_compose_runs_the_roles_on_postgresql() -> None:
+    """deploy/compose.scale.yaml: PostgreSQL, workers, and a dispatcher and a bot each with a
+    standby, from the image the Dockerfile builds, which must carry the PostgreSQL driver."""
+    from newswatch.cli import build_parser
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.scale.yaml").read_text())
+    services = compose["services"]
+    roles = {name: s["command"] for name, s in services.items() if name != "postgres"}
+    assert sorted(c[0] for c in roles.values()) == ["bot", "bot", "dispatch", "dispatch", "worker"]
+    for name, command in roles.items():
+        assert build_parser().parse_args(command).command == command[0], name
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["image"] == services["worker"]["image"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    install = [line for line in DOCKERFILE.read_text().splitlines() if "pip install" in line]
+    assert any("newswatch[postgres]" in line for line in install), install
+
+
 # -- systemd ------------------------------------------------------------------------------------------
 def unit_sections(text: str) -> dict[str, dict[str, list[str]]]:
     sections: dict[str, dict[str, list[str]]] = {}
