@@ -8,7 +8,10 @@ first successful fetch, which are a baseline, not news) and `describe_error`, wh
 exception, whichever HTTP client raised it, into one short, precise line, by its class (aiohttp's,
 Scrapy's, Twisted's, and `ResponseTooLarge` of the feed reader), never by its text. Both fetch paths,
 the feed reader (`newswatch.crawler.fetch.feed_reader`) and the Scrapy spiders (`newswatch.crawler.fetch.engine`,
-`newswatch.crawler.fetch.sites`), produce `FetchOutcome`s and hand them to `record_safely`.
+`newswatch.crawler.fetch.sites`), produce `FetchOutcome`s: the spiders hand them to `record_safely`,
+one transaction each; the feed reader to a `FeedPass`, which reads the fetch states of its whole
+pass in one query and records the successes that store no stories (`is_quiet`: 304s) up to
+`QUIET_BATCH` to a transaction, the others through `record_safely`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import random
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +37,8 @@ from newswatch.crawler.clock import Clock
 from newswatch.crawler.parse.feeds import ParsedFeed
 from newswatch.crawler.health import backoff_delay, freshness_floor, not_before, retry_after_seconds
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
-from newswatch.crawler.store import HELD_BASELINE, HELD_TOO_OLD, StorageError, StoryStore
+from newswatch.crawler.store import (HELD_BASELINE, HELD_TOO_OLD, FetchState, QuietSuccess, StorageError,
+                                     StoryStore)
 from newswatch.crawler.story import Story
 from newswatch.crawler.urls import redact_url
 
@@ -177,19 +181,24 @@ class OutcomeRecorder:
         """Those of `urls` already stored (article pages need not be fetched again)."""
         return self.store.known_urls(urls, source)
 
-    def record(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
-        new = self._record(outcome, summary)
+    def record(self, outcome: FetchOutcome, summary: CrawlSummary, state: FetchState | None = None) -> None:
+        """Store an outcome and tell the observers. `state`: the source's fetch state as stored
+        (read when needed if not given)."""
+        self.tell(outcome, self._record(outcome, summary, state))
+
+    def tell(self, outcome: FetchOutcome, new: list[Story]) -> None:
+        """Tell each observer of a recorded outcome and the new stories it stored."""
         for observer in self.observers:
             try:
                 observer(outcome, new)
             except Exception:
                 log.exception("source %s: an outcome observer failed", outcome.source.name)
 
-    def record_safely(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
+    def record_safely(self, outcome: FetchOutcome, summary: CrawlSummary, state: FetchState | None = None) -> None:
         """`record`, but a storage failure is one clear log line and a failed source, never an
         exception: the crawl goes on, and the source is fetched again next time."""
         try:
-            self.record(outcome, summary)
+            self.record(outcome, summary, state)
         except StorageError as exc:  # disk full, database locked or damaged
             log.error("source %s: the database refused the fetch (%s: %s); nothing of it was kept, so it is "
                       "fetched again next time", outcome.source.name, type(exc).__name__, exc)
@@ -198,32 +207,38 @@ class OutcomeRecorder:
             log.exception("source %s: could not store the fetch outcome", outcome.source.name)
             summary.failed += 1
 
-    def _record(self, outcome: FetchOutcome, summary: CrawlSummary) -> list[Story]:
+    def quiet_success(self, outcome: FetchOutcome, summary: CrawlSummary, state: FetchState) -> QuietSuccess:
+        """What `record` does for a success that stores no stories (`is_quiet`) up to the write,
+        and the row it writes: the write itself, the counts and the observers come with
+        `quiet_recorded` once the row is stored (`FeedPass` stores many in one transaction)."""
+        now = self.clock.now()
+        summary.bytes += outcome.bytes
+        self._held(outcome, summary, now, state)
+        return QuietSuccess(outcome.source.name, at=now, status=outcome.status or 0, etag=outcome.etag,
+                            last_modified=outcome.last_modified, not_before=self._fresh_until(outcome, now),
+                            note=outcome.note)
+
+    def quiet_recorded(self, outcome: FetchOutcome, summary: CrawlSummary) -> None:
+        """The rest of `record` for a success whose row (`quiet_success`) is stored."""
+        self._count_success(outcome, summary, [], {})
+        self.tell(outcome, [])
+
+    def _record(self, outcome: FetchOutcome, summary: CrawlSummary, state: FetchState | None) -> list[Story]:
         now = self.clock.now()
         source = outcome.source
         summary.bytes += outcome.bytes
         if outcome.article:
             return self._record_page(outcome, summary)
         if outcome.ok:
-            held = self._held(outcome, summary, now)
+            held = self._held(outcome, summary, now, state)
             new = self.store.record_success(
                 source.name, at=now, status=outcome.status or 0, etag=outcome.etag,
                 last_modified=outcome.last_modified, stories=outcome.stories,
-                not_before=not_before(now, outcome.fresh_for if outcome.fresh_for > source.interval else 0),
-                note=outcome.note, held=held,
+                not_before=self._fresh_until(outcome, now), note=outcome.note, held=held,
             )
-            if outcome.status == 304:
-                summary.not_modified += 1
-            else:
-                summary.ok += 1
-            summary.stories_seen += len(outcome.stories)
-            summary.add_new(new, held)
-            if outcome.note:
-                log.warning("source %s: %s", source.name, outcome.note)
-            if new and self.on_new_stories:
-                self.on_new_stories(source.name, new)
+            self._count_success(outcome, summary, new, held)
             return new
-        previous = self.store.fetch_state(source.name).failures
+        previous = (state if state is not None else self.store.fetch_state(source.name)).failures
         delay = backoff_delay(previous + 1, source.interval, self.config.failure_backoff_max, self.rng)
         if outcome.retry_after is not None:
             delay = max(delay, outcome.retry_after)
@@ -236,6 +251,26 @@ class OutcomeRecorder:
         log.warning("source %s: %s (failure %d in a row%s) url=%s", source.name, outcome.error, failures, wait,
                     redact_url(" ".join(source.urls)))
         return []
+
+    @staticmethod
+    def _fresh_until(outcome: FetchOutcome, now: Any) -> Any:
+        """Before when a successful source is not fetched again: its feed's freshness, when
+        longer than its interval."""
+        return not_before(now, outcome.fresh_for if outcome.fresh_for > outcome.source.interval else 0)
+
+    def _count_success(self, outcome: FetchOutcome, summary: CrawlSummary, new: list[Story],
+                       held: dict[str, str]) -> None:
+        """A stored success in the summary (and the log), and its new stories told."""
+        if outcome.status == 304:
+            summary.not_modified += 1
+        else:
+            summary.ok += 1
+        summary.stories_seen += len(outcome.stories)
+        summary.add_new(new, held)
+        if outcome.note:
+            log.warning("source %s: %s", outcome.source.name, outcome.note)
+        if new and self.on_new_stories:
+            self.on_new_stories(outcome.source.name, new)
 
     def _record_page(self, outcome: FetchOutcome, summary: CrawlSummary) -> list[Story]:
         """One article page: store its story; a failure is logged, not held against the source."""
@@ -259,17 +294,113 @@ class OutcomeRecorder:
             self.on_new_stories(source.name, new)
         return new
 
-    def _held(self, outcome: FetchOutcome, summary: CrawlSummary, now: Any) -> dict[str, str]:
+    def _held(self, outcome: FetchOutcome, summary: CrawlSummary, now: Any,
+              state: FetchState | None = None) -> dict[str, str]:
         """The stories of an outcome that may not alert, with the reason (`hold_reason`).
-        A source's first fetch is one whose source had no successful fetch before this pass."""
+        A source's first fetch is one whose source had no successful fetch before this pass
+        (`state`: its fetch state as stored, read here if not given)."""
         source = outcome.source
-        if source.name not in summary.first_fetch and self.store.fetch_state(source.name).last_success is None:
+        if source.name not in summary.first_fetch and (
+                state if state is not None else self.store.fetch_state(source.name)).last_success is None:
             summary.first_fetch.add(source.name)
         if not outcome.stories:
             return {}
         first = source.name in summary.first_fetch
         max_age = source.alert_max_age or self.alert_max_age
         return {s.id: reason for s in outcome.stories if (reason := hold_reason(s, now, max_age, first))}
+
+
+QUIET_BATCH = 200
+"""Successes without stories (`is_quiet`) a `FeedPass` records in one transaction, at most."""
+
+
+def is_quiet(outcome: FetchOutcome) -> bool:
+    """A success of a source that stores no stories: a 304, or a feed without items."""
+    return outcome.ok and not outcome.article and not outcome.stories
+
+
+class FeedPass:
+    """The recording of one feed reader pass over `sources`, in few database round trips.
+
+    The fetch states of all the sources are read in one query when the pass starts: the
+    conditional headers of each request come from them (a source without one has no
+    validators), and so does what recording needs of the stored state (a first fetch, the
+    failures in a row). Successes that store no stories (`is_quiet`) are recorded `batch` to a
+    transaction (`StoryStore.record_quiet_successes`, the same rows `record_success` writes),
+    when `batch` are waiting and when the pass ends (`close`, before the pass returns, so that
+    the summary and the database agree); their counts in the summary, their notes in the log and
+    the observers follow once they are stored. Every other outcome is recorded at once, one
+    transaction each (`OutcomeRecorder.record_safely`). A batch the database refuses is one log
+    line and that many failed sources, never an exception; nothing of it is kept, so its sources
+    are fetched again next time. A process that dies with a batch not yet recorded loses nothing
+    either: those sources brought no stories, and are simply polled again next time.
+    """
+
+    def __init__(self, recorder: OutcomeRecorder, sources: Iterable[str], summary: CrawlSummary,
+                 batch: int = QUIET_BATCH) -> None:
+        self.recorder = recorder
+        self.summary = summary
+        self.batch = batch
+        self.pending: list[tuple[FetchOutcome, QuietSuccess]] = []
+        self._waiting: set[str] = set()  # the sources in `pending`
+        self.closed = False
+        self.states = self._read_states(list(sources))
+
+    def _read_states(self, names: list[str]) -> dict[str, FetchState]:
+        """Each source's stored fetch state (empty when it has none); {} when the query fails,
+        and each source's is then read when it is needed, as outside a pass."""
+        try:
+            found = self.recorder.store.fetch_states(names)
+        except StorageError as exc:
+            log.warning("the fetch states of %d sources could not be read at once (%s: %s); each is read "
+                        "when needed", len(names), type(exc).__name__, exc)
+            return {}
+        return {name: found.get(name) or FetchState(name) for name in names}
+
+    def conditional_headers(self, source: str) -> dict[str, str]:
+        """If-None-Match / If-Modified-Since for the request of a source, as stored."""
+        if source in self._waiting:
+            self.flush()
+        state = self.states.get(source)
+        return state.conditional_headers() if state is not None else self.recorder.conditional_headers(source)
+
+    def record(self, outcome: FetchOutcome) -> None:
+        """Record an outcome (now, or with the next batch); never raises."""
+        name = outcome.source.name
+        state = self.states.pop(name, None)  # used once: a source polled again reads what is stored
+        if name in self._waiting:
+            self.flush()
+        if self.closed or state is None or not is_quiet(outcome):
+            self.recorder.record_safely(outcome, self.summary, state)
+            return
+        self.pending.append((outcome, self.recorder.quiet_success(outcome, self.summary, state)))
+        self._waiting.add(name)
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the waiting successes in one transaction; a failure is logged, never raised."""
+        pending, self.pending = self.pending, []
+        self._waiting.clear()
+        if not pending:
+            return
+        try:
+            self.recorder.store.record_quiet_successes([success for _, success in pending])
+        except Exception as exc:
+            names = [outcome.source.name for outcome, _ in pending]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            log.error("sources %s: the database refused %d fetches without new stories (%s: %s); nothing of them "
+                      "was kept, so they are fetched again next time", shown, len(names), type(exc).__name__, exc,
+                      exc_info=not isinstance(exc, StorageError))
+            self.summary.failed += len(pending)
+            return
+        for outcome, _ in pending:
+            self.recorder.quiet_recorded(outcome, self.summary)
+
+    def close(self) -> None:
+        """End the pass: the waiting successes are recorded, and any outcome after it at once."""
+        self.flush()
+        self.closed = True
 
 
 class ResponseTooLarge(ValueError):

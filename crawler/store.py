@@ -19,6 +19,9 @@ Search candidates come from an FTS5 table with the trigram tokenizer (`stories_f
 SQLite library has it, or from LIKE; the index follows the stories table through a cursor kept
 in `meta` (`FTS_CURSOR_KEY`), caught up by the next search, so fetching never waits on it.
 All methods run on the daemon's event-loop thread; each write is one short transaction.
+A feed pass reads the fetch states of all its sources at once (`fetch_states`) and records
+the successes that stored no stories (`QuietSuccess`: 304s, feeds without items) many to a
+transaction (`record_quiet_successes`), the same row per source as `record_success` writes.
 
 The same statements run on PostgreSQL when `storage.url` names one
 (`newswatch.crawler.postgres`, which translates them): there the schema is each migration's
@@ -32,7 +35,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,7 @@ HEARTBEAT_KEY = "heartbeat"       # meta: when the daemon last wrote to the data
 MAX_TITLE_CHARS = 1_000  # a headline is a line; a feed can put a whole page in one
 FTS_CURSOR_KEY = "search_index_cursor"  # meta: the last story seq in the search index
 INDEX_BATCH = 2000
+STATES_CHUNK = 500  # sources per query of their fetch states, on SQLite
 
 # what the other modules catch, never the drivers' names (the PostgreSQL connection raises these too)
 StorageError = sqlite3.Error  # the database failed: locked, full, read-only, damaged
@@ -421,6 +425,41 @@ class FetchState:
         return headers
 
 
+_RECORD_SUCCESS = (
+    "INSERT INTO fetch_state (source, etag, last_modified, last_attempt, last_success,"
+    " last_status, last_error, failures, not_before, stories_total)"
+    " VALUES (?,?,?,?,?,?,?,0,?,?)"
+    " ON CONFLICT(source) DO UPDATE SET"
+    " etag = COALESCE(excluded.etag, fetch_state.etag),"
+    " last_modified = COALESCE(excluded.last_modified, fetch_state.last_modified),"
+    " last_attempt = excluded.last_attempt, last_success = excluded.last_success,"
+    " last_status = excluded.last_status, last_error = excluded.last_error, failures = 0,"
+    " not_before = excluded.not_before, stories_total = fetch_state.stories_total + ?"
+)
+"""A successful fetch's row of `fetch_state`: new validators (the stored ones are kept when the
+response had none), the failures reset, and the count of its new stories added."""
+
+
+@dataclass(frozen=True)
+class QuietSuccess:
+    """A successful fetch of a source that stored no stories (a 304, a feed without items): what
+    `StoryStore.record_success` writes to its fetch state."""
+
+    source: str
+    at: datetime
+    status: int
+    etag: str | None = None
+    last_modified: str | None = None
+    not_before: datetime | None = None
+    note: str = ""
+
+    def row(self, new: int) -> tuple:
+        """The parameters of `_RECORD_SUCCESS`, with `new` stories stored."""
+        at = db_time(self.at)
+        return (self.source, self.etag, self.last_modified, at, at, self.status, self.note,
+                db_time(self.not_before), new, new)
+
+
 def db_time(dt: datetime | None) -> str | None:
     """How times are stored: ISO 8601 in UTC, so that text order is time order."""
     return dt.astimezone(UTC).isoformat() if dt else None
@@ -568,6 +607,21 @@ class StoryStore:
         row = self.conn.execute("SELECT * FROM fetch_state WHERE source = ?", (source,)).fetchone()
         return _row_state(row) if row is not None else FetchState(source)
 
+    def fetch_states(self, sources: Iterable[str]) -> dict[str, FetchState]:
+        """The fetch states of those of `sources` that have one (a source never fetched has none),
+        in one query on PostgreSQL (an array parameter) and one per `STATES_CHUNK` sources on
+        SQLite (whose statements take a bounded number of parameters, and cost no round trip)."""
+        names = list(dict.fromkeys(sources))
+        if dialect(self.conn) == POSTGRESQL:
+            rows = self.conn.execute("SELECT * FROM fetch_state WHERE source = ANY(?)", (names,)).fetchall()
+            return {row["source"]: _row_state(row) for row in rows}
+        states: dict[str, FetchState] = {}
+        for i in range(0, len(names), STATES_CHUNK):
+            chunk = names[i : i + STATES_CHUNK]
+            sql = f"SELECT * FROM fetch_state WHERE source IN ({','.join('?' * len(chunk))})"
+            states.update((row["source"], _row_state(row)) for row in self.conn.execute(sql, chunk))
+        return states
+
     def blocked_until(self, now: datetime) -> dict[str, datetime]:
         """Sources that may not be fetched before a later time (backoff, Retry-After, TTL)."""
         rows = self.conn.execute("SELECT source, not_before FROM fetch_state WHERE not_before > ?", (db_time(now),))
@@ -592,19 +646,19 @@ class StoryStore:
         """Store a successful fetch's stories and its validators in one transaction."""
         with transaction(self.conn) as conn:
             new = _insert_new(conn, stories, at, held)
-            conn.execute(
-                "INSERT INTO fetch_state (source, etag, last_modified, last_attempt, last_success,"
-                " last_status, last_error, failures, not_before, stories_total)"
-                " VALUES (?,?,?,?,?,?,?,0,?,?)"
-                " ON CONFLICT(source) DO UPDATE SET"
-                " etag = COALESCE(excluded.etag, fetch_state.etag),"
-                " last_modified = COALESCE(excluded.last_modified, fetch_state.last_modified),"
-                " last_attempt = excluded.last_attempt, last_success = excluded.last_success,"
-                " last_status = excluded.last_status, last_error = excluded.last_error, failures = 0,"
-                " not_before = excluded.not_before, stories_total = fetch_state.stories_total + ?",
-                (source, etag, last_modified, db_time(at), db_time(at), status, note, db_time(not_before), len(new), len(new)),
-            )
+            success = QuietSuccess(source, at=at, status=status, etag=etag, last_modified=last_modified,
+                                   not_before=not_before, note=note)
+            conn.execute(_RECORD_SUCCESS, success.row(len(new)))
         return new
+
+    def record_quiet_successes(self, successes: Sequence[QuietSuccess]) -> None:
+        """Record successful fetches that brought no stories (304s, feeds without items) in one
+        transaction, one statement for the lot (on PostgreSQL, one round trip): each source's row
+        is what `record_success` writes for it with no stories. All are kept, or none."""
+        if not successes:
+            return
+        with transaction(self.conn) as conn:
+            conn.executemany(_RECORD_SUCCESS, [success.row(0) for success in successes])
 
     def record_failure(self, source: str, *, at: datetime, status: int | None, error: str, not_before: datetime | None) -> int:
         """Count one more consecutive failure; return the new count."""

@@ -18,7 +18,9 @@ Every connection goes through `newswatch.crawler.fetch.addresses.GuardedConnecto
 source's `SourceGuard` after DNS resolution and on every redirect.
 
 The body is parsed by the crawler's `ParsePool` (off the event loop) and every outcome,
-success or failure, is recorded by the `OutcomeRecorder`, one transaction per source.
+success or failure, is recorded through a `FeedPass` of the `OutcomeRecorder`: the stored
+validators of the whole pass are read in one query, the successes that bring no stories (304s)
+are recorded many to a transaction, and every other outcome in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from newswatch.crawler.fetch.addresses import AddressPolicy, GuardedConnector, SourceGuard, guarded
-from newswatch.crawler.outcomes import (CrawlSummary, FetchOutcome, OutcomeRecorder, ResponseTooLarge, answered_outcome,
-                              describe_error, parsed_outcome)
+from newswatch.crawler.outcomes import (CrawlSummary, FeedPass, FetchOutcome, OutcomeRecorder, ResponseTooLarge,
+                                        answered_outcome, describe_error, parsed_outcome)
 from newswatch.crawler.parse.pool import ParsePool
 from newswatch.crawler.sources import CrawlerConfig, SourceConfig
 
@@ -111,24 +113,29 @@ class FeedReader:
     async def read(self, sources: Sequence[SourceConfig], summary: CrawlSummary,
                    guards: Mapping[str, SourceGuard] | None = None) -> None:
         """Poll every source once, `concurrency` at a time, recording each outcome; each
-        source's requests are checked by its guard (config sources' default: trusted)."""
+        source's requests are checked by its guard (config sources' default: trusted). Every
+        outcome is recorded before it returns, or is cancelled (`FeedPass`)."""
         queue = list(reversed(sources))
         pacer = HostPacer(self.config.delay)
         guards = guards or {}
+        recording = FeedPass(self.recorder, [s.name for s in sources], summary)
 
         async def worker() -> None:
             while queue:
                 source = queue.pop()
                 guard = guards.get(source.name) or AddressPolicy().guard(source)
                 with guarded(guard):
-                    outcome = await self._poll(source, pacer)
-                self.recorder.record_safely(outcome, summary)
+                    outcome = await self._poll(source, pacer, recording)
+                recording.record(outcome)
 
-        await asyncio.gather(*(worker() for _ in range(min(len(sources), self.config.concurrency))))
-
-    async def _poll(self, source: SourceConfig, pacer: HostPacer) -> FetchOutcome:
         try:
-            return await self._fetch(source, pacer)
+            await asyncio.gather(*(worker() for _ in range(min(len(sources), self.config.concurrency))))
+        finally:
+            recording.close()
+
+    async def _poll(self, source: SourceConfig, pacer: HostPacer, recording: FeedPass) -> FetchOutcome:
+        try:
+            return await self._fetch(source, pacer, recording)
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
@@ -137,8 +144,8 @@ class FeedReader:
             log.exception("source %s: unexpected error while polling", source.name)
             return FetchOutcome(source, error=f"unexpected error: {type(exc).__name__}: {exc}")
 
-    async def _fetch(self, source: SourceConfig, pacer: HostPacer) -> FetchOutcome:
-        headers = self.recorder.conditional_headers(source.name)
+    async def _fetch(self, source: SourceConfig, pacer: HostPacer, recording: FeedPass) -> FetchOutcome:
+        headers = recording.conditional_headers(source.name)
         await pacer.wait(urlsplit(source.url).netloc.lower())
         session = self._get_session()
         # aiohttp's limit counts the redirect response it gives up on: MAX_REDIRECTS are followed

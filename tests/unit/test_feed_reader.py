@@ -103,3 +103,39 @@ def test_proxy_from_the_environment_is_used_unless_bypassed(tmp_path, feeds: Fee
                              _source("bypassed", "http://direct.invalid/p.xml")])
     assert summary.ok == 1 and [s.title for s in summary.new] == ["Through the proxy"]
     assert summary.failures["bypassed"].startswith("DNS lookup failed for direct.invalid")
+
+
+class _CountingConnection:
+    """A store's connection that counts the statements sent through it."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, params=()):
+        self.statements.append(sql.split()[0].upper())
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows):
+        self.statements.append("MANY " + sql.split()[0].upper())
+        return self.conn.executemany(sql, rows)
+
+    def __getattr__(self, name: str):
+        return getattr(self.conn, name)
+
+
+def test_a_pass_of_unchanged_feeds_reads_the_validators_once_and_records_them_in_one_transaction(
+        database, feeds: FeedServer) -> None:
+    for i in range(30):
+        feeds.set_feed(f"/{i}.xml", [FeedItem(f"Story {i}", f"https://news.example/{i}")])
+    crawler = CrawlerConfig(delay=0, timeout=5)
+    store = open_storage(database).stories
+    reader = FeedReader(crawler, OutcomeRecorder(store, ManualClock(NOW), crawler), ParsePool(workers=0))
+    sources = [_source(f"s{i}", feeds.url(f"/{i}.xml")) for i in range(30)]
+    assert _read(reader, sources).ok == 30
+    store.conn = counting = _CountingConnection(store.conn)
+    second = _read(reader, sources)
+    assert (second.not_modified, second.failed) == (30, 0)
+    assert all(h.headers.get("If-None-Match") for h in feeds.hits if h.status == 304)
+    assert counting.statements == ["SELECT", "BEGIN", "MANY INSERT", "COMMIT"]
+    assert all(store.fetch_state(s.name).last_status == 304 for s in sources)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from newswatch.storage import open_storage
+from newswatch.crawler.store import QuietSuccess
 from newswatch.crawler.story import Story, claimant_id, story_id
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,3 +155,47 @@ def test_a_reader_following_seq_misses_no_story_of_writers_committing_out_of_ord
     finally:
         for storage in (first, second, reader):
             storage.close()
+
+
+def test_fetch_states_reads_the_states_of_many_sources_at_once(database) -> None:
+    store = open_storage(database).stories
+    store.record_success("a", at=NOW, status=200, etag='"e1"', last_modified=None, stories=[_story("a", "https://x/1", "1")])
+    store.record_failure("b", at=NOW, status=500, error="HTTP 500", not_before=NOW + timedelta(minutes=5))
+    names = ["a", "b", "never fetched", "a", *(f"n{i}" for i in range(1200))]  # more than one SQLite chunk
+    states = store.fetch_states(names)
+    assert set(states) == {"a", "b"}
+    assert states == {"a": store.fetch_state("a"), "b": store.fetch_state("b")}
+    assert states["a"].conditional_headers() == {"If-None-Match": '"e1"'} and states["a"].stories_total == 1
+    assert store.fetch_states([]) == {}
+
+
+def test_quiet_successes_write_the_rows_record_success_writes(database) -> None:
+    """For each case, `r-` sources get `record_success` with no stories, `q-` sources one batch
+    of `record_quiet_successes`: every column of their fetch state ends up the same."""
+    store = open_storage(database).stories
+    later = NOW + timedelta(hours=1)
+    cases = {  # name -> (what was stored before, the success)
+        "new": (None, dict(status=304, etag=None, last_modified=None)),
+        "keeps-validators": ("success", dict(status=304, etag=None, last_modified=None)),
+        "new-validators": ("success", dict(status=200, etag='"e2"', last_modified="Thu, 01 Jan 2026 13:00:00 GMT",
+                                           not_before=later + timedelta(hours=2), note="3 items unreadable")),
+        "after-failures": ("failures", dict(status=304, etag='"e3"', last_modified=None)),
+    }
+    for prefix in ("r-", "q-"):
+        for name, (before, _) in cases.items():
+            if before:
+                store.record_success(prefix + name, at=NOW, status=200, etag='"e1"', last_modified="Wed, 31 Dec 2025",
+                                     stories=[_story(prefix + name, f"https://x/{prefix}{name}", "1")])
+            if before == "failures":
+                store.record_failure(prefix + name, at=NOW, status=503, error="HTTP 503", not_before=later)
+                store.record_failure(prefix + name, at=NOW, status=None, error="timed out", not_before=later)
+    for name, (_, success) in cases.items():
+        assert store.record_success("r-" + name, at=later, stories=[], **success) == []
+    store.record_quiet_successes([QuietSuccess("q-" + name, at=later, **success) for name, (_, success) in cases.items()])
+    store.record_quiet_successes([])
+    for name in cases:
+        assert replace(store.fetch_state("q-" + name), source=name) == replace(store.fetch_state("r-" + name), source=name)
+    state = store.fetch_state("q-after-failures")
+    assert (state.failures, state.last_error, state.etag, state.stories_total) == (0, "", '"e3"', 1)
+    assert store.fetch_state("q-keeps-validators").etag == '"e1"'
+    assert store.fetch_state("q-new-validators").last_error == "3 items unreadable"
