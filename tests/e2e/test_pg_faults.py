@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -97,13 +98,19 @@ def test_a_killed_workers_source_is_taken_over_quickly(tmp_path, feeds, bot_api,
     assert_clean(survivor, *others)
 
 
-def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, postgres_url) -> None:
-    paths = [f"/feed{n}.xml" for n in range(4)]
+def _one_host(tmp_path, feeds, postgres_url, count: int, *, delay: float, interval: int) -> tuple[list[str], Path]:
+    """`count` feeds on the feed server's one host, each answering after `delay` seconds, and a
+    config polling them every `interval` seconds with `per_host: 1`: (their paths, the config)."""
+    paths = [f"/feed{n}.xml" for n in range(count)]
     for path in paths:
-        feeds.set_feed(path, [G20], delay=0.5, conditional=False)
-    sources = [{"name": f"feed{n}", "url": feeds.url(path), "kind": "feed", "interval": 1}
+        feeds.set_feed(path, [G20], delay=delay, conditional=False)
+    sources = [{"name": f"feed{n}", "url": feeds.url(path), "kind": "feed", "interval": interval}
                for n, path in enumerate(paths)]
-    config = write_config(tmp_path, sources, database=postgres_url, crawler={"per_host": 1})
+    return paths, write_config(tmp_path, sources, database=postgres_url, crawler={"per_host": 1})
+
+
+def test_two_workers_keep_to_per_host_together(tmp_path, feeds, daemon_factory, postgres_url) -> None:
+    paths, config = _one_host(tmp_path, feeds, postgres_url, 4, delay=0.5, interval=1)
     workers = [_start(daemon_factory(config, token=None, command="worker", name=f"worker{n}")) for n in (1, 2)]
     wait_until(lambda: all(len(feeds.hits_for(p)) >= 3 for p in paths), timeout=60, what="three polls of every feed")
     # read before the workers stop: a stopping worker gives its hosts up while the server still
@@ -120,12 +127,7 @@ def test_two_workers_poll_every_source_of_a_shared_host_in_the_first_round(tmp_p
     """Both workers start together on one host's sources (an hour's interval): a worker that
     finds the host being crawled by the other asks again shortly, so every source is polled in
     the first round (within seconds, not an interval later), and none twice."""
-    paths = [f"/feed{n}.xml" for n in range(40)]
-    for path in paths:
-        feeds.set_feed(path, [G20], delay=0.05, conditional=False)
-    sources = [{"name": f"feed{n}", "url": feeds.url(path), "kind": "feed", "interval": 3600}
-               for n, path in enumerate(paths)]
-    config = write_config(tmp_path, sources, database=postgres_url, crawler={"per_host": 1})
+    paths, config = _one_host(tmp_path, feeds, postgres_url, 40, delay=0.05, interval=3600)
     workers = [daemon_factory(config, token=None, command="worker", name=f"worker{n}").start() for n in (1, 2)]
     with contextlib.suppress(AssertionError):  # the counts below say which feeds were left out
         wait_until(lambda: all(feeds.hits_for(p) for p in paths), timeout=30, what="a poll of every feed")
