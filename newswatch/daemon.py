@@ -484,7 +484,8 @@ class Daemon:
         if not batch:
             return [], []
         granted, waiting = self.leases.claim({s.name: host_of(s.url) for s in batch})
-        return [s for s in batch if s.name in set(granted)], waiting
+        names = set(granted)
+        return [s for s in batch if s.name in names], waiting
 
     async def _crawl(self, batch: list[SourceConfig]) -> None:
         try:
