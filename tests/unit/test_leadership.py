@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -193,30 +194,34 @@ def leases_url(postgres_url):
     return postgres_url
 
 
-def test_postgres_leases_give_each_source_to_one_worker(leases_url) -> None:
+@contextlib.contextmanager
+def _workers(url: str, *holders: str, **options):
+    """PostgresLeases for each holder (the same `options`), all closed at the end."""
     from newswatch.crawler.leases import PostgresLeases
 
+    leases = [PostgresLeases(url, holder=holder, **options) for holder in holders]
+    try:
+        yield leases
+    finally:
+        for lease in leases:
+            lease.close()
+
+
+def test_postgres_leases_give_each_source_to_one_worker(leases_url) -> None:
     a, b, c = "a", "b", "c"
     hosts = {a: "one.example", b: "two.example", c: "three.example"}
-    one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
-    try:
+    with _workers(leases_url, "one", "two", ttl=60) as (one, two):
         assert one.claim({a: hosts[a], b: hosts[b]}).granted == [a, b]
         assert two.claim(hosts).granted == [c]  # a and b are the first worker's while it crawls them
         one.finish({a: 0.0, b: 30.0})  # a is free at once, b rests 30 s
         assert two.claim({a: hosts[a], b: hosts[b]}).granted == [a]
         two.finish({a: 0.0, c: 0.0})
         assert one.claim(hosts) == ([a, c], [])  # b still rests (not waiting: another worker polled it)
-    finally:
-        one.close()
-        two.close()
 
 
 def test_postgres_leases_give_a_host_to_one_worker_at_a_time(leases_url) -> None:
     """All due sources of a host go to the worker that holds the host, until it finishes them all."""
-    from newswatch.crawler.leases import PostgresLeases
-
-    one, two = PostgresLeases(leases_url, holder="one", ttl=60), PostgresLeases(leases_url, holder="two", ttl=60)
-    try:
+    with _workers(leases_url, "one", "two", ttl=60) as (one, two):
         assert one.claim({"a": "news.example", "b": "news.example"}).granted == ["a", "b"]
         # news.example is one's: c waits (asked for again shortly), d is granted
         assert two.claim({"c": "news.example", "d": "other.example"}) == (["d"], ["c"])
@@ -225,28 +230,19 @@ def test_postgres_leases_give_a_host_to_one_worker_at_a_time(leases_url) -> None
         assert two.claim({"a": "news.example"}) == ([], ["a"])  # c is still being crawled
         one.finish({"c": 0.0})
         assert two.claim({"a": "news.example", "c": "news.example"}) == (["a", "c"], [])
-    finally:
-        one.close()
-        two.close()
 
 
 def test_postgres_one_claim_takes_whole_hosts_up_to_its_share(leases_url) -> None:
     """A worker that claims first leaves hosts for the others: whole hosts up to `share` due
     sources; the due sources of the hosts left over wait for its next claim, or go to another."""
-    from newswatch.crawler.leases import PostgresLeases
-
     hosts = {f"{h}-{n}": f"{h}.example" for h in "abcd" for n in range(3)}
-    one, two = PostgresLeases(leases_url, holder="one", share=4), PostgresLeases(leases_url, holder="two", share=4)
-    try:
+    with _workers(leases_url, "one", "two", share=4) as (one, two):
         first = one.claim(hosts)
         assert first.granted == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]  # a reaches 3 < 4, b makes 6
         assert first.waiting == [f"{h}-{n}" for h in "cd" for n in range(3)]
         second = two.claim(hosts)
         assert second.granted == [f"{h}-{n}" for h in "cd" for n in range(3)]
         assert second.waiting == [f"{h}-{n}" for h in "ab" for n in range(3)]  # one's, being crawled
-    finally:
-        one.close()
-        two.close()
 
 
 def test_postgres_hosts_of_a_worker_whose_session_ended_are_free_at_once(leases_url) -> None:
